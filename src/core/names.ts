@@ -1,0 +1,40 @@
+import { createHash } from "node:crypto";
+
+/** Suffix of a download in progress. */
+export const PartSuffix = ".part";
+/** Suffix of a conversion in progress. */
+export const ConvertedSuffix = ".converted";
+/** Suffix of the sidecar that records what was learned about a base. */
+export const SidecarSuffix = ".info.json";
+/** Suffix of the lock that coalesces fetches of one id on a node. */
+export const LockSuffix = ".lock";
+/** Suffix of a sidecar being written. */
+export const SidecarTempSuffix = ".info.json.tmp";
+
+/** Base file name for an image id: lowercase hex SHA-1 of its UTF-8 bytes, as Nova names `_base` files. */
+export function baseNameFor(imageId: string): string {
+  return createHash("sha1").update(imageId, "utf8").digest("hex");
+}
+
+/** What a file name in `_base` is, from its name alone. */
+export type BaseFileKind =
+  | { kind: "base"; base: string }
+  | { kind: "sidecar"; base: string }
+  | { kind: "temp"; base: string; suffix: string }
+  | { kind: "lock"; base: string }
+  | { kind: "unknown" };
+
+const sha1Hex = /^[0-9a-f]{40}$/;
+const tempSuffixes = [PartSuffix, ConvertedSuffix, SidecarTempSuffix];
+
+/** Classifies a `_base` entry by name; anything we did not write is "unknown" and never deleted on a guess. */
+export function classifyBaseFileName(name: string): BaseFileKind {
+  if (sha1Hex.test(name)) return { kind: "base", base: name };
+  const stem = name.slice(0, 40);
+  if (!sha1Hex.test(stem)) return { kind: "unknown" };
+  const rest = name.slice(40);
+  if (rest === SidecarSuffix) return { kind: "sidecar", base: stem };
+  if (rest === LockSuffix) return { kind: "lock", base: stem };
+  if (tempSuffixes.includes(rest)) return { kind: "temp", base: stem, suffix: rest };
+  return { kind: "unknown" };
+}

@@ -1,0 +1,115 @@
+/**
+ * The project's error classes. Each has a stable `code` that logs, metrics and `--json` output use, and
+ * `lib/exit.ts` maps each to one process exit code.
+ */
+
+/** Stable machine-readable reasons for a refused image (also the `reason` in `--json` and status). */
+export type RejectReason =
+  | "backing-file"
+  | "data-file"
+  | "encrypted"
+  | "unknown-feature"
+  | "too-large"
+  | "corrupt"
+  | "unsupported-format"
+  | "not-a-disk"
+  | "empty"
+  | "checksum-mismatch"
+  | "format-mismatch"
+  | "compression-bomb"
+  | "bad-extent"
+  | "inspect-failed";
+
+/** Stable machine-readable reasons for a source that failed. */
+export type FetchFailReason =
+  | "http-status"
+  | "unreachable"
+  | "bad-redirect"
+  | "too-many-redirects"
+  | "retries-exhausted"
+  | "truncated"
+  | "stalled"
+  | "registry";
+
+abstract class BasecacheError extends Error {
+  abstract readonly code: string;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The image is unsafe, corrupt, too large or does not match its checksum. Never retried as is. */
+export class ImageRejectedError extends BasecacheError {
+  readonly code = "IMAGE_REJECTED";
+  constructor(
+    readonly reason: RejectReason,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The origin failed: HTTP error, network error, bad redirect. `retryable` says whether trying again may help. */
+export class FetchError extends BasecacheError {
+  readonly code = "FETCH_FAILED";
+  constructor(
+    readonly reason: FetchFailReason,
+    message: string,
+    readonly details: { status?: number; retryable: boolean },
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+  get status(): number | undefined {
+    return this.details.status;
+  }
+  get retryable(): boolean {
+    return this.details.retryable;
+  }
+}
+
+/** No room for the image in the base dir's filesystem or the cache budget. */
+export class DiskFullError extends BasecacheError {
+  readonly code = "DISK_FULL";
+  readonly reason = "disk-full";
+}
+
+/** An external tool (qemu-img) failed, timed out or was killed. */
+export class ToolError extends BasecacheError {
+  readonly code = "TOOL_FAILED";
+  constructor(
+    message: string,
+    readonly details: {
+      tool: string;
+      exitCode?: number | undefined;
+      signal?: string | undefined;
+      timedOut: boolean;
+      stderrTail: string;
+    },
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** Bad flags, bad kubeconfig, invalid input given by the operator. */
+export class ConfigError extends BasecacheError {
+  readonly code = "CONFIG_INVALID";
+}
+
+/** A reconcile error that retrying cannot fix; it goes to status and an Event instead of the retry queue. */
+export class TerminalError extends BasecacheError {
+  readonly code = "TERMINAL";
+}
+
+/** A CLI deadline ran out. */
+export class DeadlineError extends BasecacheError {
+  readonly code = "DEADLINE";
+}
+
+/** Narrows an unknown thrown value to an Error, wrapping anything else. */
+export function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}

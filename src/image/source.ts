@@ -1,0 +1,31 @@
+/**
+ * Where the bytes of an image come from, once any indirection (an OCI registry, a redirecting catalogue) has
+ * been resolved to one HTTP(S) URL. The fetch pipeline downloads `url` and never guesses anything else.
+ */
+export interface ResolvedSource {
+  /** The http: or https: URL of the bytes to download. */
+  url: string;
+  /** Extra request headers, such as a registry bearer token. Never logged. */
+  headers?: Record<string, string>;
+  /**
+   * `"sha256:<hex>"` of the bytes at `url` (the network bytes, before any unpacking), verified while
+   * downloading; a mismatch rejects the image with reason checksum-mismatch.
+   */
+  expectedDigest?: string;
+  /**
+   * How the disk sits inside the network bytes: as is (`"none"`, the default), as the one disk file of a
+   * tar archive (`"tar"`), or of a gzip-compressed tar (`"tar+gzip"`). Unpacked downloads restart rather than
+   * resume after a dropped connection.
+   */
+  unpack?: "none" | "tar" | "tar+gzip";
+  /** A short human description for logs and messages, e.g. `registry.local/os/debian:12 (layer sha256:ab12…)`. */
+  description: string;
+}
+
+/** The source of a fetch request: already resolved, a plain URL, or an OCI image reference. */
+export type SourceSpec = ResolvedSource | { http: { url: string } } | { registry: { image: string } };
+
+/** Turns a plain `{http:{url}}` spec into a ResolvedSource; other specs pass through. */
+export function resolvedFromHttp(spec: { http: { url: string } }): ResolvedSource {
+  return { url: spec.http.url, unpack: "none", description: spec.http.url };
+}

@@ -2,9 +2,21 @@ import { readFile } from "node:fs/promises";
 import { ExitCode } from "../../lib/exit.js";
 import type { Command } from "../command.js";
 
+// The package root is three levels up from src/cli/commands and four from dist/src/cli/commands.
+async function readPackageVersion(): Promise<string> {
+  for (const up of ["../../../package.json", "../../../../package.json"]) {
+    try {
+      const pkg = JSON.parse(await readFile(new URL(up, import.meta.url), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "basecache" && pkg.version) return pkg.version;
+    } catch {
+      // Not there from this layout; try the other.
+    }
+  }
+  return "unknown";
+}
+
 /** Prints the basecache version. */
 export const versionCommand: Command = async (_argv, ctx) => {
-  const pkg = JSON.parse(await readFile(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
-  ctx.stdout.write(`basecache ${pkg.version}\n`);
+  ctx.stdout.write(`basecache ${await readPackageVersion()}\n`);
   return ExitCode.Ok;
 };

@@ -1,0 +1,34 @@
+import { setTimeout as delay } from "node:timers/promises";
+
+export interface EventuallyOptions {
+  /** Give up after this long; default 30 s. */
+  timeoutMs?: number;
+  /** Pause between attempts; default 100 ms. */
+  intervalMs?: number;
+  /** Named in the timeout error. */
+  description?: string;
+}
+
+/**
+ * Calls `fn` until it returns without throwing, and returns what it returned. Put assertions inside `fn`;
+ * when time runs out the last assertion error is rethrown as the cause, so a failing test says what it saw.
+ */
+export async function eventually<T>(fn: () => T | Promise<T>, opts: EventuallyOptions = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const intervalMs = opts.intervalMs ?? 100;
+  const deadline = Date.now() + timeoutMs;
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() >= deadline) {
+        const what = opts.description ? ` (${opts.description})` : "";
+        const last = err instanceof Error ? err.message : String(err);
+        throw new Error(`Condition not met within ${timeoutMs} ms after ${attempts} attempts${what}: ${last}`, { cause: err });
+      }
+    }
+    await delay(intervalMs);
+  }
+}

@@ -1,0 +1,30 @@
+/** Reads just enough of an image file for the pure header inspector (core/image-header.ts). */
+import { open } from "node:fs/promises";
+import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
+
+const MaxPasses = 16;
+const MaxRead = 4 * 1024 * 1024;
+
+/** Runs the header inspector on the file at `path`, reading the ranges it asks for. */
+export async function readHeaderFacts(path: string): Promise<HeaderFacts> {
+  const fh = await open(path, "r");
+  try {
+    const { size } = await fh.stat();
+    const read = async (offset: number, length: number) => {
+      const len = Math.max(0, Math.min(length, size - offset, MaxRead));
+      const data = Buffer.alloc(len);
+      const { bytesRead } = await fh.read(data, 0, len, offset);
+      return { offset, data: data.subarray(0, bytesRead) };
+    };
+    const chunks = [await read(0, HeaderProbeBytes)];
+    if (size > HeaderProbeBytes) chunks.push(await read(size - 512, 512));
+    for (let pass = 0; pass < MaxPasses; pass++) {
+      const r = inspectHeader({ size, chunks });
+      if (r.done) return r.facts;
+      chunks.push(await read(r.need.offset, Math.max(r.need.length, 4096)));
+    }
+    throw new Error(`Cannot inspect image header of "${path}": it needs more than ${MaxPasses} reads`);
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,338 @@
+/**
+ * The garbage-collection decision for one node's base dir: every entry gets exactly one decision (keep,
+ * delete or report) with a CamelCase reason. Pure: the agent's gc-pass gathers the inputs and applies the plan.
+ * Rules and their reasons: docs/design/gc-rules.md.
+ */
+import { classifyBaseFileName } from "./names.js";
+import { planEvictions, type EvictionCandidate, type GcBudget } from "./watermarks.js";
+
+export type { GcBudget } from "./watermarks.js";
+
+/** The durable record of GC observations, kept in the base dir (see docs/design/gc-rules.md). */
+export const GcStateFileName = ".basecache-gc.json";
+/** The state file while it is being written, before its atomic rename. */
+export const GcStateTempFileName = ".basecache-gc.json.tmp";
+/** Default retention of an unused base when no ImageCache said otherwise: 24 hours. */
+export const DefaultRetentionMs = 24 * 60 * 60 * 1000;
+
+/** What GC remembers about one base between passes. */
+export interface GcBaseRecord {
+  /** When a pass first saw the base neither wanted nor in use (epoch ms); absent while referenced. */
+  unusedSince?: number;
+  /** The retention the ImageCaches last gave this base while they wanted it. */
+  retentionMs?: number;
+  /** The image id the base was last wanted as, for logs and Events after it is no longer wanted. */
+  imageId?: string;
+}
+
+/** GC's durable memory, keyed by base name. */
+export interface GcState {
+  version: 1;
+  bases: Record<string, GcBaseRecord>;
+}
+
+/** One directory entry of the base dir, as the edge stat'ed it. */
+export interface GcEntry {
+  name: string;
+  type: "file" | "directory" | "symlink" | "other";
+  /** Bytes allocated on disk (st_blocks * 512); bases are sparse, so never the apparent size. */
+  allocatedBytes: number;
+  mtimeMs: number;
+  /** A live process has the file open or holds its lock. */
+  held: boolean;
+}
+
+/** A base that an ImageCache wants on this node. */
+export interface GcWant {
+  base: string;
+  imageId: string;
+  retentionMs: number;
+}
+
+/** One user of a base: an instance disk (`disk <path>`) or a pod (`pod <ns>/<name>`). */
+export interface GcUse {
+  base: string;
+  by: string;
+}
+
+/** Everything one GC decision depends on. */
+export interface GcInput {
+  now: number;
+  entries: readonly GcEntry[];
+  wanted: readonly GcWant[];
+  uses: readonly GcUse[];
+  /** Why the set of uses may be incomplete (a disk that could not be inspected, pods not listed); any means no base goes. */
+  uncertainties: readonly string[];
+  state: GcState;
+  defaultRetentionMs: number;
+  budget?: GcBudget;
+  dryRun?: boolean;
+}
+
+export type GcFileKind = "base" | "sidecar" | "temp" | "lock" | "gc-state" | "unknown";
+export type GcAction = "keep" | "delete" | "report";
+
+/**
+ * Why an entry is kept, deleted or reported.
+ * - InUse: an instance disk or a pod on this node uses the base. Open: a live process has the base open.
+ * - Wanted: an ImageCache wants it here. Busy: a fetch of the same base is under way (a held temp or lock).
+ * - ReferencesIncomplete: some use could not be determined, so no base is removed this pass.
+ * - WithinRetention / RetentionExpired: unused, for less / at least the retention age. Evicted: over the high watermark.
+ * - BaseKept / BaseRemoved: a sidecar or lock follows its base. Orphaned: a sidecar or lock without a base.
+ * - Held / Abandoned: a temp file that a live process holds / that nobody holds.
+ * - UnknownName / NotARegularFile: not ours by name or type; reported, never deleted. GcState: GC's own record.
+ */
+export type GcReason =
+  | "InUse"
+  | "Open"
+  | "Wanted"
+  | "Busy"
+  | "ReferencesIncomplete"
+  | "WithinRetention"
+  | "RetentionExpired"
+  | "Evicted"
+  | "BaseKept"
+  | "BaseRemoved"
+  | "Orphaned"
+  | "Held"
+  | "Abandoned"
+  | "UnknownName"
+  | "NotARegularFile"
+  | "GcState";
+
+/** The decision for one entry. */
+export interface GcDecision {
+  name: string;
+  kind: GcFileKind;
+  base?: string;
+  action: GcAction;
+  reason: GcReason;
+  message: string;
+  /** Allocated bytes of this entry alone. */
+  bytes: number;
+  /** Who uses the base, for InUse. */
+  users?: string[];
+  /** When the base was first seen unused, for WithinRetention, RetentionExpired and Evicted. */
+  unusedSince?: number;
+  imageId?: string;
+}
+
+/** The outcome of one GC decision pass. */
+export interface GcPlan {
+  dryRun: boolean;
+  /** One per entry, sorted by name. */
+  decisions: GcDecision[];
+  /** The state to persist after the pass (a dry run persists nothing). */
+  state: GcState;
+  usage: GcUsage;
+}
+
+/** The cache's own bytes (bases, sidecars, locks, temps; never unknown files) before and after the plan. */
+export interface GcUsage {
+  cacheBytes: number;
+  afterBytes: number;
+  highBytes?: number;
+  lowBytes?: number;
+  /** Still above the high watermark after every allowed eviction. */
+  overBudget: boolean;
+}
+
+/** An empty GC state. */
+export function emptyGcState(): GcState {
+  return { version: 1, bases: {} };
+}
+
+interface Facts {
+  input: GcInput;
+  bases: Set<string>;
+  wanted: Map<string, GcWant>;
+  users: Map<string, string[]>;
+  busy: Set<string>;
+  mtimes: Map<string, number>;
+}
+
+/** Classifies an entry by name and type. */
+export function classifyGcEntry(entry: Pick<GcEntry, "name" | "type">): { kind: GcFileKind; base?: string } {
+  if (entry.name === GcStateFileName || entry.name === GcStateTempFileName) return { kind: "gc-state" };
+  const byName = classifyBaseFileName(entry.name);
+  if (byName.kind === "unknown" || entry.type !== "file") return { kind: "unknown" };
+  return { kind: byName.kind, base: byName.base };
+}
+
+/** Decides what happens to every entry of the base dir; see docs/design/gc-rules.md for the rules. */
+export function planGc(input: GcInput): GcPlan {
+  const facts = gatherFacts(input);
+  const decisions = [...input.entries].sort((a, b) => cmp(a.name, b.name)).map((e) => decideEntry(e, facts));
+  const usage = applyWatermarks(decisions, facts);
+  settleFollowers(decisions);
+  return { dryRun: input.dryRun ?? false, decisions, state: nextState(decisions, facts), usage };
+}
+
+function gatherFacts(input: GcInput): Facts {
+  const bases = new Set<string>();
+  const busy = new Set<string>();
+  const mtimes = new Map<string, number>();
+  for (const e of input.entries) {
+    const c = classifyGcEntry(e);
+    if (c.kind === "base" && c.base) {
+      bases.add(c.base);
+      mtimes.set(c.base, e.mtimeMs);
+    }
+    if ((c.kind === "temp" || c.kind === "lock") && c.base && e.held) busy.add(c.base);
+  }
+  const wanted = new Map<string, GcWant>();
+  for (const w of input.wanted) {
+    const prior = wanted.get(w.base);
+    if (!prior || w.retentionMs < prior.retentionMs) wanted.set(w.base, w);
+  }
+  const users = new Map<string, string[]>();
+  for (const u of input.uses) users.set(u.base, [...(users.get(u.base) ?? []), u.by]);
+  return { input, bases, wanted, users, busy, mtimes };
+}
+
+function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
+  const { kind, base } = classifyGcEntry(entry);
+  const common = { name: entry.name, kind, bytes: entry.allocatedBytes, ...(base ? { base } : {}) };
+  switch (kind) {
+    case "base":
+      return { ...common, ...decideBase(entry, base ?? entry.name, facts) };
+    case "sidecar":
+    case "lock":
+      return { ...common, ...decideFollower(entry, base ?? "", facts) };
+    case "temp":
+      return { ...common, ...decideTemp(entry, base ?? "", facts) };
+    case "gc-state":
+      return { ...common, action: "keep", reason: "GcState", message: "GC's own state file" };
+    case "unknown": {
+      const reason = classifyBaseFileName(entry.name).kind === "unknown" ? "UnknownName" : "NotARegularFile";
+      const what = reason === "UnknownName" ? "name is not one basecache writes" : `is a ${entry.type}, not a regular file`;
+      return { ...common, action: "report", reason, message: `Left alone: ${what}` };
+    }
+  }
+}
+
+type Verdict = Pick<GcDecision, "action" | "reason" | "message" | "users" | "unusedSince" | "imageId">;
+
+function decideBase(entry: GcEntry, base: string, facts: Facts): Verdict {
+  const { input } = facts;
+  const record = input.state.bases[base];
+  const want = facts.wanted.get(base);
+  const imageId = want?.imageId ?? record?.imageId;
+  const withId = imageId ? { imageId } : {};
+  const users = facts.users.get(base);
+  if (users) return { action: "keep", reason: "InUse", message: `Used by ${users.join(", ")}`, users, ...withId };
+  if (entry.held) return { action: "keep", reason: "Open", message: "A live process has the base open", ...withId };
+  if (want) return { action: "keep", reason: "Wanted", message: `Wanted on this node as image "${want.imageId}"`, ...withId };
+  if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way", ...withId };
+  if (input.uncertainties.length > 0) {
+    return { action: "keep", reason: "ReferencesIncomplete", message: `Uses unknown: ${input.uncertainties.join("; ")}`, ...withId };
+  }
+  const unusedSince = record?.unusedSince ?? input.now;
+  const retentionMs = record?.retentionMs ?? input.defaultRetentionMs;
+  const age = input.now - unusedSince;
+  if (age >= retentionMs) {
+    const message = `Unused for ${formatAge(age)}, retention ${formatAge(retentionMs)}`;
+    return { action: "delete", reason: "RetentionExpired", message, unusedSince, ...withId };
+  }
+  const message = `Unused for ${formatAge(Math.max(0, age))} of ${formatAge(retentionMs)} retention`;
+  return { action: "keep", reason: "WithinRetention", message, unusedSince, ...withId };
+}
+
+// A sidecar or lock: it lives and dies with its base; without one it goes unless a fetch is under way.
+function decideFollower(entry: GcEntry, base: string, facts: Facts): Verdict {
+  if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
+  if (facts.bases.has(base)) return { action: "keep", reason: "BaseKept", message: "Its base is kept" };
+  if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
+  return { action: "delete", reason: "Orphaned", message: "Its base does not exist" };
+}
+
+function decideTemp(entry: GcEntry, base: string, facts: Facts): Verdict {
+  if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
+  if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
+  return { action: "delete", reason: "Abandoned", message: "Work file of an interrupted fetch; no live process holds it" };
+}
+
+function applyWatermarks(decisions: GcDecision[], facts: Facts): GcUsage {
+  const cacheBytes = sumBytes(decisions.filter((d) => d.kind !== "unknown"));
+  const followers = followerBytes(decisions);
+  const deleted = sumBytes(decisions.filter((d) => d.action === "delete")) + sumFollowersOfDeleted(decisions, followers);
+  const budget = facts.input.budget;
+  if (!budget) return { cacheBytes, afterBytes: cacheBytes - deleted, overBudget: false };
+  const candidates: EvictionCandidate[] = decisions
+    .filter((d) => d.kind === "base" && d.reason === "WithinRetention")
+    .map((d) => ({
+      base: d.name,
+      bytes: d.bytes + (followers.get(d.name) ?? 0),
+      unusedSince: d.unusedSince ?? facts.input.now,
+      mtimeMs: facts.mtimes.get(d.name) ?? 0,
+    }));
+  const result = planEvictions(budget, cacheBytes - deleted, candidates);
+  const evicted = new Set(result.evict);
+  for (const d of decisions) {
+    if (d.kind === "base" && evicted.has(d.name)) {
+      d.action = "delete";
+      d.reason = "Evicted";
+      d.message = `Cache above its high watermark; least recently used unused base (${d.message})`;
+    }
+  }
+  const { afterBytes, highBytes, lowBytes, overBudget } = result;
+  return { cacheBytes, afterBytes, highBytes, lowBytes, overBudget };
+}
+
+// Bytes of kept-because-of-base sidecars and locks, per base: they go when their base goes.
+function followerBytes(decisions: readonly GcDecision[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const d of decisions) if (d.reason === "BaseKept" && d.base) out.set(d.base, (out.get(d.base) ?? 0) + d.bytes);
+  return out;
+}
+
+function sumFollowersOfDeleted(decisions: readonly GcDecision[], followers: Map<string, number>): number {
+  return decisions.filter((d) => d.kind === "base" && d.action === "delete").reduce((n, d) => n + (followers.get(d.name) ?? 0), 0);
+}
+
+// Sidecars and locks of a removed base go with it.
+function settleFollowers(decisions: GcDecision[]): void {
+  const removed = new Set(decisions.filter((d) => d.kind === "base" && d.action === "delete").map((d) => d.name));
+  for (const d of decisions) {
+    if (d.reason === "BaseKept" && d.base && removed.has(d.base)) {
+      d.action = "delete";
+      d.reason = "BaseRemoved";
+      d.message = "Its base is removed";
+    }
+  }
+}
+
+function nextState(decisions: readonly GcDecision[], facts: Facts): GcState {
+  const bases: Record<string, GcBaseRecord> = {};
+  for (const d of decisions) {
+    if (d.kind !== "base" || d.action === "delete") continue;
+    const prior = facts.input.state.bases[d.name];
+    const want = facts.wanted.get(d.name);
+    const record: GcBaseRecord = {};
+    const retentionMs = want?.retentionMs ?? prior?.retentionMs;
+    if (retentionMs !== undefined) record.retentionMs = retentionMs;
+    if (d.imageId !== undefined) record.imageId = d.imageId;
+    if (d.reason === "ReferencesIncomplete" && prior?.unusedSince !== undefined) record.unusedSince = prior.unusedSince;
+    if (d.reason === "WithinRetention" && d.unusedSince !== undefined) record.unusedSince = d.unusedSince;
+    if (Object.keys(record).length > 0) bases[d.name] = record;
+  }
+  return { version: 1, bases };
+}
+
+function sumBytes(decisions: readonly GcDecision[]): number {
+  return decisions.reduce((n, d) => n + d.bytes, 0);
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Formats a duration in ms compactly for messages (`25h0m`, `3m20s`). */
+export function formatAge(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${s % 60}s`;
+  const h = Math.floor(m / 60);
+  return `${h}h${m % 60}m`;
+}

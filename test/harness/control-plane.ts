@@ -13,7 +13,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import { parseAllDocuments, stringify } from "yaml";
-import { ApiextensionsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject } from "@kubernetes/client-node";
+import { ApiextensionsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, type KubernetesObject } from "@kubernetes/client-node";
 import { createCertAuthority, createServiceAccountKeys, fileBase64, type CertAuthority } from "./certs.js";
 import { eventually } from "./eventually.js";
 
@@ -318,6 +318,27 @@ async function requestToken(kc: KubeConfig, ns: string, sa: string, nodeName?: s
   return token;
 }
 
+/** Sends one request with `kc`'s credentials and resolves the response body; rejects on a non-2xx status. */
+async function rawRequest(kc: KubeConfig, method: string, path: string, body: string, contentType: string): Promise<string> {
+  const server = kc.getCurrentCluster()?.server ?? "";
+  const opts: Parameters<typeof httpsRequest>[1] = { method, headers: { "content-type": contentType, accept: "application/json" } };
+  await kc.applyToHTTPSOptions(opts);
+  return new Promise((res, rej) => {
+    const req = httpsRequest(new URL(path, server), opts, (resp) => {
+      const chunks: Buffer[] = [];
+      resp.on("data", (c: Buffer) => chunks.push(c));
+      resp.on("end", () => {
+        const text = Buffer.concat(chunks).toString();
+        const status = resp.statusCode ?? 0;
+        if (status >= 200 && status < 300) res(text);
+        else rej(new Error(`Cannot ${method} ${path}: HTTP ${status}: ${text.slice(0, 2000)}`));
+      });
+    });
+    req.on("error", rej);
+    req.end(body);
+  });
+}
+
 interface CrdDoc extends KubernetesObject {
   spec: { group: string; names: { plural: string }; versions: { name: string; served: boolean }[] };
 }
@@ -331,8 +352,13 @@ async function applyCrds(kc: KubeConfig, dir: string): Promise<void> {
       if (obj?.kind === "CustomResourceDefinition") docs.push(obj);
     }
   }
+  // NOTE: not KubernetesObjectApi.patch: client-node's typed CRD model drops every `x-kubernetes-*` key
+  // (validations, list types, defaults survive only under their TypeScript names), so send the YAML's JSON raw.
+  for (const doc of docs) {
+    const path = `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${doc.metadata?.name}?fieldManager=basecache-test&force=true`;
+    await rawRequest(kc, "PATCH", path, JSON.stringify(doc), "application/apply-patch+yaml");
+  }
   const objects = KubernetesObjectApi.makeApiClient(kc);
-  for (const doc of docs) await objects.patch(doc, undefined, undefined, "basecache-test", true, PatchStrategy.ServerSideApply);
   const ext = kc.makeApiClient(ApiextensionsV1Api);
   for (const doc of docs) {
     await eventually(

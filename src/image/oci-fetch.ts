@@ -1,0 +1,279 @@
+/**
+ * The OCI registry source: resolves `host/repo:tag[@digest]` to the one blob that holds the disk (an artifact
+ * layer, or a KubeVirt containerDisk tar layer), and streams the disk file out of a tar layer.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { Readable, pipeline } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { basicAuthorization, findDockerConfigCredentials, parseAuthChallenge, planTokenRequest, readTokenResponse, type BasicCredentials } from "../core/oci-auth.js";
+import {
+  ManifestAccept,
+  MaxManifestBytes,
+  chooseDiskLayer,
+  choosePlatformManifest,
+  parseManifestDocument,
+  type Decision,
+  type Descriptor,
+  type ManifestDocument,
+  type Platform,
+} from "../core/oci-manifest.js";
+import { decideRegistryScheme, formatImageReference, manifestReferenceOf, parseImageReference, parseRegistryList, type ImageReference } from "../core/oci-ref.js";
+import { TarDiskSelector, type DiskSelectorOptions } from "../core/tar-disk.js";
+import { TarFormatError } from "../core/tar.js";
+import { ConfigError, FetchError, ImageRejectedError } from "../lib/errors.js";
+import type { ResolvedSource } from "./source.js";
+
+export interface ResolveRegistryOptions {
+  signal?: AbortSignal;
+  /** Registries (`host` or `host:port`) spoken to over plain http; BASECACHE_INSECURE_REGISTRIES adds more. */
+  insecureRegistries?: string[];
+  /** The platform to pick from an index; default linux/amd64. */
+  platform?: Platform;
+  /** Deadline for each registry request (manifest, token, blob check); default 30 s. */
+  requestTimeoutMs?: number;
+}
+
+const DefaultPlatform: Platform = { os: "linux", architecture: "amd64" };
+
+/**
+ * Resolves an image reference to the HTTP(S) location of its disk blob.
+ * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses; ImageRejectedError
+ *   for a manifest that holds no single disk or does not match its pinned digest
+ */
+export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOptions = {}): Promise<ResolvedSource> {
+  let parsed: ImageReference;
+  try {
+    parsed = parseImageReference(ref);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, { cause: err });
+  }
+  const insecure = [...parseRegistryList((opts.insecureRegistries ?? []).join(",")), ...parseRegistryList(process.env.BASECACHE_INSECURE_REGISTRIES)];
+  const client = new RegistryClient(parsed, decideRegistryScheme(parsed.apiHost, insecure), opts);
+  const name = formatImageReference(parsed);
+  let image = await client.getManifest(manifestReferenceOf(parsed), parsed.digest);
+  if (image.kind === "index") {
+    const entry = decided(choosePlatformManifest(image.manifests, opts.platform ?? DefaultPlatform), name);
+    image = await client.getManifest(entry.digest, entry.digest);
+    if (image.kind !== "image") throw new ImageRejectedError("unsupported-format", `Cannot use image "${name}": its index points to another index`);
+  }
+  const choice = decided(chooseDiskLayer(image.layers), name);
+  await client.checkBlob(choice.layer);
+  return {
+    url: client.blobUrl(choice.layer.digest),
+    ...(client.authorization !== undefined ? { headers: { authorization: client.authorization } } : {}),
+    expectedDigest: choice.layer.digest,
+    unpack: choice.unpack,
+    description: `${name} (layer ${choice.layer.digest.slice(0, 19)}…, ${choice.why})`,
+  };
+}
+
+function decided<T>(d: Decision<T>, name: string): T {
+  if (d.ok) return d.value;
+  throw new ImageRejectedError(d.reason, `Cannot use image "${name}": ${d.message}`);
+}
+
+/** One repository on one registry, with the authorization it has earned so far. */
+class RegistryClient {
+  authorization: string | undefined;
+  private readonly base: string;
+  private readonly name: string;
+  private triedAuth = false;
+
+  constructor(
+    private readonly ref: ImageReference,
+    private readonly scheme: "http" | "https",
+    private readonly opts: ResolveRegistryOptions,
+  ) {
+    this.base = `${scheme}://${ref.apiHost}/v2/${ref.repository}`;
+    this.name = formatImageReference(ref);
+  }
+
+  blobUrl(digest: string): string {
+    return `${this.base}/blobs/${digest}`;
+  }
+
+  /** GETs a manifest; verifies it against `digest` when one is pinned or it was named by digest. */
+  async getManifest(reference: string, digest: string | undefined): Promise<ManifestDocument> {
+    const res = await this.request(`${this.base}/manifests/${reference}`, "GET", { accept: ManifestAccept }, `manifest "${reference}"`);
+    const body = await readLimited(res, MaxManifestBytes, this.name);
+    if (digest !== undefined) {
+      const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+      if (actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
+    }
+    return decided(parseManifestDocument(body.toString("utf8"), res.headers.get("content-type") ?? undefined), this.name);
+  }
+
+  /** HEADs the disk blob so that a missing layer fails here, with its name, rather than mid-pipeline. */
+  async checkBlob(layer: Descriptor): Promise<void> {
+    const res = await this.request(this.blobUrl(layer.digest), "HEAD", {}, `layer ${layer.digest}`);
+    const length = res.headers.get("content-length");
+    if (res.status === 200 && length !== null && Number(length) !== layer.size) {
+      throw new ImageRejectedError("corrupt", `Cannot use image "${this.name}": layer ${layer.digest} is ${length} bytes in the registry, the manifest says ${layer.size}`);
+    }
+  }
+
+  private async request(url: string, method: string, headers: Record<string, string>, what: string): Promise<Response> {
+    let res = await this.send(url, method, headers);
+    if (res.status === 401 && !this.triedAuth) {
+      this.triedAuth = true;
+      await res.body?.cancel();
+      await this.authenticate(res.headers.get("www-authenticate"));
+      res = await this.send(url, method, headers);
+    }
+    const redirected = method === "HEAD" && res.status >= 300 && res.status < 400;
+    if (!res.ok && !redirected) {
+      await res.body?.cancel();
+      const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
+      const hint = res.status === 404 ? "not found" : res.status === 401 || res.status === 403 ? "access denied" : `status ${res.status}`;
+      throw new FetchError("http-status", `Cannot fetch ${what} of image "${this.name}": registry answered ${res.status} (${hint})`, { status: res.status, retryable });
+    }
+    return res;
+  }
+
+  private async send(url: string, method: string, headers: Record<string, string>): Promise<Response> {
+    const h: Record<string, string> = { ...headers };
+    if (this.authorization !== undefined) h.authorization = this.authorization;
+    return guarded(() => fetch(url, { method, headers: h, redirect: method === "HEAD" ? "manual" : "follow", signal: this.signal() }), this.name, this.opts.signal);
+  }
+
+  private signal(): AbortSignal {
+    const timeout = AbortSignal.timeout(this.opts.requestTimeoutMs ?? 30_000);
+    return this.opts.signal ? AbortSignal.any([this.opts.signal, timeout]) : timeout;
+  }
+
+  private async authenticate(header: string | null): Promise<void> {
+    const challenge = parseAuthChallenge(header);
+    const creds = await readRegistryCredentials(this.ref.registry);
+    if (challenge?.scheme === "basic") {
+      if (!creds) throw registryError(`Cannot fetch image "${this.name}": the registry asks for credentials and none are configured for "${this.ref.registry}"`, false);
+      this.authorization = basicAuthorization(creds);
+      return;
+    }
+    if (challenge?.scheme !== "bearer") throw registryError(`Cannot fetch image "${this.name}": the registry asks for an unsupported authentication ${JSON.stringify(header ?? "")}`, false);
+    this.authorization = `Bearer ${await this.fetchToken(challenge, creds)}`;
+  }
+
+  private async fetchToken(challenge: NonNullable<ReturnType<typeof parseAuthChallenge>>, creds: BasicCredentials | undefined): Promise<string> {
+    const plan = planTokenRequest(challenge, this.ref.repository, this.scheme);
+    if (!plan.ok) throw registryError(`Cannot get a registry token for image "${this.name}": ${plan.message}`, false);
+    const headers: Record<string, string> = creds ? { authorization: basicAuthorization(creds) } : {};
+    const res = await guarded(() => fetch(plan.url, { headers, signal: this.signal() }), this.name, this.opts.signal);
+    if (!res.ok) {
+      await res.body?.cancel();
+      const retryable = res.status === 429 || res.status >= 500;
+      throw new FetchError("http-status", `Cannot get a registry token for image "${this.name}": token server answered ${res.status}`, { status: res.status, retryable });
+    }
+    const token = readTokenResponse((await readLimited(res, 1024 * 1024, this.name)).toString("utf8"));
+    if (token === undefined) throw registryError(`Cannot get a registry token for image "${this.name}": the token server's answer holds no token`, false);
+    return token;
+  }
+}
+
+function registryError(message: string, retryable: boolean, cause?: unknown): FetchError {
+  return new FetchError("registry", message, { retryable }, cause === undefined ? undefined : { cause });
+}
+
+/** Runs a fetch, turning network errors and timeouts into FetchError; the caller's own abort passes through. */
+async function guarded<T>(fn: () => Promise<T>, name: string, callerSignal: AbortSignal | undefined): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (callerSignal?.aborted) throw callerSignal.reason;
+    if (err instanceof FetchError || err instanceof ImageRejectedError) throw err;
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const detail = e.name === "TimeoutError" ? "the request timed out" : (e.cause?.code ?? e.cause?.message ?? e.message);
+    throw registryError(`Cannot reach the registry for image "${name}": ${detail}`, true, err);
+  }
+}
+
+/** Reads a response body, refusing one larger than `limit` bytes. */
+async function readLimited(res: Response, limit: number, name: string): Promise<Buffer> {
+  const declared = Number(res.headers.get("content-length") ?? "0");
+  if (declared > limit) {
+    await res.body?.cancel();
+    throw registryError(`Cannot fetch image "${name}": a registry answer of ${declared} bytes exceeds the limit of ${limit}`, false);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  if (res.body) {
+    for await (const chunk of res.body) {
+      total += chunk.length;
+      if (total > limit) throw registryError(`Cannot fetch image "${name}": a registry answer exceeds the limit of ${limit} bytes`, false);
+      chunks.push(Buffer.from(chunk));
+    }
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Basic credentials for `registry` from a Docker config file: BASECACHE_REGISTRY_AUTH_FILE, else
+ * $DOCKER_CONFIG/config.json, else ~/.docker/config.json. Credential helpers are not consulted.
+ * @throws ConfigError when BASECACHE_REGISTRY_AUTH_FILE names a file that cannot be read
+ */
+export async function readRegistryCredentials(registry: string): Promise<BasicCredentials | undefined> {
+  const explicit = process.env.BASECACHE_REGISTRY_AUTH_FILE;
+  const path = explicit || join(process.env.DOCKER_CONFIG || join(homedir(), ".docker"), "config.json");
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if (explicit) throw new ConfigError(`Cannot read registry credentials "${path}": ${(err as Error).message}`, { cause: err });
+    return undefined;
+  }
+  return findDockerConfigCredentials(text, registry);
+}
+
+/**
+ * Streams the disk file out of a tar layer (gzip-compressed or not, detected from its first bytes): the one
+ * regular file under `disk/`, or else the only regular file. Errors with ImageRejectedError for an unsafe,
+ * ambiguous or corrupt archive; errors of `input` pass through. Holds at most one small file in memory.
+ */
+export function extractDiskFromTar(input: Readable, opts: DiskSelectorOptions = {}): Readable {
+  return Readable.from(extractDisk(input, opts), { objectMode: false });
+}
+
+async function* extractDisk(input: Readable, opts: DiskSelectorOptions): AsyncGenerator<Uint8Array> {
+  const selector = new TarDiskSelector(opts);
+  try {
+    for await (const chunk of maybeGunzip(input)) {
+      for (const bytes of selector.push(chunk)) yield bytes;
+    }
+    for (const bytes of selector.finish()) yield bytes;
+  } catch (err) {
+    if (err instanceof TarFormatError) throw new ImageRejectedError(err.reason, `Cannot extract the disk from its tar layer: ${err.message}`, { cause: err });
+    if ((err as { code?: string }).code?.startsWith("Z_")) {
+      throw new ImageRejectedError("corrupt", `Cannot extract the disk from its tar layer: gzip data is corrupt (${(err as Error).message})`, { cause: err });
+    }
+    throw err;
+  } finally {
+    input.destroy();
+  }
+}
+
+async function* maybeGunzip(input: Readable): AsyncGenerator<Uint8Array> {
+  const it: AsyncIterator<Buffer> = input[Symbol.asyncIterator]();
+  let head: Buffer = Buffer.alloc(0);
+  while (head.length < 2) {
+    const next = await it.next();
+    if (next.done) break;
+    head = head.length === 0 ? next.value : Buffer.concat([head, next.value]);
+  }
+  const rest = async function* (): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head;
+    for (;;) {
+      const next = await it.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  };
+  if (head[0] !== 0x1f || head[1] !== 0x8b) {
+    yield* rest();
+    return;
+  }
+  const gunzip = createGunzip();
+  pipeline(Readable.from(rest()), gunzip, () => {});
+  yield* gunzip;
+}

@@ -1,0 +1,216 @@
+/**
+ * The node agent's plan: from its NodeImageCache spec, the bases on disk, what the agent remembers of its
+ * fetches and the time, decide which images to fetch now, which running fetches to cancel, the status to
+ * write and when to look again. Pure; src/agent/reconcile.ts gathers and applies.
+ *
+ * Shapes mirror src/kube/api-types.ts structurally (core may not import kube).
+ */
+import { backoffDelay, type BackoffPolicy } from "./backoff.js";
+import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
+
+export type AgentSource = { http: { url: string } } | { registry: { image: string } };
+
+/** One image the node should hold, as the NodeImageCache spec lists it. */
+export interface AgentWantedImage {
+  id: string;
+  source: AgentSource;
+  checksum?: string;
+  maxVirtualSize?: string;
+}
+
+export type AgentPhase = "Pending" | "Downloading" | "Converting" | "Ready" | "Failed";
+
+/** One image's status entry. */
+export interface AgentImageStatus {
+  id: string;
+  base: string;
+  phase: AgentPhase;
+  bytesDone?: number;
+  bytesTotal?: number;
+  virtualSize?: number;
+  reason?: string;
+  message?: string;
+  observedGeneration?: number;
+}
+
+export interface AgentDiskUsage {
+  cacheBytes: number;
+  filesystemBytes: number;
+  filesystemFreeBytes: number;
+}
+
+/** The NodeImageCache status the agent writes. */
+export interface AgentStatus {
+  observedGeneration?: number;
+  images?: AgentImageStatus[];
+  disk?: AgentDiskUsage;
+  conditions?: Condition[];
+}
+
+/** A fetch under way, as the agent tracks it in memory. */
+export interface RunningFetch {
+  fingerprint: string;
+  phase: "Pending" | "Downloading" | "Converting";
+  bytesDone?: number;
+  bytesTotal?: number;
+}
+
+/**
+ * The last failed attempt of an image. A rejection waits for the image's definition to change (by fingerprint,
+ * or by generation when the fingerprint was lost with a restart); a failed source retries at `retryAt`.
+ */
+export interface FetchFailure {
+  kind: "rejected" | "failed";
+  reason: string;
+  message: string;
+  attempts: number;
+  /** Epoch ms of the next attempt, for kind "failed". */
+  retryAt?: number;
+  fingerprint?: string;
+  generation: number;
+}
+
+/** What the agent remembers of one image id. */
+export interface ImageMemory {
+  running?: RunningFetch;
+  failure?: FetchFailure;
+}
+
+/** Everything one agent plan depends on. */
+export interface AgentPlanInput {
+  now: number;
+  generation: number;
+  wanted: readonly AgentWantedImage[];
+  /** Complete bases on disk, by base name, with the virtual size their sidecar records. */
+  onDisk: ReadonlyMap<string, { virtualSize?: number }>;
+  memory: Readonly<Record<string, ImageMemory>>;
+  /** The status as last written, for condition transition times. */
+  prior?: AgentStatus;
+  disk?: AgentDiskUsage;
+  concurrency: number;
+  /** Names each id's base file; passed in so core stays free of node:crypto. */
+  baseNameFor: (id: string) => string;
+}
+
+/** What the agent does next. */
+export interface AgentPlan {
+  /** Images to start fetching now, in spec order, at most `concurrency` running in all. */
+  start: AgentWantedImage[];
+  /** Ids of running fetches to abort: no longer wanted, or their definition changed. */
+  cancel: string[];
+  status: AgentStatus;
+  /** When to reconcile again to retry a failed source; absent when nothing waits on time. */
+  requeueAfterMs?: number;
+}
+
+/** A stable text of the parts of an image's definition that decide its bytes; a change retries a rejection. */
+export function imageFingerprint(image: AgentWantedImage): string {
+  const source = "http" in image.source ? { http: image.source.http.url } : { registry: image.source.registry.image };
+  return JSON.stringify([source, image.checksum ?? "", image.maxVirtualSize ?? ""]);
+}
+
+/** Plans one agent pass; see the module comment. */
+export function planAgent(input: AgentPlanInput): AgentPlan {
+  const wantedIds = new Set(input.wanted.map((w) => w.id));
+  const cancel = Object.entries(input.memory)
+    .filter(([id, m]) => m.running && (!wantedIds.has(id) || m.running.fingerprint !== fingerprintOf(input, id)))
+    .map(([id]) => id);
+  let running = Object.values(input.memory).filter((m) => m.running).length;
+  const start: AgentWantedImage[] = [];
+  const images: AgentImageStatus[] = [];
+  let requeueAfterMs: number | undefined;
+  for (const image of input.wanted) {
+    const decision = decideImage(image, input);
+    if (decision.kind === "fetch" && running < input.concurrency) {
+      start.push(image);
+      running++;
+      images.push({ ...decision.status, phase: "Downloading", bytesDone: 0 });
+      continue;
+    }
+    if (decision.kind === "wait") requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.afterMs);
+    images.push(decision.status);
+  }
+  const status: AgentStatus = {
+    observedGeneration: input.generation,
+    images,
+    ...(input.disk ? { disk: input.disk } : {}),
+    conditions: setConditions(input.prior?.conditions ?? [], [readyCondition(images, input.generation)], new Date(input.now).toISOString()),
+  };
+  return { start, cancel, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+}
+
+type ImageDecision =
+  | { kind: "fetch"; status: AgentImageStatus }
+  | { kind: "wait"; afterMs: number; status: AgentImageStatus }
+  | { kind: "hold"; status: AgentImageStatus };
+
+// The first rule that holds decides: on disk, running, rejected, waiting to retry, else fetch.
+function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecision {
+  const base = input.baseNameFor(image.id);
+  const entry = { id: image.id, base, observedGeneration: input.generation };
+  const present = input.onDisk.get(base);
+  if (present) {
+    const size = present.virtualSize !== undefined ? { virtualSize: present.virtualSize } : {};
+    return { kind: "hold", status: { ...entry, phase: "Ready", ...size } };
+  }
+  const memory = input.memory[image.id];
+  const fingerprint = imageFingerprint(image);
+  if (memory?.running && memory.running.fingerprint === fingerprint) {
+    const { phase, bytesDone, bytesTotal } = memory.running;
+    return { kind: "hold", status: { ...entry, phase, ...optional({ bytesDone, bytesTotal }) } };
+  }
+  if (memory?.running) return { kind: "hold", status: { ...entry, phase: "Pending", message: "Waiting for the fetch of the previous definition to stop" } };
+  const failure = memory?.failure;
+  if (failure && sameDefinition(failure, fingerprint, input.generation)) {
+    const failed: AgentImageStatus = { ...entry, phase: "Failed", reason: failure.reason, message: failure.message };
+    if (failure.kind === "rejected") return { kind: "hold", status: failed };
+    if (failure.retryAt !== undefined && failure.retryAt > input.now) return { kind: "wait", afterMs: failure.retryAt - input.now, status: failed };
+  }
+  return { kind: "fetch", status: { ...entry, phase: "Pending" } };
+}
+
+function sameDefinition(failure: FetchFailure, fingerprint: string, generation: number): boolean {
+  return failure.fingerprint !== undefined ? failure.fingerprint === fingerprint : failure.generation === generation;
+}
+
+function fingerprintOf(input: AgentPlanInput, id: string): string | undefined {
+  const image = input.wanted.find((w) => w.id === id);
+  return image ? imageFingerprint(image) : undefined;
+}
+
+function optional(fields: Record<string, number | undefined>): Record<string, number> {
+  return Object.fromEntries(Object.entries(fields).filter((e): e is [string, number] => e[1] !== undefined));
+}
+
+/** The node's Ready condition: True when every wanted image is Ready. */
+export function readyCondition(images: readonly AgentImageStatus[], generation: number): ConditionInput {
+  const failed = images.filter((i) => i.phase === "Failed");
+  const ready = images.filter((i) => i.phase === "Ready").length;
+  const common = { type: "Ready", observedGeneration: generation };
+  if (failed.length > 0) {
+    const list = failed.slice(0, 5).map((i) => `"${i.id}" (${i.reason ?? "unknown"})`).join(", ");
+    const more = failed.length > 5 ? ` and ${failed.length - 5} more` : "";
+    return { ...common, status: "False", reason: "ImagesFailed", message: `${failed.length} of ${images.length} images failed: ${list}${more}` };
+  }
+  if (ready < images.length) return { ...common, status: "False", reason: "ImagesPending", message: `${ready} of ${images.length} images ready` };
+  return { ...common, status: "True", reason: "AllImagesReady", message: `${ready} of ${images.length} images ready` };
+}
+
+/** Retry policy for failed sources: 5 s doubling to 10 min, as the agent's default. */
+export const DefaultRetryPolicy: BackoffPolicy = { baseMs: 5_000, maxMs: 10 * 60_000 };
+
+/**
+ * Records a failed fetch: a rejection waits for a new definition; any other failure retries after capped
+ * exponential backoff counted from the previous failures of the same definition.
+ */
+export function recordFailure(
+  prior: FetchFailure | undefined,
+  outcome: { kind: "rejected" | "failed"; reason: string; message: string },
+  at: { now: number; generation: number; fingerprint: string; jitter: number; policy: BackoffPolicy },
+): FetchFailure {
+  const attempts = prior && prior.fingerprint === at.fingerprint ? prior.attempts + 1 : 1;
+  const base = { kind: outcome.kind, reason: outcome.reason, attempts, fingerprint: at.fingerprint, generation: at.generation };
+  if (outcome.kind === "rejected") return { ...base, message: outcome.message };
+  const retryAt = at.now + backoffDelay(at.policy, attempts - 1, at.jitter);
+  return { ...base, retryAt, message: `${outcome.message} (attempt ${attempts}; next at ${new Date(retryAt).toISOString()})` };
+}

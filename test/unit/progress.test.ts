@@ -1,0 +1,72 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { DefaultWritePolicy, canonical, decideStatusWrite } from "../../src/core/progress.js";
+import type { AgentImageStatus, AgentStatus } from "../../src/core/agent-plan.js";
+
+const T = 1_800_000_000_000;
+
+function status(images: Partial<AgentImageStatus>[], over: Partial<AgentStatus> = {}): AgentStatus {
+  return {
+    observedGeneration: 1,
+    images: images.map((i, n) => ({ id: `img${n}`, base: "b".repeat(40), phase: "Downloading", ...i })),
+    conditions: [{ type: "Ready", status: "False", reason: "ImagesPending", message: "0 of 1 images ready", lastTransitionTime: "2026-01-01T00:00:00.000Z" }],
+    ...over,
+  };
+}
+
+test("the first status is written at once", () => {
+  assert.deepEqual(decideStatusWrite(status([{}]), {}, T), { action: "write" });
+});
+
+test("nothing is written when nothing changed, however long ago the last write was", () => {
+  const s = status([{ bytesDone: 5 }]);
+  assert.deepEqual(decideStatusWrite(structuredClone(s), { written: s, writtenAt: T - 3_600_000 }, T), { action: "none" });
+});
+
+test("key order and undefined fields do not count as a change", () => {
+  const a = { observedGeneration: 1, images: [{ id: "x", base: "b", phase: "Ready" as const, reason: undefined }] };
+  const b = { images: [{ phase: "Ready" as const, base: "b", id: "x" }], observedGeneration: 1 };
+  assert.equal(canonical(a), canonical(b));
+  assert.deepEqual(decideStatusWrite(a, { written: b, writtenAt: T }, T), { action: "none" });
+});
+
+test("progress alone is written at most once per progress interval", () => {
+  const written = status([{ bytesDone: 5, bytesTotal: 100 }], { disk: { cacheBytes: 5, filesystemBytes: 1000, filesystemFreeBytes: 900 } });
+  const table: [string, AgentStatus][] = [
+    ["bytes", status([{ bytesDone: 50, bytesTotal: 100 }], { disk: written.disk! })],
+    ["disk usage", status([{ bytesDone: 5, bytesTotal: 100 }], { disk: { cacheBytes: 50, filesystemBytes: 1000, filesystemFreeBytes: 850 } })],
+    ["Downloading to Converting", status([{ phase: "Converting", bytesDone: 100, bytesTotal: 100 }], { disk: written.disk! })],
+  ];
+  for (const [what, wanted] of table) {
+    assert.deepEqual(decideStatusWrite(wanted, { written, writtenAt: T - 3_000 }, T), { action: "wait", afterMs: 7_000 }, what);
+    assert.deepEqual(decideStatusWrite(wanted, { written, writtenAt: T - 10_000 }, T), { action: "write" }, what);
+  }
+});
+
+test("an outcome or a spec change is written within the urgent delay", () => {
+  const written = status([{ bytesDone: 5, bytesTotal: 100 }]);
+  const table: [string, AgentStatus][] = [
+    ["Ready", status([{ phase: "Ready", virtualSize: 100 }])],
+    ["Failed", status([{ phase: "Failed", reason: "backing-file", message: "no" }])],
+    ["new image", status([{ bytesDone: 5, bytesTotal: 100 }, { phase: "Pending" }])],
+    ["image removed", status([])],
+    ["generation", status([{ bytesDone: 5, bytesTotal: 100 }], { observedGeneration: 2 })],
+  ];
+  for (const [what, wanted] of table) {
+    assert.deepEqual(decideStatusWrite(wanted, { written, writtenAt: T - 300 }, T), { action: "wait", afterMs: DefaultWritePolicy.urgentDelayMs - 300 }, what);
+    assert.deepEqual(decideStatusWrite(wanted, { written, writtenAt: T - 1_000 }, T), { action: "write" }, what);
+    assert.deepEqual(decideStatusWrite(wanted, { written, writtenAt: T - 20_000 }, T), { action: "write" }, what);
+  }
+});
+
+test("a changed failure message is urgent but a changing in-flight message is progress", () => {
+  const written = status([{ phase: "Failed", reason: "http-status", message: "attempt 1" }]);
+  assert.equal(decideStatusWrite(status([{ phase: "Failed", reason: "http-status", message: "attempt 2" }]), { written, writtenAt: T - 2_000 }, T).action, "write");
+  const pending = status([{ phase: "Pending", message: "a" }]);
+  assert.equal(decideStatusWrite(status([{ phase: "Pending", message: "b" }]), { written: pending, writtenAt: T - 2_000 }, T).action, "wait");
+});
+
+test("a clock that went backwards waits a full interval instead of writing in a burst", () => {
+  const written = status([{ bytesDone: 1 }]);
+  assert.deepEqual(decideStatusWrite(status([{ bytesDone: 2 }]), { written, writtenAt: T + 5_000 }, T), { action: "wait", afterMs: 10_000 });
+});

@@ -124,6 +124,7 @@ test("property: never more than `concurrency` fetches run, no image is both star
       fc.subarray(ids, { minLength: 0 }),
       fc.subarray(ids),
       fc.subarray(ids),
+      fc.subarray(ids),
       (wantedIds, present, running, rejected) => {
         const wanted = wantedIds.map((id) => image(id));
         const memory: Record<string, ImageMemory> = {};

@@ -1,0 +1,298 @@
+/**
+ * Least privilege, proved against a real API server with RBAC on: the ServiceAccounts, roles and
+ * admission policy of deploy/, and clients that act as the agent (with a token bound to a pod on a node,
+ * so the API server puts the node's name into the user's extra) and as the controller.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { AuthorizationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from "@kubernetes/client-node";
+import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { eventually } from "../harness/eventually.js";
+import { applyObjects, describeApiError, readManifests } from "../harness/manifests.js";
+
+const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+const ns = "basecache-system";
+const group = "basecache.io";
+const version = "v1alpha1";
+const plural = "nodeimagecaches";
+const agentUser = `system:serviceaccount:${ns}:basecache-agent`;
+const controllerUser = `system:serviceaccount:${ns}:basecache-controller`;
+const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+let cp: ControlPlane;
+let admin: KubeConfig;
+/** The agent as it runs on node "rbac-node-a". */
+let agentA: KubeConfig;
+/** The agent's ServiceAccount with a token not bound to any pod (so no node name in its extra). */
+let agentUnbound: KubeConfig;
+let controller: KubeConfig;
+
+function nodeImageCache(node: string) {
+  return {
+    apiVersion: `${group}/${version}`,
+    kind: "NodeImageCache",
+    metadata: { name: node },
+    spec: { nodeName: node, images: [{ id: "rbac-image", source: { http: { url: "http://127.0.0.1:9/rbac.img" } }, wantedBy: ["rbac"] }] },
+  };
+}
+
+function statusPatch(id: string, phase: string) {
+  return { status: { images: [{ id, base: "0".repeat(40), phase }] } };
+}
+
+async function patchStatus(kc: KubeConfig, name: string, body: object, dryRun = false) {
+  return kc.makeApiClient(CustomObjectsApi).patchClusterCustomObjectStatus({ group, version, plural, name, body, ...(dryRun ? { dryRun: "All" } : {}) }, mergePatch);
+}
+
+/** Runs `fn`, which must fail with `code`; returns the API server's message. */
+async function expectStatus(code: number, fn: () => Promise<unknown>): Promise<string> {
+  try {
+    await fn();
+  } catch (err) {
+    const described = describeApiError(err);
+    assert.ok(described.startsWith(`HTTP ${code}`), `expected HTTP ${code}, got ${described}`);
+    return described;
+  }
+  assert.fail(`expected HTTP ${code}, but the request succeeded`);
+}
+
+async function statusPhase(name: string): Promise<string | undefined> {
+  const obj = (await admin.makeApiClient(CustomObjectsApi).getClusterCustomObject({ group, version, plural, name })) as { status?: { images?: { phase: string }[] } };
+  return obj.status?.images?.[0]?.phase;
+}
+
+before(async () => {
+  cp = await startControlPlane();
+  admin = cp.adminConfig();
+  await cp.applyCrds();
+  const manifests = await readManifests(["00-namespace.yaml", "10-controller-rbac.yaml", "11-agent-rbac.yaml", "12-agent-admission-policy.yaml"].map((f) => join(repoRoot, "deploy", f)));
+  await applyObjects(admin, manifests);
+  const core = admin.makeApiClient(CoreV1Api);
+  for (const node of ["rbac-node-a", "rbac-node-b"]) {
+    await core.createNode({ body: { metadata: { name: node, labels: { "kubernetes.io/hostname": node } } } });
+    await admin.makeApiClient(CustomObjectsApi).createClusterCustomObject({ group, version, plural, body: nodeImageCache(node) });
+  }
+  agentA = (await cp.serviceAccountConfig(ns, "basecache-agent", { nodeName: "rbac-node-a" })).kubeConfig;
+  agentUnbound = (await cp.serviceAccountConfig(ns, "basecache-agent")).kubeConfig;
+  controller = (await cp.serviceAccountConfig(ns, "basecache-controller")).kubeConfig;
+  // The admission policy takes effect once the API server has compiled it: wait until a dry-run write
+  // to another node's status is refused by it (dry runs pass through admission but store nothing).
+  await eventually(
+    async () => {
+      const msg = await expectStatus(403, () => patchStatus(agentA, "rbac-node-b", statusPatch("rbac-image", "Ready"), true));
+      assert.match(msg, /ValidatingAdmissionPolicy/);
+    },
+    { timeoutMs: 60_000, intervalMs: 250, description: "admission policy in force" },
+  );
+});
+
+after(async () => {
+  await cp?.stop();
+});
+
+describe("the agent, acting as the agent on its node", () => {
+  test("writes the status of its own node's NodeImageCache", async () => {
+    await patchStatus(agentA, "rbac-node-a", statusPatch("rbac-image", "Downloading"));
+    assert.equal(await statusPhase("rbac-node-a"), "Downloading");
+  });
+
+  test("is refused by the admission policy when writing another node's status, which stays unchanged", async () => {
+    const msg = await expectStatus(403, () => patchStatus(agentA, "rbac-node-b", statusPatch("rbac-image", "Ready")));
+    assert.match(msg, /basecache-agent-own-node/);
+    assert.match(msg, /on node rbac-node-a may not write the NodeImageCache of rbac-node-b/);
+    assert.equal(await statusPhase("rbac-node-b"), undefined);
+  });
+
+  test("cannot replace another node's status with a full update either", async () => {
+    const api = agentA.makeApiClient(CustomObjectsApi);
+    const current = (await api.getClusterCustomObject({ group, version, plural, name: "rbac-node-b" })) as Record<string, unknown>;
+    await expectStatus(403, () => api.replaceClusterCustomObjectStatus({ group, version, plural, name: "rbac-node-b", body: { ...current, ...statusPatch("rbac-image", "Ready") } }));
+    assert.equal(await statusPhase("rbac-node-b"), undefined);
+  });
+
+  test("cannot write status with a token that is not bound to a pod on a node", async () => {
+    const msg = await expectStatus(403, () => patchStatus(agentUnbound, "rbac-node-a", statusPatch("rbac-image", "Failed")));
+    assert.match(msg, /must use a token bound to a pod on a node/);
+    assert.equal(await statusPhase("rbac-node-a"), "Downloading");
+  });
+
+  test("cannot create a NodeImageCache", async () => {
+    await expectStatus(403, () => agentA.makeApiClient(CustomObjectsApi).createClusterCustomObject({ group, version, plural, body: nodeImageCache("rbac-node-c") }));
+  });
+
+  test("cannot delete a NodeImageCache, not even its own", async () => {
+    const api = agentA.makeApiClient(CustomObjectsApi);
+    await expectStatus(403, () => api.deleteClusterCustomObject({ group, version, plural, name: "rbac-node-a" }));
+    await expectStatus(403, () => api.deleteClusterCustomObject({ group, version, plural, name: "rbac-node-b" }));
+  });
+
+  test("cannot change the spec of its own NodeImageCache", async () => {
+    const body = { spec: { images: [{ id: "smuggled", source: { http: { url: "http://127.0.0.1:9/x.img" } }, wantedBy: ["agent"] }] } };
+    await expectStatus(403, () => agentA.makeApiClient(CustomObjectsApi).patchClusterCustomObject({ group, version, plural, name: "rbac-node-a", body }, mergePatch));
+  });
+
+  test("cannot read Secrets", async () => {
+    const core = agentA.makeApiClient(CoreV1Api);
+    await expectStatus(403, () => core.listNamespacedSecret({ namespace: ns }));
+    await expectStatus(403, () => core.listSecretForAllNamespaces());
+    await expectStatus(403, () => core.readNamespacedSecret({ namespace: "kube-system", name: "anything" }));
+  });
+
+  test("reads NodeImageCaches and lists the pods of its node with a field selector", async () => {
+    const obj = (await agentA.makeApiClient(CustomObjectsApi).getClusterCustomObject({ group, version, plural, name: "rbac-node-a" })) as { metadata: { name: string } };
+    assert.equal(obj.metadata.name, "rbac-node-a");
+    const pods = await agentA.makeApiClient(CoreV1Api).listPodForAllNamespaces({ fieldSelector: "spec.nodeName=rbac-node-a" });
+    assert.ok(pods.items.every((p) => p.spec?.nodeName === "rbac-node-a"));
+    assert.ok(pods.items.length >= 1, "the pod the agent's token is bound to runs on rbac-node-a");
+  });
+
+  test("records an Event about its NodeImageCache", async () => {
+    await agentA.makeApiClient(CoreV1Api).createNamespacedEvent({
+      namespace: "default",
+      body: {
+        metadata: { generateName: "rbac-node-a." },
+        involvedObject: { apiVersion: `${group}/${version}`, kind: "NodeImageCache", name: "rbac-node-a" },
+        reason: "ImageReady",
+        message: "Cached image \"rbac-image\"",
+        type: "Normal",
+        source: { component: "basecache-agent", host: "rbac-node-a" },
+      },
+    });
+  });
+});
+
+describe("the controller's identity", () => {
+  test("creates, updates and deletes NodeImageCaches, which the agent's policy does not hinder", async () => {
+    const api = controller.makeApiClient(CustomObjectsApi);
+    await api.createClusterCustomObject({ group, version, plural, body: nodeImageCache("rbac-node-c") });
+    await api.patchClusterCustomObject({ group, version, plural, name: "rbac-node-c", body: { spec: { images: [] } } }, mergePatch);
+    await api.deleteClusterCustomObject({ group, version, plural, name: "rbac-node-c" });
+  });
+
+  test("cannot write NodeImageCache status, which belongs to the agents", async () => {
+    await expectStatus(403, () => patchStatus(controller, "rbac-node-a", statusPatch("rbac-image", "Ready")));
+  });
+
+  test("holds its Lease in its own namespace only", async () => {
+    const coord = controller.makeApiClient(CoordinationV1Api);
+    const lease = { metadata: { name: "basecache-controller" }, spec: { holderIdentity: "rbac-test", leaseDurationSeconds: 15 } };
+    await coord.createNamespacedLease({ namespace: ns, body: lease });
+    const got = await coord.readNamespacedLease({ namespace: ns, name: "basecache-controller" });
+    await coord.replaceNamespacedLease({ namespace: ns, name: "basecache-controller", body: { ...got, spec: { ...got.spec, holderIdentity: "rbac-test-2" } } });
+    await expectStatus(403, () => coord.createNamespacedLease({ namespace: "default", body: lease }));
+    await expectStatus(403, () => coord.deleteNamespacedLease({ namespace: ns, name: "basecache-controller" }));
+  });
+
+  test("cannot read Secrets or Pods", async () => {
+    const core = controller.makeApiClient(CoreV1Api);
+    await expectStatus(403, () => core.listSecretForAllNamespaces());
+    await expectStatus(403, () => core.listPodForAllNamespaces());
+  });
+});
+
+interface Access {
+  group?: string;
+  resource: string;
+  subresource?: string;
+  verb: string;
+  namespace?: string;
+  name?: string;
+}
+
+function describeAccess(a: Access): string {
+  const res = `${a.resource}${a.subresource ? `/${a.subresource}` : ""}${a.group ? `.${a.group}` : ""}`;
+  return `${a.verb} ${res}${a.namespace ? ` in ${a.namespace}` : ""}${a.name ? ` named ${a.name}` : ""}`;
+}
+
+async function allowed(user: string, a: Access): Promise<boolean> {
+  const review = await admin.makeApiClient(AuthorizationV1Api).createSubjectAccessReview({
+    body: {
+      spec: {
+        user,
+        groups: ["system:serviceaccounts", `system:serviceaccounts:${ns}`, "system:authenticated"],
+        resourceAttributes: { group: a.group ?? "", resource: a.resource, subresource: a.subresource ?? "", verb: a.verb, namespace: a.namespace ?? "", name: a.name ?? "" },
+      },
+    },
+  });
+  return review.status?.allowed === true;
+}
+
+const every = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
+const bc = "basecache.io";
+
+/** Expands (resource, verbs) into accesses. */
+function accesses(base: Omit<Access, "verb">, verbs: string[]): Access[] {
+  return verbs.map((verb) => ({ ...base, verb }));
+}
+
+/** What each identity may do, and a wide sample of what it may not: RBAC as deploy/ grants it. */
+const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
+  {
+    user: agentUser,
+    allow: [
+      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["patch", "update"]),
+      ...accesses({ resource: "pods" }, ["list", "watch"]),
+      ...accesses({ resource: "events", namespace: "default" }, ["create", "patch"]),
+      ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
+    ],
+    deny: [
+      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["create", "update", "patch", "delete", "deletecollection"]),
+      ...accesses({ group: bc, resource: "imagecaches" }, every),
+      ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["update", "patch"]),
+      ...accesses({ resource: "pods" }, ["get", "create", "update", "patch", "delete"]),
+      ...accesses({ resource: "pods", subresource: "exec" }, ["create", "get"]),
+      ...accesses({ resource: "pods", subresource: "log" }, ["get"]),
+      ...accesses({ resource: "secrets" }, ["get", "list", "watch"]),
+      ...accesses({ resource: "configmaps" }, ["get", "list"]),
+      ...accesses({ resource: "nodes" }, ["get", "list", "update", "patch"]),
+      ...accesses({ resource: "nodes", subresource: "status" }, ["patch"]),
+      ...accesses({ resource: "serviceaccounts", subresource: "token", namespace: ns }, ["create"]),
+      ...accesses({ resource: "events", namespace: "default" }, ["delete", "list"]),
+      ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns }, ["create", "get", "update"]),
+    ],
+  },
+  {
+    user: controllerUser,
+    allow: [
+      ...accesses({ group: bc, resource: "imagecaches" }, ["get", "list", "watch"]),
+      ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["get", "patch", "update"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch", "create", "patch", "update", "delete"]),
+      ...accesses({ resource: "nodes" }, ["get", "list", "watch"]),
+      ...accesses({ resource: "events", namespace: "default" }, ["create", "patch"]),
+      ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns }, ["create"]),
+      ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "basecache-controller" }, ["get", "update"]),
+    ],
+    deny: [
+      ...accesses({ group: bc, resource: "imagecaches" }, ["create", "delete", "deletecollection"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["deletecollection"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["update", "patch"]),
+      ...accesses({ resource: "nodes" }, ["create", "update", "patch", "delete"]),
+      ...accesses({ resource: "pods" }, ["get", "list", "watch", "create", "delete"]),
+      ...accesses({ resource: "secrets" }, ["get", "list", "watch"]),
+      ...accesses({ resource: "configmaps" }, ["get", "list"]),
+      ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "someone-else" }, ["get", "update"]),
+      ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "basecache-controller" }, ["delete"]),
+      ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: "kube-system" }, ["create", "get", "update"]),
+      ...accesses({ resource: "serviceaccounts", subresource: "token", namespace: ns }, ["create"]),
+    ],
+  },
+];
+
+describe("RBAC grants exactly what the matrix says", () => {
+  for (const row of matrix) {
+    const who = row.user.split(":").at(-1) ?? row.user;
+    test(`${who} is allowed what it needs`, async () => {
+      const refused: string[] = [];
+      for (const a of row.allow) if (!(await allowed(row.user, a))) refused.push(describeAccess(a));
+      assert.deepEqual(refused, [], `${who} lacks permissions it needs`);
+    });
+    test(`${who} is denied everything else in the sample`, async () => {
+      const granted: string[] = [];
+      for (const a of row.deny) if (await allowed(row.user, a)) granted.push(describeAccess(a));
+      assert.deepEqual(granted, [], `${who} has permissions it should not`);
+    });
+  }
+});

@@ -67,9 +67,16 @@ export interface NodeFailure {
 
 export interface ImageCacheStatus {
   observedGeneration?: number;
+  /** Nodes the selector matches. */
   desiredNodes?: number;
+  /** Matching nodes whose NodeImageCache reports every image of this ImageCache Ready. */
   readyNodes?: number;
+  /** `readyNodes/desiredNodes`, for the READY printer column. */
+  ready?: string;
+  /** All failing (node, image) pairs, including those beyond the listed 20. */
+  failedCount?: number;
   images?: ImageCounts[];
+  /** At most 20, sorted by node then id. */
   failures?: NodeFailure[];
   failuresTruncated?: boolean;
   conditions?: Condition[];

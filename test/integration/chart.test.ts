@@ -52,7 +52,7 @@ describe("the chart, rendered", () => {
     for (const f of want) {
       const a = await readFile(join(repoRoot, "crds", f), "utf8");
       const b = await readFile(join(chartDir, "crds", f), "utf8");
-      assert.ok(a === b, `charts/basecache/crds/${f} differs from crds/${f}; copy it over`);
+      assert.ok(a === b, `charts/basecache/crds/${f} differs from crds/${f}; run hack/sync-chart-crds.sh`);
     }
   });
 

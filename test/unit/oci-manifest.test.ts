@@ -8,6 +8,7 @@ import {
   layerPacking,
   parseManifestDocument,
   type Descriptor,
+  type Platform,
 } from "../../src/core/oci-manifest.js";
 
 let n = 0;
@@ -87,7 +88,7 @@ test("picks linux/amd64 from an index, skipping attestations, other types and ot
   const nested = desc(MediaType.OciIndex, 500, { platform: { os: "linux", architecture: "amd64" } });
   const amdV3 = desc(MediaType.DockerManifest, 500, { platform: { os: "linux", architecture: "amd64", variant: "v3" } });
   const want = { os: "linux", architecture: "amd64" };
-  const pick = (ms: Descriptor[], w = want) => choosePlatformManifest(ms, w);
+  const pick = (ms: Descriptor[], w: Platform = want) => choosePlatformManifest(ms, w);
   assert.deepEqual(pick([arm, att, nested, amd]), { ok: true, value: amd });
   assert.deepEqual(pick([amdV3, amd]), { ok: true, value: amdV3 }, "the first match wins, as docker pulls");
   assert.deepEqual(pick([amd, amdV3], { ...want, variant: "v3" }), { ok: true, value: amdV3 });

@@ -1,0 +1,273 @@
+/**
+ * Downloads a ResolvedSource into a SparseWriter, hashing in the same pass. Resumes with Range + If-Range after
+ * a dropped connection or a stall when the origin gave a strong validator; retries 5xx and network errors with
+ * capped backoff; the retry bound counts attempts that made no new progress, so it always holds.
+ */
+import { createHash, type Hash } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import { Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import { backoffDelay } from "../core/backoff.js";
+import { sleep } from "../lib/clock.js";
+import { FetchError, ImageRejectedError } from "../lib/errors.js";
+import type { Logger } from "../lib/log.js";
+import { classifyNetworkError, openUrl } from "./http-request.js";
+import type { ResolvedSource } from "./source.js";
+import type { SparseWriter } from "./sparse-writer.js";
+
+/** Retry policy of a download. */
+export interface RetryPolicy {
+  /** Attempts without new progress before giving up (at least 1). */
+  attempts: number;
+  baseMs: number;
+  maxMs: number;
+}
+
+/** Defaults: 5 attempts, 0.5 s doubling to 10 s. */
+export const DefaultRetry: RetryPolicy = { attempts: 5, baseMs: 500, maxMs: 10_000 };
+/** Default idle timeout: no byte for this long counts as a stall. */
+export const DefaultIdleTimeoutMs = 30_000;
+
+/** What the first response announces, for checks before the body is read. */
+export interface Announcement {
+  totalBytes?: number;
+  contentType?: string;
+}
+
+/** Inputs of a download. */
+export interface DownloadOptions {
+  source: ResolvedSource;
+  sink: SparseWriter;
+  /** Extra digest of the disk bytes, besides sha256. */
+  extraAlgorithm?: "sha512";
+  retry: RetryPolicy;
+  idleTimeoutMs: number;
+  /** Refuse (too-large, or compression-bomb when unpacking) once the disk bytes pass this. */
+  maxBytes?: number;
+  signal?: AbortSignal;
+  log: Logger;
+  /** Called once per (re)started body with what the response announces; may throw to refuse. */
+  onAnnounce?: (a: Announcement) => Promise<void>;
+  /** Called with the first bytes of the disk (up to 64 KiB, or all of it), once per restart; may throw to refuse. */
+  onHead?: (head: Buffer, totalBytes: number | undefined) => void;
+  onProgress?: (bytesDone: number, bytesTotal: number | undefined) => void;
+  random?: () => number;
+}
+
+/** What a finished download learned. */
+export interface DownloadResult {
+  /** Length of the disk bytes written. */
+  bytes: number;
+  /** Bytes received from the network over all attempts. */
+  networkBytes: number;
+  sha256: string;
+  extraDigest?: string;
+  etag?: string;
+  lastModified?: string;
+  contentType?: string;
+  finalUrl: string;
+  attempts: number;
+}
+
+const headBytes = 64 * 1024;
+
+interface State {
+  sha256: Hash;
+  extra?: Hash;
+  network?: Hash;
+  validator?: string;
+  etag?: string;
+  lastModified?: string;
+  contentType?: string;
+  total?: number;
+  finalUrl: string;
+  networkBytes: number;
+  head: Buffer[];
+  headDone: boolean;
+}
+
+/** Downloads `opts.source` into `opts.sink`. Throws FetchError, ImageRejectedError, or the abort reason. */
+export async function downloadSource(opts: DownloadOptions): Promise<DownloadResult> {
+  const st = freshState(opts);
+  let failures = 0;
+  let best = 0;
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    try {
+      await attempt(opts, st);
+      return finish(opts, st, attempts);
+    } catch (e) {
+      const err = classifyNetworkError(e, opts.source.description, opts.signal);
+      if (!(err instanceof FetchError) || !err.retryable) throw err;
+      if (opts.sink.position > best) best = opts.sink.position;
+      else failures++;
+      if (failures >= opts.retry.attempts) {
+        throw new FetchError("retries-exhausted", `Cannot download "${opts.source.description}": gave up after ${attempts} attempts, the last ${detail(err.message)}`, {
+          ...(err.status === undefined ? {} : { status: err.status }),
+          retryable: false,
+        }, { cause: err });
+      }
+      const delay = backoffDelay(opts.retry, Math.max(0, failures - 1), (opts.random ?? Math.random)() * 0.999);
+      opts.log.warn({ err, attempt: attempts, delayMs: delay, bytes: opts.sink.position }, "Download attempt failed, retrying");
+      await sleep(delay, opts.signal);
+    }
+  }
+}
+
+function freshState(opts: DownloadOptions, prev?: State): State {
+  const unpacked = (opts.source.unpack ?? "none") !== "none";
+  return {
+    sha256: createHash("sha256"),
+    ...(opts.extraAlgorithm ? { extra: createHash(opts.extraAlgorithm) } : {}),
+    ...(unpacked && opts.source.expectedDigest ? { network: createHash("sha256") } : {}),
+    finalUrl: opts.source.url,
+    networkBytes: prev?.networkBytes ?? 0,
+    head: [],
+    headDone: false,
+  };
+}
+
+async function restart(opts: DownloadOptions, st: State): Promise<void> {
+  Object.assign(st, freshState(opts, st), { validator: undefined, etag: undefined, lastModified: undefined });
+  await opts.sink.reset();
+}
+
+async function attempt(opts: DownloadOptions, st: State): Promise<void> {
+  const unpack = opts.source.unpack ?? "none";
+  const offset = opts.sink.position;
+  if (offset > 0 && (unpack !== "none" || !st.validator)) await restart(opts, st);
+  const headers: Record<string, string> = { ...opts.source.headers };
+  const resuming = opts.sink.position > 0;
+  if (resuming && st.validator) {
+    headers.range = `bytes=${opts.sink.position}-`;
+    headers["if-range"] = st.validator;
+  }
+  const { res, url } = await openUrl(opts.source.url, headers, opts.idleTimeoutMs, opts.signal);
+  st.finalUrl = url;
+  await acceptStatus(opts, st, res, resuming);
+  if (unpack === "none") await consumePlain(opts, st, res);
+  else await consumeUnpacked(opts, st, res, unpack);
+}
+
+async function acceptStatus(opts: DownloadOptions, st: State, res: IncomingMessage, resuming: boolean): Promise<void> {
+  const status = res.statusCode ?? 0;
+  const desc = opts.source.description;
+  if (status === 206 && resuming) {
+    const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers["content-range"] ?? "");
+    if (!m || Number(m[1]) !== opts.sink.position) {
+      res.resume();
+      await restart(opts, st);
+      throw new FetchError("truncated", `Cannot resume "${desc}": the origin sent range "${res.headers["content-range"] ?? ""}"`, { status, retryable: true });
+    }
+    opts.log.debug({ bytes: opts.sink.position }, "Resumed download");
+    return;
+  }
+  if (status === 200) {
+    if (resuming) {
+      opts.log.info({ bytes: opts.sink.position }, "Origin sent the whole image again, restarting download");
+      await restart(opts, st);
+    }
+    recordValidators(st, res);
+    await opts.onAnnounce?.({ ...(st.total === undefined ? {} : { totalBytes: st.total }), ...(st.contentType ? { contentType: st.contentType } : {}) });
+    return;
+  }
+  res.resume();
+  const retryable = status >= 500 || status === 408 || status === 429 || (status === 416 && resuming);
+  if (status === 416) await restart(opts, st);
+  throw new FetchError("http-status", `Cannot download "${desc}": HTTP ${status}`, { status, retryable });
+}
+
+function recordValidators(st: State, res: IncomingMessage): void {
+  const etag = res.headers.etag;
+  const lm = res.headers["last-modified"];
+  st.etag = etag;
+  st.lastModified = lm;
+  // If-Range needs a strong validator: a weak ETag may name different bytes.
+  st.validator = etag && !etag.startsWith("W/") ? etag : lm;
+  st.contentType = res.headers["content-type"];
+  const len = res.headers["content-length"];
+  st.total = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
+}
+
+async function consumePlain(opts: DownloadOptions, st: State, res: IncomingMessage): Promise<void> {
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    st.networkBytes += chunk.length;
+    await takeDiskBytes(opts, st, chunk);
+  }
+  if (st.total !== undefined && opts.sink.position !== st.total) {
+    throw new FetchError("truncated", `Cannot download "${opts.source.description}": got ${opts.sink.position} of ${st.total} bytes`, { retryable: true });
+  }
+}
+
+async function consumeUnpacked(opts: DownloadOptions, st: State, res: IncomingMessage, unpack: "tar" | "tar+gzip"): Promise<void> {
+  const { extractDiskFromTar } = await import("./oci-fetch.js");
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      st.networkBytes += chunk.length;
+      st.network?.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const gunzip = unpack === "tar+gzip" ? createGunzip() : undefined;
+  const sink = new Writable({
+    write: (chunk: Buffer, _enc, cb) => void takeDiskBytes(opts, st, chunk).then(() => cb(), cb),
+  });
+  const network = gunzip ? pipeline(res, tap, gunzip) : pipeline(res, tap);
+  const disk = pipeline(extractDiskFromTar(gunzip ?? tap), sink);
+  await Promise.all([network, disk]);
+}
+
+async function takeDiskBytes(opts: DownloadOptions, st: State, chunk: Buffer): Promise<void> {
+  st.sha256.update(chunk);
+  st.extra?.update(chunk);
+  await opts.sink.write(chunk);
+  const done = opts.sink.position;
+  if (opts.maxBytes !== undefined && done > opts.maxBytes) {
+    const bomb = opts.source.unpack === "tar+gzip";
+    throw new ImageRejectedError(bomb ? "compression-bomb" : "too-large", bomb
+      ? `Refused image "${opts.source.description}": it unpacks to more than ${opts.maxBytes} bytes`
+      : `Refused image "${opts.source.description}": the download exceeds ${opts.maxBytes} bytes`);
+  }
+  if (!st.headDone) {
+    st.head.push(chunk);
+    const have = st.head.reduce((n, b) => n + b.length, 0);
+    if (have >= headBytes) {
+      st.headDone = true;
+      opts.onHead?.(Buffer.concat(st.head), (opts.source.unpack ?? "none") === "none" ? st.total : undefined);
+      st.head = [];
+    }
+  }
+  opts.onProgress?.(done, (opts.source.unpack ?? "none") === "none" ? st.total : undefined);
+}
+
+function finish(opts: DownloadOptions, st: State, attempts: number): DownloadResult {
+  if (!st.headDone) opts.onHead?.(Buffer.concat(st.head), opts.sink.position);
+  if (st.network && opts.source.expectedDigest) {
+    const got = `sha256:${st.network.digest("hex")}`;
+    if (got !== opts.source.expectedDigest.toLowerCase()) {
+      throw new ImageRejectedError("checksum-mismatch", `Refused image "${opts.source.description}": the download has digest ${got}, expected ${opts.source.expectedDigest}`);
+    }
+  }
+  const sha256 = st.sha256.digest("hex");
+  if (!st.network && opts.source.expectedDigest && `sha256:${sha256}` !== opts.source.expectedDigest.toLowerCase()) {
+    throw new ImageRejectedError("checksum-mismatch", `Refused image "${opts.source.description}": the download has digest sha256:${sha256}, expected ${opts.source.expectedDigest}`);
+  }
+  return {
+    bytes: opts.sink.position,
+    networkBytes: st.networkBytes,
+    sha256,
+    ...(st.extra ? { extraDigest: st.extra.digest("hex") } : {}),
+    ...(st.etag ? { etag: st.etag } : {}),
+    ...(st.lastModified ? { lastModified: st.lastModified } : {}),
+    ...(st.contentType ? { contentType: st.contentType } : {}),
+    finalUrl: st.finalUrl,
+    attempts,
+  };
+}
+
+function detail(message: string): string {
+  const i = message.indexOf(": ");
+  return i >= 0 ? `failed with ${message.slice(i + 2)}` : `failed with ${message}`;
+}

@@ -1,0 +1,221 @@
+/**
+ * A per-base lock that coalesces fetches of one image on one node. The lock is `<base>.lock`, created with
+ * O_EXCL and holding its owner (pid, process start time, pid namespace, nonce). Waiters keep the lock file open;
+ * the holder appends the outcome and unlinks it, so every waiter reads the same result through its descriptor
+ * even after the name is gone. A lock whose holder died (kill -9) is broken: renamed away, re-read to be sure it is
+ * the one judged stale, then removed.
+ */
+import { randomBytes } from "node:crypto";
+import { link, open, readFile, readlink, rename, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { dirname, basename, join } from "node:path";
+import { sleep } from "../lib/clock.js";
+
+/** The outcome a holder leaves for the waiters. */
+export interface LockOutcome {
+  status: "ready" | "rejected" | "failed";
+  reason: string;
+  message: string;
+  /** Which error class to raise in the waiters ("ImageRejectedError", "FetchError", "DiskFullError", ...). */
+  errorName?: string;
+}
+
+/** Who holds a lock. */
+export interface LockOwner {
+  pid: number;
+  start?: string;
+  pidns?: string;
+  nonce: string;
+}
+
+/** Result of trying to take the lock: we hold it, or another process finished the work while we waited. */
+export type LockAttempt = { held: true; lock: HeldLock } | { held: false; outcome: LockOutcome };
+
+const pollMs = 100;
+const heartbeatMs = 2000;
+/** A lock from another pid namespace is stale when its heartbeat is older than this. */
+const foreignStaleMs = 20_000;
+/** A lock file still empty after this long was left by a holder that died between create and write. */
+const emptyStaleMs = 5000;
+
+/** A lock this process holds. */
+export class HeldLock {
+  private readonly timer: NodeJS.Timeout;
+  constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly ownerLine: string,
+  ) {
+    this.timer = setInterval(() => void utimes(path, new Date(), new Date()).catch(() => undefined), heartbeatMs);
+    this.timer.unref();
+  }
+
+  /** Leaves `outcome` for the waiters and removes the lock. Never throws. */
+  async release(outcome: LockOutcome): Promise<void> {
+    clearInterval(this.timer);
+    try {
+      await this.fh.write(JSON.stringify(outcome) + "\n", Buffer.byteLength(this.ownerLine));
+    } catch {
+      // Waiters that read no outcome retry the fetch themselves.
+    }
+    await unlink(this.path).catch(() => undefined);
+    await this.fh.close().catch(() => undefined);
+  }
+}
+
+/** Takes the lock at `path`, or waits for its live holder and returns the holder's outcome. */
+export async function acquireLock(path: string, signal?: AbortSignal): Promise<LockAttempt> {
+  const self = await selfOwner();
+  for (;;) {
+    signal?.throwIfAborted();
+    const mine = await tryCreate(path, self);
+    if (mine) return { held: true, lock: mine };
+    const fh = await open(path, "r").catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return undefined;
+      throw e;
+    });
+    if (!fh) continue;
+    try {
+      const outcome = await waitOrBreak(path, fh, self.pidns, signal);
+      if (outcome) return { held: false, outcome };
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+async function tryCreate(path: string, self: Omit<LockOwner, "nonce">): Promise<HeldLock | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, "wx", 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return undefined;
+    throw e;
+  }
+  const line = JSON.stringify({ ...self, nonce: randomBytes(8).toString("hex") }) + "\n";
+  await fh.write(line, 0);
+  return new HeldLock(path, fh, line);
+}
+
+/** Waits while the holder lives; returns its outcome, or undefined when the caller should try again. */
+async function waitOrBreak(path: string, fh: FileHandle, ourNs: string | undefined, signal?: AbortSignal): Promise<LockOutcome | undefined> {
+  const ino = (await fh.stat()).ino;
+  for (;;) {
+    const { owner, outcome } = parseLock(await readAll(fh));
+    if (outcome) return outcome;
+    if (!(await sameFile(path, ino))) return undefined; // released without an outcome: try to take it
+    if (await isStale(owner, fh, ourNs)) {
+      await breakLock(path, owner);
+      return undefined;
+    }
+    await sleep(pollMs, signal);
+  }
+}
+
+async function isStale(owner: LockOwner | undefined, fh: FileHandle, ourNs: string | undefined): Promise<boolean> {
+  const st = await fh.stat();
+  const age = Date.now() - st.mtimeMs;
+  if (!owner) return age > emptyStaleMs;
+  if (owner.pidns !== ourNs) return age > foreignStaleMs;
+  return !(await processAlive(owner.pid, owner.start));
+}
+
+async function breakLock(path: string, stale: LockOwner | undefined): Promise<void> {
+  const aside = join(dirname(path), `.${basename(path)}.broken-${process.pid}-${randomBytes(4).toString("hex")}`);
+  try {
+    await rename(path, aside);
+  } catch {
+    return; // someone else broke it first
+  }
+  const { owner } = parseLock(await readFile(aside, "utf8").catch(() => ""));
+  if (owner && stale && owner.nonce !== stale.nonce) {
+    // NOTE: between our stat and rename a new holder replaced the stale lock; put its lock back.
+    await link(aside, path).catch(() => undefined);
+  }
+  await unlink(aside).catch(() => undefined);
+}
+
+/** Reads who holds the lock at `path`, if anyone. */
+export async function readLockOwner(path: string): Promise<LockOwner | undefined> {
+  return parseLock(await readFile(path, "utf8").catch(() => "")).owner;
+}
+
+/** True when `owner` is a live process in our pid namespace (or, for another namespace, when unsure). */
+export async function isLockOwnerAlive(owner: LockOwner): Promise<boolean> {
+  const ns = await pidNamespace();
+  return owner.pidns !== ns ? true : processAlive(owner.pid, owner.start);
+}
+
+function parseLock(text: string): { owner?: LockOwner; outcome?: LockOutcome } {
+  const lines = text.split("\n");
+  const out: { owner?: LockOwner; outcome?: LockOutcome } = {};
+  try {
+    if (lines.length > 1 && lines[0]) out.owner = JSON.parse(lines[0]) as LockOwner;
+    if (lines.length > 2 && lines[1]) out.outcome = JSON.parse(lines[1]) as LockOutcome;
+  } catch {
+    // A partial line: the writer is still writing; read again on the next poll.
+  }
+  return out;
+}
+
+async function readAll(fh: FileHandle): Promise<string> {
+  const buf = Buffer.alloc(4096);
+  const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+  return buf.subarray(0, bytesRead).toString("utf8");
+}
+
+async function sameFile(path: string, ino: number): Promise<boolean> {
+  try {
+    return (await stat(path)).ino === ino;
+  } catch {
+    return false;
+  }
+}
+
+async function processAlive(pid: number, start: string | undefined): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  // A recycled pid belongs to a process with another start time.
+  const now = await processStart(pid);
+  return start === undefined || now === undefined || now === start;
+}
+
+async function processStart(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+async function pidNamespace(): Promise<string | undefined> {
+  return readlink("/proc/self/ns/pid").catch(() => undefined);
+}
+
+async function selfOwner(): Promise<Omit<LockOwner, "nonce">> {
+  const start = await processStart(process.pid);
+  const pidns = await pidNamespace();
+  return { pid: process.pid, ...(start ? { start } : {}), ...(pidns ? { pidns } : {}) };
+}
+
+/** Takes the lock at `path` without waiting: breaks it when its holder is dead, returns undefined when it lives. */
+export async function tryAcquireLock(path: string): Promise<HeldLock | undefined> {
+  const self = await selfOwner();
+  for (let i = 0; i < 3; i++) {
+    const mine = await tryCreate(path, self);
+    if (mine) return mine;
+    const fh = await open(path, "r").catch(() => undefined);
+    if (!fh) continue;
+    try {
+      const { owner } = parseLock(await readAll(fh));
+      if (!(await isStale(owner, fh, self.pidns))) return undefined;
+      await breakLock(path, owner);
+    } finally {
+      await fh.close();
+    }
+  }
+  return undefined;
+}

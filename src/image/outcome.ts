@@ -1,0 +1,50 @@
+/**
+ * The one mapping from the end of a fetch (a result or a thrown error) to status, reason and message, shared by
+ * `basecache fetch --json`, the agent's status and the lock outcome that coalesced waiters read.
+ */
+import { DiskFullError, FetchError, ImageRejectedError, ToolError, type FetchFailReason, type RejectReason } from "../lib/errors.js";
+import type { LockOutcome } from "./lock.js";
+
+/** Status of a fetch: the base is ready, the image was refused, or the fetch failed. */
+export type FetchStatus = "ready" | "rejected" | "failed";
+
+/** A stable, machine-readable description of how a fetch ended. */
+export interface FetchOutcome {
+  status: FetchStatus;
+  /** "cached", "fetched", a RejectReason, a FetchFailReason, "disk-full", "tool-failed", "aborted" or "internal". */
+  reason: string;
+  message: string;
+}
+
+/** Describes a thrown error (pure: no I/O). */
+export function describeOutcome(err: unknown): FetchOutcome {
+  if (err instanceof ImageRejectedError) return { status: "rejected", reason: err.reason, message: err.message };
+  if (err instanceof FetchError) return { status: "failed", reason: err.reason, message: err.message };
+  if (err instanceof DiskFullError) return { status: "failed", reason: err.reason, message: err.message };
+  if (err instanceof ToolError) return { status: "failed", reason: "tool-failed", message: err.message };
+  if (err instanceof Error && (err.name === "AbortError" || /^Received SIG/.test(err.message))) return { status: "failed", reason: "aborted", message: err.message };
+  return { status: "failed", reason: "internal", message: err instanceof Error ? err.message : String(err) };
+}
+
+/** The lock outcome a holder leaves for coalesced waiters. */
+export function lockOutcomeFor(err: unknown): LockOutcome {
+  const o = describeOutcome(err);
+  return { ...o, errorName: err instanceof Error ? err.name : "Error" };
+}
+
+/**
+ * Rebuilds the error a holder ended with, for a waiter to report the same result; undefined when the waiter
+ * should try the fetch itself (the holder was stopped, or failed in a way that is not about the image).
+ */
+export function errorFromLockOutcome(o: LockOutcome): Error | undefined {
+  switch (o.errorName) {
+    case "ImageRejectedError":
+      return new ImageRejectedError(o.reason as RejectReason, o.message);
+    case "FetchError":
+      return new FetchError(o.reason as FetchFailReason, o.message, { retryable: false });
+    case "DiskFullError":
+      return new DiskFullError(o.message);
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * The fetch pipeline: makes an origin image a safe raw base at `<baseDir>/<sha1(id)>`, or refuses it and leaves
+ * nothing behind. Steps (Nova's fetch_to_raw, and stricter): take the per-base lock (or wait for the process
+ * that holds it and report its result); download to `.part`, sparse, hashing as it arrives, resuming and
+ * retrying; inspect with our header parser, then `qemu-img info` (which must agree) and `qemu-img check`;
+ * convert to raw into `.converted` (or keep a raw `.part` as it is); re-inspect; write the sidecar; rename
+ * atomically; fsync the directory.
+ */
+import { mkdir, open, rename, stat, statfs, unlink } from "node:fs/promises";
+import { isAbsolute } from "node:path";
+import { performance } from "node:perf_hooks";
+import { parseChecksum, type Checksum } from "../core/checksum.js";
+import { evaluateConverted, evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits, type ImageVerdict } from "../core/image-checks.js";
+import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
+import { baseNameFor } from "../core/names.js";
+import { DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
+import { silentLogger, type Logger } from "../lib/log.js";
+import { basePaths, exists, fsyncDir, readSidecar, removeStaleTempFiles, removeWorkFiles, writeSidecar, type BaseSidecar } from "./base-dir.js";
+import { readHeaderFacts } from "./header-read.js";
+import { DefaultIdleTimeoutMs, DefaultRetry, downloadSource, type Announcement, type DownloadResult, type RetryPolicy } from "./http-fetch.js";
+import { acquireLock } from "./lock.js";
+import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "./outcome.js";
+import { qemuImgCheck, qemuImgConvertToRaw, qemuImgDataBytes, qemuImgInfo } from "./qemu-img.js";
+import { resolvedFromHttp, type ResolvedSource, type SourceSpec } from "./source.js";
+import { SparseWriter } from "./sparse-writer.js";
+
+export { describeOutcome, type FetchOutcome, type FetchStatus } from "./outcome.js";
+
+/** Progress of a fetch, reported at most every few hundred milliseconds. */
+export interface FetchProgress {
+  phase: "Downloading" | "Converting";
+  bytesDone: number;
+  bytesTotal?: number;
+}
+
+/** What to fetch and where. */
+export interface FetchRequest {
+  /** The `_base` directory; created when missing. */
+  baseDir: string;
+  /** The image id; the base is named by its sha1. */
+  id: string;
+  source: SourceSpec;
+  /** `"sha256:<hex>"` or `"sha512:<hex>"` of the image file as served (for tar sources: of the disk inside). */
+  checksum?: string;
+  /** Largest virtual size accepted, in bytes. */
+  maxVirtualSize?: number;
+  signal?: AbortSignal;
+  log?: Logger;
+  onProgress?: (p: FetchProgress) => void;
+  retry?: RetryPolicy;
+  /** No byte for this long counts as a stall (then resume or retry). */
+  idleTimeoutMs?: number;
+}
+
+/** A ready base. */
+export interface FetchResult {
+  id: string;
+  /** File name of the base: sha1 hex of the id. */
+  base: string;
+  /** Absolute path of the base. */
+  path: string;
+  /** True when the base was already there (or another process fetched it while we waited): nothing downloaded. */
+  cached: boolean;
+  /** Format of the source image (the base itself is always raw). */
+  format: string;
+  virtualSize: number;
+  bytesDownloaded: number;
+  /** SHA-256 of the source image bytes. */
+  sha256: string;
+  seconds: number;
+  /** Bytes the base occupies on disk (sparse). */
+  allocatedBytes: number;
+}
+
+/** Free space kept in reserve when judging whether an image fits. */
+const reserveBytes = 64 * 1024 * 1024;
+const progressEveryMs = 250;
+
+/**
+ * Makes the image a ready raw base, or throws and leaves no file for this id.
+ * @throws ImageRejectedError when the image is unsafe, corrupt, too large or fails its checksum
+ * @throws FetchError when the source fails; DiskFullError when it cannot fit; ToolError when qemu-img fails
+ */
+export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
+  const started = performance.now();
+  const log = req.log ?? silentLogger;
+  if (!isAbsolute(req.baseDir)) throw new TypeError(`Cannot fetch image "${req.id}": base dir "${req.baseDir}" is not absolute`);
+  if (req.id === "") throw new TypeError("Cannot fetch image: the id is empty");
+  const checksum = req.checksum === undefined ? undefined : parseChecksum(req.checksum);
+  const base = baseNameFor(req.id);
+  const paths = basePaths(req.baseDir, base);
+  await mkdir(req.baseDir, { recursive: true });
+  const hit = await cachedResult(req, base, checksum, started);
+  if (hit) return hit;
+  await removeStaleTempFiles(req.baseDir).catch((err: unknown) => log.warn({ err }, "Could not remove stale work files"));
+  for (;;) {
+    const attempt = await acquireLock(paths.lock, req.signal);
+    if (!attempt.held) {
+      const err = errorFromLockOutcome(attempt.outcome);
+      if (err) throw err;
+      const coalesced = await cachedResult(req, base, checksum, started);
+      if (coalesced) return coalesced;
+      continue; // the holder stopped without a result: try ourselves
+    }
+    const lock = attempt.lock;
+    try {
+      const again = await cachedResult(req, base, checksum, started);
+      const result = again ?? (await fetchLocked(req, base, checksum, started, log));
+      await lock.release({ status: "ready", reason: again ? "cached" : "fetched", message: "Base is ready" });
+      return result;
+    } catch (err) {
+      await removeWorkFiles(req.baseDir, base).catch((e: unknown) => log.error({ err: e }, "Could not remove work files"));
+      await lock.release(lockOutcomeFor(err));
+      log.warn({ err, imageId: req.id, base, ...describeOutcome(err) }, "Fetch of image failed");
+      throw err;
+    }
+  }
+}
+
+async function cachedResult(req: FetchRequest, base: string, checksum: Checksum | undefined, started: number): Promise<FetchResult | undefined> {
+  const p = basePaths(req.baseDir, base);
+  const st = await stat(p.base).catch(() => undefined);
+  if (!st?.isFile()) return undefined;
+  const sc = await readSidecar(req.baseDir, base);
+  if (checksum && sc) {
+    const known = checksum.algorithm === "sha256" ? sc.sha256 : sc.sha512;
+    if (known !== undefined && known !== checksum.hex) {
+      // NOTE: the base stays: instances may use it. Only the caller's expectation is refused.
+      throw new ImageRejectedError("checksum-mismatch", `Refused image "${req.id}": the cached base has ${checksum.algorithm} ${known}, expected ${checksum.hex}`);
+    }
+  }
+  if (req.maxVirtualSize !== undefined && st.size > req.maxVirtualSize) {
+    throw new ImageRejectedError("too-large", `Refused image "${req.id}": the cached base has a virtual size of ${st.size} bytes, above the limit of ${req.maxVirtualSize}`);
+  }
+  return {
+    id: req.id,
+    base,
+    path: p.base,
+    cached: true,
+    format: sc?.sourceFormat ?? "raw",
+    virtualSize: st.size,
+    bytesDownloaded: 0,
+    sha256: sc?.sha256 ?? "",
+    seconds: (performance.now() - started) / 1000,
+    allocatedBytes: st.blocks * 512,
+  };
+}
+
+async function resolveSource(spec: SourceSpec, signal?: AbortSignal): Promise<ResolvedSource> {
+  if ("http" in spec) return resolvedFromHttp(spec);
+  if ("registry" in spec) {
+    const { resolveRegistryImage } = await import("./oci-fetch.js");
+    return resolveRegistryImage(spec.registry.image, signal ? { signal } : {});
+  }
+  return spec;
+}
+
+async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum | undefined, started: number, log: Logger): Promise<FetchResult> {
+  const p = basePaths(req.baseDir, base);
+  await removeWorkFiles(req.baseDir, base);
+  const source = await resolveSource(req.source, req.signal);
+  const limits: ImageLimits = req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize };
+  log.info({ imageId: req.id, base, source: source.description }, "Fetching image");
+  const dl = await download(req, source, p.part, limits, checksum);
+  log.info({ imageId: req.id, bytes: dl.bytes, attempts: dl.attempts }, "Downloaded image");
+  if (checksum) verifyChecksum(req.id, checksum, dl);
+  const facts = await inspect(req, p.part, limits, log);
+  if (facts.format === "raw" && /^text\/html\b/i.test(dl.contentType ?? "")) {
+    throw new ImageRejectedError("not-a-disk", `Refused image "${req.id}": the origin served it as ${dl.contentType ?? ""}, a web page, not a raw disk`);
+  }
+  if (facts.format === "raw") {
+    await rename(p.part, p.converted);
+  } else {
+    await convert(req, facts, p.part, p.converted, log);
+    await unlink(p.part);
+  }
+  refuseIf(evaluateConverted(await qemuImgInfo(p.converted, "raw", signalOpt(req)), facts.virtualSize ?? -1), req.id);
+  await writeSidecar(req.baseDir, base, sidecarFor(req, base, source, facts, dl));
+  await rename(p.converted, p.base);
+  await fsyncDir(req.baseDir);
+  const st = await stat(p.base);
+  log.info({ imageId: req.id, base, format: facts.format, bytes: st.size }, "Stored image as raw base");
+  return {
+    id: req.id,
+    base,
+    path: p.base,
+    cached: false,
+    format: facts.format,
+    virtualSize: st.size,
+    bytesDownloaded: dl.networkBytes,
+    sha256: dl.sha256,
+    seconds: (performance.now() - started) / 1000,
+    allocatedBytes: st.blocks * 512,
+  };
+}
+
+async function download(req: FetchRequest, source: ResolvedSource, part: string, limits: ImageLimits, checksum: Checksum | undefined): Promise<DownloadResult> {
+  const fh = await open(part, "w+", 0o644);
+  let lastProgress = 0;
+  try {
+    const sink = new SparseWriter(fh);
+    const result = await downloadSource({
+      source,
+      sink,
+      ...(checksum?.algorithm === "sha512" ? { extraAlgorithm: "sha512" as const } : {}),
+      retry: req.retry ?? DefaultRetry,
+      idleTimeoutMs: req.idleTimeoutMs ?? DefaultIdleTimeoutMs,
+      ...(limits.maxVirtualSize === undefined ? {} : { maxBytes: downloadCap(limits.maxVirtualSize) }),
+      ...(req.signal ? { signal: req.signal } : {}),
+      log: req.log ?? silentLogger,
+      onAnnounce: (a) => checkAnnouncement(req, a),
+      onHead: (head, total) => earlyCheck(req.id, head, total, limits),
+      onProgress: (done, total) => {
+        const now = performance.now();
+        if (now - lastProgress < progressEveryMs && done !== total) return;
+        lastProgress = now;
+        req.onProgress?.({ phase: "Downloading", bytesDone: done, ...(total === undefined ? {} : { bytesTotal: total }) });
+      },
+    });
+    // Durable before it may become the base itself (a raw source is renamed, not converted).
+    await sink.finish(true);
+    return result;
+  } catch (e) {
+    throw asDiskFull(e, req.id);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A qcow2/vmdk/vhdx file may be a little larger than its virtual size (metadata), never by much. */
+function downloadCap(maxVirtualSize: number): number {
+  return Math.ceil(maxVirtualSize * 1.05) + 64 * 1024 * 1024;
+}
+
+async function checkAnnouncement(req: FetchRequest, a: Announcement): Promise<void> {
+  if (a.totalBytes === undefined) return;
+  if (req.maxVirtualSize !== undefined && a.totalBytes > downloadCap(req.maxVirtualSize)) {
+    throw new ImageRejectedError("too-large", `Refused image "${req.id}": the origin announces ${a.totalBytes} bytes, more than an image within the limit of ${req.maxVirtualSize} bytes can hold`);
+  }
+  const free = await freeBytes(req.baseDir);
+  if (a.totalBytes + reserveBytes > free) {
+    throw new DiskFullError(`Cannot fetch image "${req.id}": it is ${a.totalBytes} bytes and the base dir's filesystem has ${free} bytes free`);
+  }
+}
+
+/** Refuses early, from the first 64 KiB, what no later step could accept: saves downloading a hostile image. */
+function earlyCheck(id: string, head: Buffer, total: number | undefined, limits: ImageLimits): void {
+  if (total === undefined) return;
+  const parse = inspectHeader({ size: total, chunks: [{ offset: 0, data: head.subarray(0, Math.min(head.length, HeaderProbeBytes)) }] });
+  if (!parse.done) return;
+  const early = new Set(["backing-file", "data-file", "encrypted", "unsupported-format", "too-large", "bad-extent", "unknown-feature"]);
+  const v = evaluateHeader(parse.facts, limits);
+  if (!v.accept && early.has(v.reason)) refuseIf(v, id);
+}
+
+function verifyChecksum(id: string, c: Checksum, dl: DownloadResult): void {
+  const got = c.algorithm === "sha256" ? dl.sha256 : dl.extraDigest;
+  if (got !== c.hex) throw new ImageRejectedError("checksum-mismatch", `Refused image "${id}": ${c.algorithm} is ${got ?? "unknown"}, expected ${c.hex}`);
+}
+
+async function inspect(req: FetchRequest, part: string, limits: ImageLimits, log: Logger): Promise<HeaderFacts> {
+  const facts = await readHeaderFacts(part);
+  log.debug({ imageId: req.id, facts }, "Inspected image header");
+  refuseIf(evaluateHeader(facts, limits), req.id);
+  const info = await qemuImgInfo(part, facts.format, signalOpt(req)).catch((e: unknown) => {
+    throw e instanceof ToolError ? new ImageRejectedError("corrupt", `Refused image "${req.id}": qemu-img cannot open it as ${facts.format}: ${lastLine(e.details.stderrTail)}`, { cause: e }) : e;
+  });
+  refuseIf(evaluateQemuInfo(facts, info, limits), req.id);
+  if (CheckableFormats.includes(facts.format)) refuseIf(evaluateQemuCheck(await qemuImgCheck(part, facts.format, signalOpt(req))), req.id);
+  return facts;
+}
+
+async function convert(req: FetchRequest, facts: HeaderFacts, src: string, dst: string, log: Logger): Promise<void> {
+  const total = facts.virtualSize ?? 0;
+  const needed = await qemuImgDataBytes(src, facts.format, signalOpt(req));
+  const free = await freeBytes(req.baseDir);
+  if (needed + reserveBytes > free) {
+    throw new DiskFullError(`Cannot convert image "${req.id}": it holds ${needed} bytes of data and the base dir's filesystem has ${free} bytes free`);
+  }
+  const onProgress = (pct: number) => req.onProgress?.({ phase: "Converting", bytesDone: Math.round((total * pct) / 100), bytesTotal: total });
+  const run = (targetCache: "none" | "writeback") => qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(req), targetCache, onProgress });
+  try {
+    await run("none");
+  } catch (e) {
+    if (!(e instanceof ToolError) || !/O_DIRECT|Invalid argument/i.test(e.details.stderrTail)) throw asDiskFull(e, req.id);
+    // NOTE: tmpfs and some overlay filesystems refuse O_DIRECT; write back through the page cache, then fsync.
+    log.debug({ imageId: req.id }, "Target refused O_DIRECT, converting with writeback and fsync");
+    await unlink(dst).catch(() => undefined);
+    await run("writeback").catch((e2: unknown) => {
+      throw asDiskFull(e2, req.id);
+    });
+    const fh = await open(dst, "r+");
+    await fh.sync().finally(() => fh.close());
+  }
+}
+
+function sidecarFor(req: FetchRequest, base: string, source: ResolvedSource, facts: HeaderFacts, dl: DownloadResult): BaseSidecar {
+  return {
+    id: req.id,
+    base,
+    sourceFormat: facts.format,
+    virtualSize: facts.virtualSize ?? dl.bytes,
+    sha256: dl.sha256,
+    ...(dl.extraDigest ? { sha512: dl.extraDigest } : {}),
+    source: source.description,
+    finalUrl: dl.finalUrl,
+    ...(dl.etag ? { etag: dl.etag } : {}),
+    ...(dl.lastModified ? { lastModified: dl.lastModified } : {}),
+    bytesDownloaded: dl.networkBytes,
+    fetchedAt: new Date().toISOString(),
+  };
+}
+
+function refuseIf(v: ImageVerdict, id: string): void {
+  if (!v.accept) throw new ImageRejectedError(v.reason, `Refused image "${id}": ${v.message}`);
+}
+
+async function freeBytes(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return s.bavail * s.bsize;
+}
+
+function asDiskFull(e: unknown, id: string): unknown {
+  const enospc = (e as NodeJS.ErrnoException)?.code === "ENOSPC" || (e instanceof ToolError && /No space left on device/i.test(e.details.stderrTail));
+  return enospc ? new DiskFullError(`Cannot store image "${id}": no space left in the base dir's filesystem`, { cause: e }) : e;
+}
+
+function signalOpt(req: FetchRequest): { signal?: AbortSignal } {
+  return req.signal ? { signal: req.signal } : {};
+}
+
+function lastLine(s: string): string {
+  return s.trim().split("\n").pop() ?? "";
+}
+
+/** Whether a base for `id` is present in `baseDir`. */
+export async function hasBase(baseDir: string, id: string): Promise<boolean> {
+  return exists(basePaths(baseDir, baseNameFor(id)).base);
+}

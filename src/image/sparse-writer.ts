@@ -1,0 +1,92 @@
+/**
+ * Writes a stream of bytes to a file sparsely: all-zero blocks are skipped (left as holes) and the file is
+ * extended to its full length at the end. Any image format reads back the same, since a hole reads as zeros,
+ * so every download goes through it; for a raw source this is the base itself.
+ */
+import type { FileHandle } from "node:fs/promises";
+
+/** Size of the blocks tested for zeros; one filesystem block on every filesystem we care about. */
+export const SparseBlockBytes = 4096;
+const flushBytes = 1024 * 1024;
+const zeroBlock = Buffer.alloc(SparseBlockBytes);
+
+/** Sequential sparse writer over an open file. */
+export class SparseWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private flushedTo = 0;
+  /** Bytes actually written (not skipped as zeros). */
+  written = 0;
+
+  constructor(private readonly fh: FileHandle) {}
+
+  /** Bytes accepted so far: the logical length of the file. */
+  get position(): number {
+    return this.flushedTo + this.pendingBytes;
+  }
+
+  /** Appends `chunk`; data reaches the file in blocks of about 1 MiB. */
+  async write(chunk: Buffer): Promise<void> {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= flushBytes) await this.flush(false);
+  }
+
+  /** Drops everything and starts again at offset 0 (a download that must restart). */
+  async reset(): Promise<void> {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.flushedTo = 0;
+    this.written = 0;
+    await this.fh.truncate(0);
+  }
+
+  /** Writes what is pending, sets the final length (trailing holes) and optionally fsyncs. */
+  async finish(sync: boolean): Promise<void> {
+    await this.flush(true);
+    await this.fh.truncate(this.flushedTo);
+    if (sync) await this.fh.sync();
+  }
+
+  private async flush(all: boolean): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const buf = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
+    // Keep block alignment relative to the file: flush whole blocks unless this is the end.
+    const usable = all ? buf.length : buf.length - ((this.flushedTo + buf.length) % SparseBlockBytes);
+    await this.writeSparse(buf.subarray(0, usable), this.flushedTo);
+    this.flushedTo += usable;
+    const rest = buf.subarray(usable);
+    this.pending = rest.length ? [Buffer.from(rest)] : [];
+    this.pendingBytes = rest.length;
+  }
+
+  private async writeSparse(buf: Buffer, at: number): Promise<void> {
+    let runStart = -1;
+    const headGap = (SparseBlockBytes - (at % SparseBlockBytes)) % SparseBlockBytes;
+    const blocks: [number, number][] = [];
+    if (headGap > 0) blocks.push([0, Math.min(headGap, buf.length)]);
+    for (let o = headGap; o < buf.length; o += SparseBlockBytes) blocks.push([o, Math.min(o + SparseBlockBytes, buf.length)]);
+    for (const [s, e] of blocks) {
+      const zero = e - s === SparseBlockBytes ? buf.subarray(s, e).equals(zeroBlock) : isZero(buf.subarray(s, e));
+      if (!zero && runStart < 0) runStart = s;
+      if (zero && runStart >= 0) {
+        await this.writeAll(buf.subarray(runStart, s), at + runStart);
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) await this.writeAll(buf.subarray(runStart), at + runStart);
+  }
+
+  private async writeAll(buf: Buffer, at: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesWritten } = await this.fh.write(buf, done, buf.length - done, at + done);
+      done += bytesWritten;
+    }
+    this.written += buf.length;
+  }
+}
+
+function isZero(b: Buffer): boolean {
+  return b.equals(zeroBlock.subarray(0, b.length));
+}

@@ -352,3 +352,43 @@ export async function pushIndex(
   const m = await reg.pushManifest(repo, tag, { schemaVersion: 2, mediaType: type, manifests }, type);
   return { ref: reg.ref(repo, tag), manifest: m };
 }
+
+// ---- A hostile front ------------------------------------------------------------------------------------
+
+export interface TamperingProxy {
+  host: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A real HTTP server in front of a registry that forwards every request and lets `tamper` rewrite manifest
+ * bodies, as a compromised mirror or a man in the middle on plain http could.
+ */
+export async function startTamperingProxy(reg: TestRegistry, tamper: (path: string, body: Buffer) => Buffer): Promise<TamperingProxy> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && k !== "host" && k !== "connection") headers[k] = v;
+      const method = req.method ?? "GET";
+      fetch(`${reg.url}${req.url ?? "/"}`, { method, headers, redirect: "manual", ...(chunks.length ? { body: Buffer.concat(chunks) } : {}) })
+        .then(async (up) => {
+          let body = Buffer.from(await up.arrayBuffer());
+          if (/\/manifests\//.test(req.url ?? "") && method === "GET") body = tamper(req.url ?? "", body);
+          const out: Record<string, string> = {};
+          up.headers.forEach((v, k) => {
+            if (k !== "content-length" && k !== "transfer-encoding" && k !== "connection") out[k] = v;
+          });
+          res.writeHead(up.status, { ...out, ...(method === "HEAD" ? { "content-length": up.headers.get("content-length") ?? "0" } : { "content-length": String(body.length) }) });
+          res.end(method === "HEAD" ? undefined : body);
+        })
+        .catch((err: unknown) => res.writeHead(502).end(String(err)));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

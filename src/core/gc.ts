@@ -336,3 +336,9 @@ export function formatAge(ms: number): string {
   const h = Math.floor(m / 60);
   return `${h}h${m % 60}m`;
 }
+
+/** The image ids a pod declares in its `basecache.io/images` annotation: comma separated, exact, blanks ignored. */
+export function imagesFromAnnotation(value: string | undefined): string[] {
+  if (!value) return [];
+  return [...new Set(value.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
+}

@@ -1,0 +1,219 @@
+/**
+ * One garbage-collection pass over a node's base dir: gather (list the dir, who holds what open, instance
+ * disks, wanted images and pods), plan (core/gc.ts), apply. Each removal re-checks its premise under the
+ * base's lock just before the unlink. Shared by the agent and `basecache gc`.
+ */
+import { unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { planGc, type GcBudget, type GcDecision, type GcEntry, type GcPlan, type GcUse, type GcWant } from "../core/gc.js";
+import { basePaths, fsyncDir, listBaseDir, removeWorkFiles, type BaseDirEntry } from "../image/base-dir.js";
+import { tryAcquireLock, type HeldLock } from "../image/lock.js";
+import type { Clock } from "../lib/clock.js";
+import type { Logger } from "../lib/log.js";
+import { gatherOpenFiles, readGcState, writeGcState, type InstanceDiskScanner } from "./inventory.js";
+import type { AgentMetrics } from "./metrics.js";
+
+/** Where wanted images and pod uses come from; `undefined` means unknown, which stops base removal. */
+export interface GcReferences {
+  wanted(): GcWant[] | undefined;
+  podUses(): GcUse[] | undefined;
+}
+
+export interface GcPassOptions {
+  baseDir: string;
+  instancesDir: string;
+  clock: Clock;
+  defaultRetentionMs: number;
+  budget?: GcBudget;
+  dryRun: boolean;
+  references: GcReferences;
+  scanner: InstanceDiskScanner;
+  log: Logger;
+  metrics?: AgentMetrics;
+  /** Called after each removal (the agent records an Event). */
+  onRemoved?: (d: GcDecision) => void;
+  /** Called when a planned removal was refused at the last moment. */
+  onRefused?: (d: GcDecision, why: string) => void;
+}
+
+/** What a pass did, with timings of its parts. */
+export interface GcPassResult {
+  plan: GcPlan;
+  removed: GcDecision[];
+  refused: { decision: GcDecision; why: string }[];
+  disks: { count: number; inspected: number };
+  timings: { listMs: number; disksMs: number; planMs: number; applyMs: number };
+}
+
+const BatchSize = 256;
+
+interface Gathered {
+  entries: GcEntry[];
+  wanted: GcWant[];
+  uses: GcUse[];
+  uncertainties: string[];
+  disks: { count: number; inspected: number };
+}
+
+/** Runs one pass; a dry run plans and reports but changes nothing, not even the state file. */
+export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Promise<GcPassResult> {
+  const t0 = performance.now();
+  const listed = await listBaseDir(opts.baseDir);
+  const open = await gatherOpenFiles(opts.baseDir).catch(() => undefined);
+  const state = await readGcState(opts.baseDir, opts.log);
+  const t1 = performance.now();
+  const refs = await gatherReferences(opts);
+  if (!open) refs.uncertainties.push("open files could not be listed");
+  const t2 = performance.now();
+  const gathered: Gathered = { entries: toGcEntries(opts.baseDir, listed, open ?? new Set()), ...refs };
+  const plan = planGc({
+    now: opts.clock.now(),
+    entries: gathered.entries,
+    wanted: gathered.wanted,
+    uses: gathered.uses,
+    uncertainties: gathered.uncertainties,
+    state,
+    defaultRetentionMs: opts.defaultRetentionMs,
+    ...(opts.budget ? { budget: opts.budget } : {}),
+    dryRun: opts.dryRun,
+  });
+  const t3 = performance.now();
+  const result: GcPassResult = { plan, removed: [], refused: [], disks: gathered.disks, timings: { listMs: t1 - t0, disksMs: t2 - t1, planMs: t3 - t2, applyMs: 0 } };
+  if (gathered.uncertainties.length > 0) {
+    opts.log.warn({ uncertainties: gathered.uncertainties.slice(0, 10) }, "Kept every base: some uses could not be determined");
+    opts.metrics?.gcRefusals.inc({ reason: "ReferencesIncomplete" });
+  }
+  if (!opts.dryRun) {
+    await applyGcPlan(plan, opts, result, signal);
+    await writeGcState(opts.baseDir, plan.state);
+  }
+  result.timings.applyMs = performance.now() - t3;
+  return result;
+}
+
+async function gatherReferences(opts: GcPassOptions): Promise<Omit<Gathered, "entries">> {
+  const scan = await opts.scanner.scan(opts.instancesDir, opts.baseDir);
+  const wanted = opts.references.wanted();
+  const pods = opts.references.podUses();
+  const uncertainties = [...scan.uncertainties];
+  if (pods === undefined) uncertainties.push("pods on this node are not known");
+  // Unknown wanted images do not endanger a use, but removing a wanted base would only make it download again.
+  if (wanted === undefined) uncertainties.push("the images this node should hold are not known");
+  return {
+    wanted: wanted ?? [],
+    uses: [...scan.uses, ...(pods ?? [])],
+    uncertainties,
+    disks: { count: scan.disks, inspected: scan.inspected },
+  };
+}
+
+function toGcEntries(baseDir: string, listed: readonly BaseDirEntry[], open: ReadonlySet<string>): GcEntry[] {
+  return listed.map((e) => ({
+    name: e.name,
+    type: "file",
+    allocatedBytes: e.allocatedBytes,
+    mtimeMs: e.mtimeMs,
+    held: open.has(join(baseDir, e.name)) || (e.heldBy?.alive ?? false),
+  }));
+}
+
+async function applyGcPlan(plan: GcPlan, opts: GcPassOptions, result: GcPassResult, signal?: AbortSignal): Promise<void> {
+  const deletions = plan.decisions.filter((d) => d.action === "delete");
+  // Work files and orphans first: per base, under its lock, so a fetch that started since the plan keeps its files.
+  const workBases = new Set(deletions.filter((d) => d.kind !== "base" && d.reason !== "BaseRemoved").map((d) => d.base ?? ""));
+  for (const base of workBases) {
+    signal?.throwIfAborted();
+    await removeWork(base, deletions.filter((d) => d.base === base && d.kind !== "base" && d.reason !== "BaseRemoved"), opts, result);
+  }
+  const bases = deletions.filter((d) => d.kind === "base");
+  for (let i = 0; i < bases.length; i += BatchSize) {
+    signal?.throwIfAborted();
+    await removeBases(bases.slice(i, i + BatchSize), opts, result);
+  }
+}
+
+async function removeWork(base: string, decisions: GcDecision[], opts: GcPassOptions, result: GcPassResult): Promise<void> {
+  const lock = await tryAcquireLock(basePaths(opts.baseDir, base).lock);
+  if (!lock) {
+    for (const d of decisions) refuse(d, "a fetch of this base holds its lock", opts, result);
+    return;
+  }
+  try {
+    const removed = new Set((await removeWorkFiles(opts.baseDir, base)).map((p) => p.slice(opts.baseDir.length + 1)));
+    for (const d of decisions) if (removed.has(d.name) || d.kind === "lock") recordRemoval(d, opts, result);
+  } finally {
+    // Releasing unlinks the lock file, which also removes an orphaned lock.
+    await lock.release({ status: "failed", reason: "gc", message: "Removed stale work files", errorName: "Retry" });
+  }
+}
+
+// Locks a batch, gathers every use again, and removes only the bases whose premise still holds.
+async function removeBases(batch: GcDecision[], opts: GcPassOptions, result: GcPassResult): Promise<void> {
+  const held: { d: GcDecision; lock: HeldLock }[] = [];
+  for (const d of batch) {
+    const lock = await tryAcquireLock(basePaths(opts.baseDir, d.name).lock);
+    if (lock) held.push({ d, lock });
+    else refuse(d, "a fetch of this base holds its lock", opts, result);
+  }
+  try {
+    if (held.length === 0) return;
+    const refs = await gatherReferences(opts);
+    const open = await gatherOpenFiles(opts.baseDir).catch(() => undefined);
+    const wanted = new Set(refs.wanted.map((w) => w.base));
+    const used = new Set(refs.uses.map((u) => u.base));
+    for (const { d } of held) {
+      const why = recheck(d.name, { wanted, used, open, uncertainties: refs.uncertainties, baseDir: opts.baseDir });
+      if (why) refuse(d, why, opts, result);
+      else await removeBase(d, opts, result);
+    }
+    await fsyncDir(opts.baseDir).catch(() => undefined);
+  } finally {
+    for (const { lock } of held) await lock.release({ status: "failed", reason: "gc", message: "Base removed by garbage collection", errorName: "Retry" });
+  }
+}
+
+function recheck(
+  base: string,
+  now: { wanted: Set<string>; used: Set<string>; open: Set<string> | undefined; uncertainties: string[]; baseDir: string },
+): string | undefined {
+  if (now.used.has(base)) return "it is in use now";
+  if (now.wanted.has(base)) return "it is wanted now";
+  if (now.uncertainties.length > 0) return `uses unknown now: ${now.uncertainties[0]}`;
+  if (!now.open) return "open files could not be listed";
+  if (now.open.has(join(now.baseDir, base))) return "a process has it open now";
+  return undefined;
+}
+
+async function removeBase(d: GcDecision, opts: GcPassOptions, result: GcPassResult): Promise<void> {
+  const p = basePaths(opts.baseDir, d.name);
+  try {
+    await unlink(p.base);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  recordRemoval(d, opts, result);
+  // The sidecar goes after its base: a crash between the two leaves an orphan sidecar, which the next pass removes.
+  const followers = result.plan.decisions.filter((x) => x.base === d.name && x.reason === "BaseRemoved");
+  for (const f of followers) {
+    if (f.kind === "lock") continue; // released (and so unlinked) by removeBases
+    await unlink(join(opts.baseDir, f.name)).catch(() => undefined);
+    recordRemoval(f, opts, result);
+  }
+}
+
+function recordRemoval(d: GcDecision, opts: GcPassOptions, result: GcPassResult): void {
+  result.removed.push(d);
+  opts.metrics?.gcRemovals.inc({ reason: d.reason, kind: d.kind });
+  opts.metrics?.gcRemovedBytes.inc({ reason: d.reason }, d.bytes);
+  const fields = { file: d.name, kind: d.kind, reason: d.reason, bytes: d.bytes, ...(d.imageId ? { imageId: d.imageId } : {}) };
+  if (d.kind === "base") opts.log.info({ ...fields, base: d.name, detail: d.message }, "Deleted unused base");
+  else opts.log.info({ ...fields, detail: d.message }, "Deleted stale cache file");
+  opts.onRemoved?.(d);
+}
+
+function refuse(d: GcDecision, why: string, opts: GcPassOptions, result: GcPassResult): void {
+  result.refused.push({ decision: d, why });
+  opts.metrics?.gcRefusals.inc({ reason: d.kind === "base" ? "PremiseChanged" : "Busy" });
+  opts.log.info({ file: d.name, kind: d.kind, reason: d.reason, why }, "Kept file planned for removal: premise changed");
+  opts.onRefused?.(d, why);
+}

@@ -374,7 +374,7 @@ export async function startTamperingProxy(reg: TestRegistry, tamper: (path: stri
       const method = req.method ?? "GET";
       fetch(`${reg.url}${req.url ?? "/"}`, { method, headers, redirect: "manual", ...(chunks.length ? { body: Buffer.concat(chunks) } : {}) })
         .then(async (up) => {
-          let body = Buffer.from(await up.arrayBuffer());
+          let body: Buffer = Buffer.from(await up.arrayBuffer());
           if (/\/manifests\//.test(req.url ?? "") && method === "GET") body = tamper(req.url ?? "", body);
           const out: Record<string, string> = {};
           up.headers.forEach((v, k) => {

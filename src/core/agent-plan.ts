@@ -74,6 +74,8 @@ export interface FetchFailure {
 export interface ImageMemory {
   running?: RunningFetch;
   failure?: FetchFailure;
+  /** The fingerprint a base on disk was last checked against (checksum, size limit) by the pipeline. */
+  verified?: string;
 }
 
 /** Everything one agent plan depends on. */
@@ -96,6 +98,11 @@ export interface AgentPlanInput {
 export interface AgentPlan {
   /** Images to start fetching now, in spec order, at most `concurrency` running in all. */
   start: AgentWantedImage[];
+  /**
+   * Bases on disk to check against their definition (the pipeline's quick path for a present base: checksum
+   * and size limit, no download). They do not count against the concurrency, and their status stays Ready.
+   */
+  verify: AgentWantedImage[];
   /** Ids of running fetches to abort: no longer wanted, or their definition changed. */
   cancel: string[];
   status: AgentStatus;
@@ -117,6 +124,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
     .map(([id]) => id);
   let running = Object.values(input.memory).filter((m) => m.running).length;
   const start: AgentWantedImage[] = [];
+  const verify: AgentWantedImage[] = [];
   const images: AgentImageStatus[] = [];
   let requeueAfterMs: number | undefined;
   for (const image of input.wanted) {
@@ -127,6 +135,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
       images.push({ ...decision.status, phase: "Downloading", bytesDone: 0 });
       continue;
     }
+    if (decision.kind === "verify") verify.push(image);
     if (decision.kind === "wait") requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.afterMs);
     images.push(decision.status);
   }
@@ -136,34 +145,39 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
     ...(input.disk ? { disk: input.disk } : {}),
     conditions: setConditions(input.prior?.conditions ?? [], [readyCondition(images, input.generation)], new Date(input.now).toISOString()),
   };
-  return { start, cancel, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+  return { start, verify, cancel, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
 }
 
 type ImageDecision =
   | { kind: "fetch"; status: AgentImageStatus }
   | { kind: "wait"; afterMs: number; status: AgentImageStatus }
+  | { kind: "verify"; status: AgentImageStatus }
   | { kind: "hold"; status: AgentImageStatus };
 
-// The first rule that holds decides: on disk, running, rejected, waiting to retry, else fetch.
+// The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
 function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecision {
   const base = input.baseNameFor(image.id);
   const entry = { id: image.id, base, observedGeneration: input.generation };
+  const memory = input.memory[image.id];
+  const fingerprint = imageFingerprint(image);
+  const failure = memory?.failure;
+  const sameFailure = failure !== undefined && sameDefinition(failure, fingerprint, input.generation);
+  if (failure && sameFailure && failure.kind === "rejected") {
+    return { kind: "hold", status: { ...entry, phase: "Failed", reason: failure.reason, message: failure.message } };
+  }
   const present = input.onDisk.get(base);
   if (present) {
     const size = present.virtualSize !== undefined ? { virtualSize: present.virtualSize } : {};
-    return { kind: "hold", status: { ...entry, phase: "Ready", ...size } };
+    const ready: AgentImageStatus = { ...entry, phase: "Ready", ...size };
+    return { kind: memory?.verified === fingerprint || memory?.running ? "hold" : "verify", status: ready };
   }
-  const memory = input.memory[image.id];
-  const fingerprint = imageFingerprint(image);
   if (memory?.running && memory.running.fingerprint === fingerprint) {
     const { phase, bytesDone, bytesTotal } = memory.running;
     return { kind: "hold", status: { ...entry, phase, ...optional({ bytesDone, bytesTotal }) } };
   }
   if (memory?.running) return { kind: "hold", status: { ...entry, phase: "Pending", message: "Waiting for the fetch of the previous definition to stop" } };
-  const failure = memory?.failure;
-  if (failure && sameDefinition(failure, fingerprint, input.generation)) {
+  if (failure && sameFailure) {
     const failed: AgentImageStatus = { ...entry, phase: "Failed", reason: failure.reason, message: failure.message };
-    if (failure.kind === "rejected") return { kind: "hold", status: failed };
     if (failure.retryAt !== undefined && failure.retryAt > input.now) return { kind: "wait", afterMs: failure.retryAt - input.now, status: failed };
   }
   return { kind: "fetch", status: { ...entry, phase: "Pending" } };

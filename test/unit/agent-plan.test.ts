@@ -144,3 +144,23 @@ test("property: never more than `concurrency` fetches run, no image is both star
     ),
   );
 });
+
+test("a base on disk is checked once per definition against the pipeline, without using a fetch slot", () => {
+  const onDisk = new Map([[baseNameFor("a"), {}]]);
+  const fresh = planAgent(input({ wanted: [image("a"), image("b"), image("c")], onDisk }));
+  assert.deepEqual(fresh.verify.map((i) => i.id), ["a"]);
+  assert.deepEqual(fresh.start.map((i) => i.id), ["b", "c"]);
+  assert.equal(phaseOf(fresh, "a")?.phase, "Ready");
+  const checked = planAgent(input({ wanted: [image("a")], onDisk, memory: { a: { verified: imageFingerprint(image("a")) } } }));
+  assert.deepEqual(checked.verify, []);
+  const redefined = planAgent(input({ wanted: [image("a", { maxVirtualSize: "1Gi" })], onDisk, memory: { a: { verified: imageFingerprint(image("a")) } } }));
+  assert.deepEqual(redefined.verify.map((i) => i.id), ["a"]);
+});
+
+test("a base on disk that its definition rejects (a checksum that does not match) is Failed, and kept", () => {
+  const img = image("a", { checksum: `sha256:${"1".repeat(64)}` });
+  const memory = { a: { failure: { kind: "rejected" as const, reason: "checksum-mismatch", message: "m", attempts: 1, fingerprint: imageFingerprint(img), generation: 3 } } };
+  const plan = planAgent(input({ wanted: [img], onDisk: new Map([[baseNameFor("a"), {}]]), memory }));
+  assert.deepEqual([phaseOf(plan, "a")?.phase, phaseOf(plan, "a")?.reason], ["Failed", "checksum-mismatch"]);
+  assert.deepEqual([plan.start, plan.verify], [[], []]);
+});

@@ -66,6 +66,8 @@ export interface GcInput {
   state: GcState;
   defaultRetentionMs: number;
   budget?: GcBudget;
+  /** Bytes of an image about to arrive, made room for under the budget (see planEvictions). */
+  reserveBytes?: number;
   dryRun?: boolean;
 }
 
@@ -135,6 +137,8 @@ export interface GcUsage {
   lowBytes?: number;
   /** Still above the high watermark after every allowed eviction. */
   overBudget: boolean;
+  /** The reserved bytes fit within the budget (true without a budget or a reserve). */
+  fits: boolean;
 }
 
 /** An empty GC state. */
@@ -257,7 +261,7 @@ function applyWatermarks(decisions: GcDecision[], facts: Facts): GcUsage {
   const followers = followerBytes(decisions);
   const deleted = sumBytes(decisions.filter((d) => d.action === "delete")) + sumFollowersOfDeleted(decisions, followers);
   const budget = facts.input.budget;
-  if (!budget) return { cacheBytes, afterBytes: cacheBytes - deleted, overBudget: false };
+  if (!budget) return { cacheBytes, afterBytes: cacheBytes - deleted, overBudget: false, fits: true };
   const candidates: EvictionCandidate[] = decisions
     .filter((d) => d.kind === "base" && d.reason === "WithinRetention")
     .map((d) => ({
@@ -266,7 +270,7 @@ function applyWatermarks(decisions: GcDecision[], facts: Facts): GcUsage {
       unusedSince: d.unusedSince ?? facts.input.now,
       mtimeMs: facts.mtimes.get(d.name) ?? 0,
     }));
-  const result = planEvictions(budget, cacheBytes - deleted, candidates);
+  const result = planEvictions(budget, cacheBytes - deleted, candidates, facts.input.reserveBytes ?? 0);
   const evicted = new Set(result.evict);
   for (const d of decisions) {
     if (d.kind === "base" && evicted.has(d.name)) {
@@ -275,8 +279,8 @@ function applyWatermarks(decisions: GcDecision[], facts: Facts): GcUsage {
       d.message = `Cache above its high watermark; least recently used unused base (${d.message})`;
     }
   }
-  const { afterBytes, highBytes, lowBytes, overBudget } = result;
-  return { cacheBytes, afterBytes, highBytes, lowBytes, overBudget };
+  const { afterBytes, highBytes, lowBytes, overBudget, fits } = result;
+  return { cacheBytes, afterBytes, highBytes, lowBytes, overBudget, fits };
 }
 
 // Bytes of kept-because-of-base sidecars and locks, per base: they go when their base goes.

@@ -30,6 +30,8 @@ export interface EvictionPlan {
   lowBytes: number;
   /** Still above the high watermark after every allowed eviction. */
   overBudget: boolean;
+  /** Room remains within the limit for the reserved bytes (always true without a reserve). */
+  fits: boolean;
 }
 
 /**
@@ -49,45 +51,25 @@ export function orderLeastRecentlyUsed(candidates: readonly EvictionCandidate[])
   return [...candidates].sort((a, b) => a.unusedSince - b.unusedSince || a.mtimeMs - b.mtimeMs || (a.base < b.base ? -1 : a.base > b.base ? 1 : 0));
 }
 
-/** Above the high mark, evicts least recently used candidates until usage is at or below the low mark. */
-export function planEvictions(budget: GcBudget, usedBytes: number, candidates: readonly EvictionCandidate[]): EvictionPlan {
+/**
+ * Above the high mark, evicts least recently used candidates until usage is at or below the low mark.
+ * `reserveBytes` counts an image about to arrive: when even evicting every candidate leaves no room for it
+ * within the limit, nothing is evicted (that would destroy for nothing) and `fits` is false.
+ */
+export function planEvictions(budget: GcBudget, usedBytes: number, candidates: readonly EvictionCandidate[], reserveBytes = 0): EvictionPlan {
   const highBytes = Math.floor(budget.limitBytes * budget.highWatermark);
   const lowBytes = Math.floor(budget.limitBytes * budget.lowWatermark);
   const evict: string[] = [];
   let after = usedBytes;
-  if (after > highBytes) {
+  if (after + reserveBytes > highBytes) {
     for (const c of orderLeastRecentlyUsed(candidates)) {
-      if (after <= lowBytes) break;
+      if (after + reserveBytes <= lowBytes) break;
       evict.push(c.base);
       after -= c.bytes;
     }
   }
-  return { evict, afterBytes: after, highBytes, lowBytes, overBudget: after > highBytes };
-}
-
-/** Whether an image of `neededBytes` fits in the budget, and which candidates must go to make room. */
-export interface RoomPlan {
-  fits: boolean;
-  evict: string[];
-  afterBytes: number;
-}
-
-/**
- * Makes room for `neededBytes` more: when usage plus the newcomer would pass the high mark, evicts least
- * recently used candidates down toward the low mark. It fits when the total stays within the limit; when even
- * evicting every candidate cannot make it fit, nothing is evicted, since that would destroy for nothing.
- */
-export function planRoom(budget: GcBudget, usedBytes: number, candidates: readonly EvictionCandidate[], neededBytes: number): RoomPlan {
-  const highBytes = Math.floor(budget.limitBytes * budget.highWatermark);
-  const lowBytes = Math.floor(budget.limitBytes * budget.lowWatermark);
-  if (usedBytes + neededBytes <= highBytes) return { fits: true, evict: [], afterBytes: usedBytes };
-  const evict: string[] = [];
-  let after = usedBytes;
-  for (const c of orderLeastRecentlyUsed(candidates)) {
-    if (after + neededBytes <= lowBytes) break;
-    evict.push(c.base);
-    after -= c.bytes;
+  if (reserveBytes > 0 && after + reserveBytes > budget.limitBytes) {
+    return { evict: [], afterBytes: usedBytes, highBytes, lowBytes, overBudget: usedBytes > highBytes, fits: false };
   }
-  if (after + neededBytes > budget.limitBytes) return { fits: false, evict: [], afterBytes: usedBytes };
-  return { fits: true, evict, afterBytes: after };
+  return { evict, afterBytes: after, highBytes, lowBytes, overBudget: after > highBytes, fits: true };
 }

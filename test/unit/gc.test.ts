@@ -462,3 +462,20 @@ test("property: among unused bases under pressure, every evicted base was unused
     { numRuns: 1000 },
   );
 });
+
+test("room for an arriving image: evict least recently used, or nothing at all when it cannot fit anyway", () => {
+  const entries = [entry(A, { allocatedBytes: 300 }), entry(B, { allocatedBytes: 300 }), entry(C, { allocatedBytes: 300 })];
+  const state = stateWith({ [A]: { unusedSince: NOW - 3 * H }, [B]: { unusedSince: NOW - 2 * H } });
+  const budget = { limitBytes: 1000, highWatermark: 0.9, lowWatermark: 0.5 };
+  const uses = [{ base: C, by: "pod ns/p" }];
+  // 900 used + 200 coming > 900 high: A then B go (down to 300 + 200 <= 500).
+  const fit = planGc(input({ entries, state, uses, budget, reserveBytes: 200 }));
+  assert.deepEqual(fit.decisions.filter((d) => d.reason === "Evicted").map((d) => d.name).sort(), [A, B].sort());
+  assert.equal(fit.usage.fits, true);
+  // 800 coming: even with A and B gone, 300 + 800 > 1000: nothing is evicted.
+  const none = planGc(input({ entries, state, uses, budget, reserveBytes: 800 }));
+  assert.equal(none.decisions.filter((d) => d.action === "delete").length, 0);
+  assert.equal(none.usage.fits, false);
+  // Without a reserve the cache is at the high mark, not above it: nothing goes.
+  assert.equal(planGc(input({ entries, state, uses, budget })).decisions.filter((d) => d.action === "delete").length, 0);
+});

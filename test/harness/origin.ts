@@ -7,7 +7,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { createHash } from "node:crypto";
 
 /** Bytes to serve: in memory, or a file on disk (streamed, for big images). */
@@ -44,7 +44,7 @@ export class Origin {
   private readonly bytes = new Map<string, number>();
   /** Request headers seen per path, in order. */
   readonly seen = new Map<string, http.IncomingHttpHeaders[]>();
-  private readonly sockets = new Set<import("node:net").Socket>();
+  private readonly sockets = new Set<Socket>();
 
   private constructor(private readonly server: http.Server) {}
 

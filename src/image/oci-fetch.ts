@@ -23,7 +23,7 @@ import {
 import { decideRegistryScheme, formatImageReference, manifestReferenceOf, parseImageReference, parseRegistryList, type ImageReference } from "../core/oci-ref.js";
 import { TarDiskSelector, type DiskSelectorOptions } from "../core/tar-disk.js";
 import { TarFormatError } from "../core/tar.js";
-import { ConfigError, FetchError, ImageRejectedError } from "../lib/errors.js";
+import { ConfigError, FetchError, ImageRejectedError, asError } from "../lib/errors.js";
 import type { ResolvedSource } from "./source.js";
 
 export interface ResolveRegistryOptions {
@@ -243,14 +243,22 @@ async function* extractDisk(input: Readable, opts: DiskSelectorOptions): AsyncGe
     }
     for (const bytes of selector.finish()) yield bytes;
   } catch (err) {
-    if (err instanceof TarFormatError) throw new ImageRejectedError(err.reason, `Cannot extract the disk from its tar layer: ${err.message}`, { cause: err });
-    if ((err as { code?: string }).code?.startsWith("Z_")) {
-      throw new ImageRejectedError("corrupt", `Cannot extract the disk from its tar layer: gzip data is corrupt (${(err as Error).message})`, { cause: err });
-    }
-    throw err;
+    const mapped = rejectionFor(err);
+    // NOTE: the input dies with the same error, so a caller that also awaits the input's own pipeline sees
+    // the refusal rather than a premature close that looks like a network failure worth retrying.
+    if (!input.destroyed) input.destroy(mapped);
+    throw mapped;
   } finally {
-    input.destroy();
+    if (!input.destroyed) input.destroy();
   }
+}
+
+function rejectionFor(err: unknown): Error {
+  if (err instanceof TarFormatError) return new ImageRejectedError(err.reason, `Cannot extract the disk from its tar layer: ${err.message}`, { cause: err });
+  if ((err as { code?: string } | null)?.code?.startsWith("Z_")) {
+    return new ImageRejectedError("corrupt", `Cannot extract the disk from its tar layer: gzip data is corrupt (${(err as Error).message})`, { cause: err });
+  }
+  return asError(err);
 }
 
 async function* maybeGunzip(input: Readable): AsyncGenerator<Uint8Array> {

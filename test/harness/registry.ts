@@ -3,7 +3,7 @@
  * storage in a temp dir, optionally behind a real bearer-token server; plus helpers that push images through
  * the registry's HTTP API (blob uploads, manifest PUTs) exactly as a client such as ORAS or docker would.
  */
-import { createHash, createPrivateKey, randomUUID, sign, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, randomBytes, randomUUID, sign, type KeyObject } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -58,8 +58,11 @@ export function sha256Digest(data: Uint8Array): string {
 const Service = "basecache-test-registry";
 const Issuer = "basecache-test-token-issuer";
 
-/** Starts a registry; with `tokenAuth`, every request needs a bearer token from a token server the harness runs. */
-export async function startRegistry(opts: { tokenAuth?: TokenAuthOptions } = {}): Promise<TestRegistry> {
+/**
+ * Starts a registry. With `tokenAuth`, every request needs a bearer token from a token server the harness runs;
+ * with `basicAuth`, every request needs one of these users' basic credentials (the registry's htpasswd auth).
+ */
+export async function startRegistry(opts: { tokenAuth?: TokenAuthOptions; basicAuth?: Record<string, string> } = {}): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), "basecache-registry-"));
   let proc: ResultPromise | undefined;
   let tokens: TokenServer | undefined;
@@ -75,7 +78,8 @@ export async function startRegistry(opts: { tokenAuth?: TokenAuthOptions } = {})
   };
   try {
     if (opts.tokenAuth) tokens = await startTokenServer(dir, opts.tokenAuth);
-    await writeFile(join(dir, "config.yml"), registryConfig(dir, tokens));
+    if (opts.basicAuth) await writeHtpasswd(join(dir, "htpasswd"), opts.basicAuth);
+    await writeFile(join(dir, "config.yml"), registryConfig(dir, tokens, opts.basicAuth !== undefined));
     proc = execa("docker-registry", ["serve", join(dir, "config.yml")], { stdin: "ignore", stdout: "ignore", stderr: "pipe", reject: false, cleanup: true });
     const host = await listeningAddress(proc);
     const url = `http://${host}`;
@@ -83,17 +87,21 @@ export async function startRegistry(opts: { tokenAuth?: TokenAuthOptions } = {})
       const res = await fetch(`${url}/v2/`);
       if (res.status !== 200 && res.status !== 401) throw new Error(`/v2/ answered ${res.status}`);
     }, { timeoutMs: 20_000, description: "registry answers /v2/" });
-    return makeClient(host, url, dir, tokens, cleanup);
+    const [user, password] = Object.entries(opts.basicAuth ?? {})[0] ?? [];
+    const basic = user !== undefined ? `Basic ${Buffer.from(`${user}:${password ?? ""}`).toString("base64")}` : undefined;
+    return makeClient(host, url, dir, tokens, basic, cleanup);
   } catch (err) {
     await cleanup();
     throw err;
   }
 }
 
-function registryConfig(dir: string, tokens: TokenServer | undefined): string {
+function registryConfig(dir: string, tokens: TokenServer | undefined, basic: boolean): string {
   const auth = tokens
     ? `auth:\n  token:\n    realm: ${tokens.url}/token\n    service: ${Service}\n    issuer: ${Issuer}\n    rootcertbundle: ${tokens.certPath}\n`
-    : "";
+    : basic
+      ? `auth:\n  htpasswd:\n    realm: basecache-test\n    path: ${join(dir, "htpasswd")}\n`
+      : "";
   return [
     "version: 0.1",
     "log:\n  level: info\n  accesslog:\n    disabled: true",
@@ -121,8 +129,9 @@ function listeningAddress(proc: ResultPromise): Promise<string> {
   });
 }
 
-function makeClient(host: string, url: string, dir: string, tokens: TokenServer | undefined, stop: () => Promise<void>): TestRegistry {
-  const auth = (repo: string): Record<string, string> => (tokens ? { authorization: `Bearer ${tokens.mint(repo, ["pull", "push", "delete"])}` } : {});
+function makeClient(host: string, url: string, dir: string, tokens: TokenServer | undefined, basic: string | undefined, stop: () => Promise<void>): TestRegistry {
+  const auth = (repo: string): Record<string, string> =>
+    tokens ? { authorization: `Bearer ${tokens.mint(repo, ["pull", "push", "delete"])}` } : basic ? { authorization: basic } : {};
   const check = async (res: Response, what: string, want: number[]) => {
     if (!want.includes(res.status)) throw new Error(`${what}: registry answered ${res.status}: ${await res.text()}`);
   };
@@ -171,6 +180,19 @@ function makeClient(host: string, url: string, dir: string, tokens: TokenServer 
       await check(res, `delete blob ${digest}`, [202]);
     },
   };
+}
+
+// NOTE: the registry reads only bcrypt htpasswd entries; node has no bcrypt, but perl's crypt() is libxcrypt's.
+async function writeHtpasswd(path: string, users: Record<string, string>): Promise<void> {
+  const alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  const lines: string[] = [];
+  for (const [user, password] of Object.entries(users)) {
+    const salt = Array.from(randomBytes(22), (b) => alphabet[b % 64]).join("");
+    const { stdout } = await execa("perl", ["-e", "print crypt($ARGV[0], $ARGV[1])", password, `$2y$05$${salt}`], { stdin: "ignore" });
+    if (!stdout.startsWith("$2y$")) throw new Error(`Cannot hash a password for htpasswd: perl's crypt gave "${stdout}"`);
+    lines.push(`${user}:${stdout}`);
+  }
+  await writeFile(path, lines.join("\n") + "\n");
 }
 
 interface TokenServer {

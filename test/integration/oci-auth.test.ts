@@ -134,3 +134,38 @@ describe("manifest digests against a tampering mirror", () => {
     }
   });
 });
+
+describe("registry authentication against a real htpasswd (basic auth) registry", () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let disk: Buffer;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "basecache-oci-basic-test-"));
+    reg = await startRegistry({ basicAuth: { bob: "b0b-secret" } });
+    disk = (await makeQcow2(dir, "d.qcow2", 0x3c)).bytes;
+    await pushArtifact(reg, "team/disk", "v1", [{ data: disk, mediaType: "application/vnd.qemu.qcow2" }]);
+  });
+  after(async () => {
+    await reg?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("basic credentials from a Docker config file answer a Basic challenge and go to the pipeline", async () => {
+    const src = await withAuthFile(dockerConfig(reg.host, "bob", "b0b-secret"), () => resolveRegistryImage(reg.ref("team/disk", "v1"), {}));
+    assert.match(src.headers?.authorization ?? "", /^Basic /);
+    const res = await fetch(src.url, { headers: src.headers });
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), disk);
+  });
+
+  test("a Basic challenge without configured credentials is a non-retryable registry error", async () => {
+    const err = await withAuthFile(dockerConfig("elsewhere.lan", "bob", "b0b-secret"), () => rejection(resolveRegistryImage(reg.ref("team/disk", "v1"), {})));
+    assert.ok(err instanceof FetchError && err.reason === "registry" && !err.retryable, String(err));
+    assert.match(err.message, /none are configured/);
+  });
+
+  test("wrong basic credentials are refused with 401", async () => {
+    const err = await withAuthFile(dockerConfig(reg.host, "bob", "wrong"), () => rejection(resolveRegistryImage(reg.ref("team/disk", "v1"), {})));
+    assert.ok(err instanceof FetchError && err.status === 401 && !err.retryable, String(err));
+  });
+});

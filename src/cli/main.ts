@@ -13,6 +13,7 @@ function register(name: string, summary: string, load: () => Promise<Command>): 
 
 register("version", "Print the basecache version", async () => (await import("./commands/version.js")).versionCommand);
 register("fetch", "Fetch an image and store it as a safe raw base", async () => (await import("./commands/fetch.js")).fetchCommand);
+register("controller", "Fan ImageCaches out to NodeImageCaches and roll status up", async () => (await import("./commands/controller.js")).controllerCommand);
 
 function usage(): string {
   const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);

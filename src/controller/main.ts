@@ -1,0 +1,187 @@
+/**
+ * The controller process: leader election, informers on ImageCaches, Nodes and NodeImageCaches, one work
+ * queue whose keys are `node:<name>` (fan-out) and `imagecache:<name>` (roll-up), health and metrics endpoints.
+ */
+import type { Registry } from "prom-client";
+import { ConfigError, asError } from "../lib/errors.js";
+import { ExitCode } from "../lib/exit.js";
+import { serveEndpoints, type EndpointOptions, type RunningEndpoints } from "../lib/health.js";
+import type { Logger } from "../lib/log.js";
+import { createRegistry } from "../lib/metrics.js";
+import { Group } from "../kube/api-types.js";
+import { makeClients, type KubeClients, type RawObject } from "../kube/client.js";
+import { EventRecorder } from "../kube/events.js";
+import { Informer } from "../kube/informer.js";
+import { LeaderElector, defaultIdentity } from "../kube/lease.js";
+import { WorkQueue } from "../kube/work-queue.js";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { ControllerContext, type ControllerInformers } from "./context.js";
+import { reconcileNode } from "./fanout.js";
+import { createControllerMetrics, type ControllerMetrics } from "./metrics.js";
+import { reconcileImageCache } from "./rollup.js";
+import { wireEvents } from "./wiring.js";
+
+export interface ControllerOptions {
+  kc: KubeConfig;
+  leaderElect: boolean;
+  leaseNamespace: string;
+  leaseName: string;
+  leaseDurationMs: number;
+  metricsAddr: string | undefined;
+  healthAddr: string | undefined;
+  /** The addresses are defaults: when one is taken, serve on a free port instead of failing. */
+  defaultAddrs?: boolean;
+  workers: number;
+  /** Minimum time between two status writes of one ImageCache. */
+  statusIntervalMs: number;
+  relistIntervalMs: number;
+}
+
+interface State {
+  leading: boolean;
+  informers: ControllerInformers | undefined;
+}
+
+function makeInformers(clients: KubeClients, log: Logger, metrics: ControllerMetrics, relistIntervalMs: number): ControllerInformers {
+  const common = { kc: clients.kc, log, relistIntervalMs };
+  const onError = (name: string) => () => metrics.informerErrors.inc({ informer: name });
+  return {
+    imageCaches: new Informer<RawObject>({ ...common, name: "imagecaches", path: clients.imageCaches.path, list: (o) => clients.imageCaches.list(o), onError: onError("imagecaches") }),
+    nodeImageCaches: new Informer<RawObject>({ ...common, name: "nodeimagecaches", path: clients.nodeImageCaches.path, list: (o) => clients.nodeImageCaches.list(o), onError: onError("nodeimagecaches") }),
+    nodes: new Informer<RawObject>({
+      ...common,
+      name: "nodes",
+      path: "/api/v1/nodes",
+      list: async (o) => {
+        const r = await clients.core.listNode(o);
+        return { items: r.items as unknown as RawObject[], resourceVersion: r.metadata?.resourceVersion ?? "" };
+      },
+      onError: onError("nodes"),
+    }),
+  };
+}
+
+async function startEndpoints(opts: ControllerOptions, registry: Registry, state: State, log: Logger): Promise<RunningEndpoints[]> {
+  const health = {
+    healthz: { ping: () => true },
+    readyz: {
+      informers: () => {
+        if (!state.leading) return true; // A standby is ready: it waits for the lease.
+        const inf = state.informers;
+        return !!inf && inf.imageCaches.hasSynced && inf.nodes.hasSynced && inf.nodeImageCaches.hasSynced ? true : "informers not synced";
+      },
+    },
+  };
+  const serve = async (addr: string, o: EndpointOptions) => {
+    try {
+      return await serveEndpoints(addr, o, log);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EADDRINUSE" || !opts.defaultAddrs) throw new ConfigError(`Cannot listen on "${addr}": ${code ?? asError(err).message}`, { cause: err });
+      log.warn({ address: addr }, "Default address in use, serving on a free port instead");
+      return serveEndpoints(addr.replace(/:[0-9]+$/, ":0"), o, log);
+    }
+  };
+  const running: RunningEndpoints[] = [];
+  if (opts.metricsAddr && opts.metricsAddr === opts.healthAddr) {
+    running.push(await serve(opts.metricsAddr, { ...health, registry }));
+    return running;
+  }
+  if (opts.metricsAddr) running.push(await serve(opts.metricsAddr, { registry }));
+  if (opts.healthAddr) running.push(await serve(opts.healthAddr, health));
+  return running;
+}
+
+/** Runs the controller until `signal` aborts (exit 0) or leadership is lost (exit 1, so a fresh process starts). */
+export async function runController(opts: ControllerOptions, signal: AbortSignal, log: Logger): Promise<ExitCode> {
+  const registry = createRegistry();
+  const metrics = createControllerMetrics(registry);
+  const clients = makeClients(opts.kc);
+  const identity = defaultIdentity();
+  const state: State = { leading: false, informers: undefined };
+  const endpoints = await startEndpoints(opts, registry, state, log);
+  try {
+    if (!opts.leaderElect) {
+      state.leading = true;
+      await runLeading(opts, clients, metrics, state, identity, signal, log);
+      return ExitCode.Ok;
+    }
+    const elector = new LeaderElector({
+      leases: clients.leases,
+      namespace: opts.leaseNamespace,
+      name: opts.leaseName,
+      identity,
+      leaseDurationMs: opts.leaseDurationMs,
+      renewDeadlineMs: Math.round(opts.leaseDurationMs * (2 / 3)),
+      retryPeriodMs: Math.max(500, Math.round(opts.leaseDurationMs / 7.5)),
+      log,
+      onLeaderChange: (leading) => metrics.leader.set(leading ? 1 : 0),
+    });
+    if (!(await elector.acquire(signal))) return ExitCode.Ok;
+    state.leading = true;
+    const work = new AbortController();
+    const hold = new AbortController();
+    const onStop = () => work.abort(signal.reason);
+    signal.addEventListener("abort", onStop, { once: true });
+    let lost = false;
+    const holding = elector.hold(hold.signal).then((outcome) => {
+      if (outcome === "lost") {
+        lost = true;
+        work.abort(new Error("Lost the leader lease"));
+      }
+    });
+    await runLeading(opts, clients, metrics, state, identity, work.signal, log);
+    hold.abort();
+    await holding;
+    signal.removeEventListener("abort", onStop);
+    if (lost) {
+      log.error("Lost leadership, exiting so that a fresh process starts over");
+      return ExitCode.Internal;
+    }
+    return ExitCode.Ok;
+  } finally {
+    await Promise.all(endpoints.map((e) => e.close()));
+  }
+}
+
+async function runLeading(opts: ControllerOptions, clients: KubeClients, metrics: ControllerMetrics, state: State, identity: string, signal: AbortSignal, log: Logger): Promise<void> {
+  const informers = makeInformers(clients, log, metrics, opts.relistIntervalMs);
+  state.informers = informers;
+  const events = new EventRecorder({ events: clients.events, controller: `${Group}/controller`, instance: identity, log });
+  const ctx = new ControllerContext(clients, informers, metrics, events, log);
+  const queue = new WorkQueue({
+    name: "controller",
+    workers: opts.workers,
+    log,
+    reconcile: async (key) => {
+      const [kind, name = ""] = splitKey(key);
+      return kind === "node" ? reconcileNode(ctx, name) : reconcileImageCache(ctx, name, opts.statusIntervalMs);
+    },
+    observe: (outcome, ms, key) => {
+      const kind = splitKey(key)[0];
+      metrics.reconciles.inc({ kind, outcome });
+      metrics.reconcileSeconds.observe({ kind }, ms / 1000);
+      metrics.queueDepth.set(queue.length);
+    },
+  });
+  wireEvents(informers, queue);
+  for (const inf of Object.values(informers)) inf.start(signal);
+  try {
+    await Promise.all(Object.values(informers).map((inf) => inf.waitForSync(signal)));
+  } catch (err) {
+    if (!signal.aborted) throw err;
+  }
+  if (!signal.aborted) {
+    log.info({ nodes: informers.nodes.size, imageCaches: informers.imageCaches.size, nodeImageCaches: informers.nodeImageCaches.size }, "Caches synced, starting workers");
+    queue.start(signal);
+  }
+  await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
+  await queue.drain();
+  await Promise.all(Object.values(informers).map((inf) => inf.stopped()));
+  log.info({ reason: asError(signal.reason).message }, "Controller stopped");
+}
+
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf(":");
+  return [key.slice(0, i), key.slice(i + 1)];
+}

@@ -1,0 +1,83 @@
+/**
+ * Maps informer events to queue keys; no event is handled here, only turned into the names of what to
+ * reconcile. `node:<name>` plans that node's NodeImageCache; `imagecache:<name>` rolls up that ImageCache.
+ */
+import { isDeepStrictEqual } from "node:util";
+import type { RawObject } from "../kube/client.js";
+import type { WorkQueue } from "../kube/work-queue.js";
+import type { ControllerInformers } from "./context.js";
+
+export const nodeKey = (name: string) => `node:${name}`;
+export const imageCacheKey = (name: string) => `imagecache:${name}`;
+
+function nameOf(obj: RawObject | undefined): string {
+  return obj?.metadata?.name ?? "";
+}
+
+function wantedBy(obj: RawObject | undefined): string[] {
+  const images = (obj?.spec as { images?: { wantedBy?: string[] }[] } | undefined)?.images ?? [];
+  return images.flatMap((i) => i.wantedBy ?? []);
+}
+
+function labelsOf(obj: RawObject | undefined): unknown {
+  return obj?.metadata?.labels ?? {};
+}
+
+export function wireEvents(informers: ControllerInformers, queue: WorkQueue): void {
+  const allNodes = () => {
+    for (const n of informers.nodes.list()) queue.add(nodeKey(nameOf(n)));
+  };
+  const allImageCaches = () => {
+    for (const ic of informers.imageCaches.list()) queue.add(imageCacheKey(nameOf(ic)));
+  };
+
+  // An ImageCache's spec can change what every node wants and which definitions conflict.
+  informers.imageCaches.on("add", (ic) => {
+    allNodes();
+    allImageCaches();
+    queue.add(imageCacheKey(nameOf(ic)));
+  });
+  informers.imageCaches.on("update", (ic, old) => {
+    const specChanged = ic.metadata?.generation !== old?.metadata?.generation || ic.metadata?.deletionTimestamp !== old?.metadata?.deletionTimestamp;
+    if (specChanged) {
+      allNodes();
+      allImageCaches();
+    }
+    queue.add(imageCacheKey(nameOf(ic)));
+  });
+  informers.imageCaches.on("delete", () => {
+    allNodes();
+    allImageCaches();
+  });
+
+  // A node's labels decide what it holds, and how many nodes each ImageCache selects.
+  informers.nodes.on("add", (n) => {
+    queue.add(nodeKey(nameOf(n)));
+    allImageCaches();
+  });
+  informers.nodes.on("update", (n, old) => {
+    if (!isDeepStrictEqual(labelsOf(n), labelsOf(old))) {
+      queue.add(nodeKey(nameOf(n)));
+      allImageCaches();
+    } else if (n.metadata?.uid !== old?.metadata?.uid) {
+      queue.add(nodeKey(nameOf(n)));
+    }
+  });
+  informers.nodes.on("delete", (n) => {
+    queue.add(nodeKey(nameOf(n)));
+    allImageCaches();
+  });
+
+  // A NodeImageCache: its spec is ours (repair drift), its status rolls up into the ImageCaches that want it.
+  const onNic = (nic: RawObject, old: RawObject | undefined) => {
+    const metaChanged = !isDeepStrictEqual(labelsOf(nic), labelsOf(old)) || !isDeepStrictEqual(nic.metadata?.ownerReferences, old?.metadata?.ownerReferences);
+    if (!old || nic.metadata?.generation !== old.metadata?.generation || metaChanged) queue.add(nodeKey(nameOf(nic)));
+    for (const name of new Set([...wantedBy(nic), ...wantedBy(old)])) queue.add(imageCacheKey(name));
+  };
+  informers.nodeImageCaches.on("add", (nic) => onNic(nic, undefined));
+  informers.nodeImageCaches.on("update", onNic);
+  informers.nodeImageCaches.on("delete", (nic) => {
+    queue.add(nodeKey(nameOf(nic)));
+    for (const name of new Set(wantedBy(nic))) queue.add(imageCacheKey(name));
+  });
+}

@@ -4,6 +4,7 @@
  * CVE-2026-24708). Inspection runs under prlimit, as Nova's privsep does (30 s of CPU, 2 GiB of address space).
  */
 import { execa } from "execa";
+import { existsSync } from "node:fs";
 import { ToolError } from "../lib/errors.js";
 import { parseQemuInfo, type QemuCheckResult, type QemuImageInfo } from "../core/image-checks.js";
 
@@ -18,15 +19,16 @@ export interface QemuImgOptions {
 }
 
 const stderrTailBytes = 2048;
+const hasSetpriv = existsSync("/usr/bin/setpriv");
 
 /** Runs qemu-img with `args`, optionally under prlimit; throws ToolError on failure. Returns stdout. */
 async function run(
   args: string[],
   opts: QemuImgOptions & { limited?: boolean; okExitCodes?: number[]; onStdout?: (chunk: string) => void },
 ): Promise<{ stdout: string; exitCode: number }> {
-  const [file, argv] = opts.limited
-    ? ["prlimit", [`--as=${InspectLimits.addressSpaceBytes}`, `--cpu=${InspectLimits.cpuSeconds}`, "--", "qemu-img", ...args]]
-    : ["qemu-img", args];
+  const limited = opts.limited ? ["prlimit", `--as=${InspectLimits.addressSpaceBytes}`, `--cpu=${InspectLimits.cpuSeconds}`, "--"] : [];
+  // NOTE: with setpriv --pdeathsig, a qemu-img whose parent was killed (-9) dies too instead of writing on.
+  const [file = "qemu-img", ...argv] = [...(hasSetpriv ? ["setpriv", "--pdeathsig", "KILL", "--"] : []), ...limited, "qemu-img", ...args];
   const sub = execa(file, argv, {
     reject: false,
     stripFinalNewline: false,

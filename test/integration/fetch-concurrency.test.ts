@@ -1,0 +1,63 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { baseNameFor } from "../../src/core/names.js";
+import { Origin } from "../harness/origin.js";
+import { ImageDir } from "../harness/images.js";
+import { filesStartingWith, runFetch } from "../harness/fetch-cli.js";
+
+let origin: Origin;
+let images: ImageDir;
+let baseDir: string;
+let qcow2: string;
+
+before(async () => {
+  origin = await Origin.start();
+  images = await ImageDir.create();
+  baseDir = await mkdtemp(join(tmpdir(), "basecache-base-"));
+  qcow2 = await images.convert(await images.raw("src.raw", 24), "src.qcow2", "qcow2");
+});
+
+after(async () => {
+  await origin.close();
+  await images.cleanup();
+  await rm(baseDir, { recursive: true, force: true });
+});
+
+const fetchArgs = (id: string, url: string) => ["--base-dir", baseDir, "--id", id, "--url", url];
+
+test("five concurrent fetches of one image download it once and all report it ready", async () => {
+  // A slow body keeps the first download running while the others start and wait.
+  const url = origin.route("/shared.qcow2", { kind: "slow", chunkBytes: 256 * 1024, intervalMs: 150, body: { file: qcow2 } });
+  const runs = await Promise.all(Array.from({ length: 5 }, () => runFetch(fetchArgs("shared", url))));
+  for (const r of runs) assert.equal(r.code, 0, r.json.message);
+  assert.equal(origin.requestsTo("/shared.qcow2"), 1);
+  assert.equal(new Set(runs.map((r) => r.json.sha256)).size, 1, "all report the same sha256");
+  assert.equal(runs.filter((r) => r.json.cached === false).length, 1, "exactly one process downloaded");
+  const base = baseNameFor("shared");
+  assert.deepEqual((await filesStartingWith(baseDir, base)).sort(), [base, `${base}.info.json`]);
+});
+
+test("concurrent fetches of a hostile image all report the same refusal", async () => {
+  const backed = await images.withBacking("backed.qcow2", qcow2, "qcow2");
+  const url = origin.route("/backed.qcow2", { kind: "slow", chunkBytes: 16 * 1024, intervalMs: 100, body: { file: backed } });
+  const runs = await Promise.all(Array.from({ length: 3 }, () => runFetch(fetchArgs("backed", url))));
+  for (const r of runs) {
+    assert.equal(r.code, 3, r.json.message);
+    assert.equal(r.json.reason, "backing-file");
+  }
+  assert.deepEqual(await filesStartingWith(baseDir, baseNameFor("backed")), []);
+});
+
+test("a lock left by a dead process is broken", async () => {
+  const base = baseNameFor("stale");
+  // pid 2^22 + 1 is above the default pid_max, so no live process has it.
+  await writeFile(join(baseDir, `${base}.lock`), JSON.stringify({ pid: 4194305, nonce: "dead" }) + "\n");
+  await writeFile(join(baseDir, `${base}.part`), "left over");
+  const r = await runFetch(fetchArgs("stale", origin.serve("/stale.qcow2", { file: qcow2 })));
+  assert.equal(r.code, 0, r.json.message);
+  assert.deepEqual((await filesStartingWith(baseDir, base)).sort(), [base, `${base}.info.json`]);
+  assert.deepEqual((await readdir(baseDir)).filter((n) => n.startsWith(".")), []);
+});

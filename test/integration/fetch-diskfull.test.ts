@@ -1,0 +1,83 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execa } from "execa";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Origin } from "../harness/origin.js";
+import { ImageDir } from "../harness/images.js";
+import { runFetch } from "../harness/fetch-cli.js";
+
+let origin: Origin;
+let images: ImageDir;
+let mountDir: string;
+let mounted = false;
+let skipReason: string | undefined;
+
+before(async () => {
+  origin = await Origin.start();
+  images = await ImageDir.create();
+  mountDir = await mkdtemp(join(tmpdir(), "basecache-tmpfs-"));
+  const r = await execa("mount", ["-t", "tmpfs", "-o", "size=96M", "tmpfs", mountDir], { reject: false });
+  if (r.exitCode === 0) mounted = true;
+  else skipReason = `cannot mount a small tmpfs (needs root): ${r.stderr.trim()}`;
+});
+
+after(async () => {
+  await origin.close();
+  await images.cleanup();
+  if (mounted) await execa("umount", [mountDir], { reject: false });
+  await rm(mountDir, { recursive: true, force: true });
+});
+
+async function emptyBaseDir(name: string): Promise<string> {
+  const dir = join(mountDir, name);
+  await execa("mkdir", ["-p", dir]);
+  return dir;
+}
+
+test("an image announced larger than the free space is refused before downloading (exit 5)", async (t) => {
+  if (skipReason) return t.skip(skipReason);
+  const dir = await emptyBaseDir("announced");
+  const raw = await images.raw("big.raw", 200);
+  const url = origin.serve("/big.raw", { file: raw });
+  const { code, json } = await runFetch(["--base-dir", dir, "--id", "big", "--url", url]);
+  assert.equal(code, 5, json.message);
+  assert.equal(json.reason, "disk-full");
+  assert.ok(origin.bytesSentFor("/big.raw") < 200 * 1024 * 1024, "the body was not downloaded in full");
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test("an image without a length that fills the filesystem fails with exit 5 and leaves nothing", async (t) => {
+  if (skipReason) return t.skip(skipReason);
+  const dir = await emptyBaseDir("chunked");
+  const raw = await images.path("random.raw");
+  await execa("dd", ["if=/dev/urandom", `of=${raw}`, "bs=1M", "count=128", "status=none"]);
+  const url = origin.serve("/random.raw", { file: raw }, { chunked: true });
+  const { code, json } = await runFetch(["--base-dir", dir, "--id", "chunked", "--url", url]);
+  assert.equal(code, 5, json.message);
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test("a small compressed image whose data cannot fit once converted is refused with exit 5", async (t) => {
+  if (skipReason) return t.skip(skipReason);
+  const dir = await emptyBaseDir("convert");
+  const raw = images.path("pattern.raw");
+  await execa("qemu-img", ["create", "-q", "-f", "raw", raw, "160M"]);
+  await execa("qemu-io", ["-f", "raw", "-c", "write -P 0x61 0 150M", raw]);
+  const small = await images.convert(raw, "pattern.qcow2", "qcow2", [], true);
+  const url = origin.serve("/pattern.qcow2", { file: small });
+  const { code, json } = await runFetch(["--base-dir", dir, "--id", "pattern", "--url", url]);
+  assert.equal(code, 5, json.message);
+  assert.equal(json.reason, "disk-full");
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test("on tmpfs (no O_DIRECT) a conversion falls back to writeback and fsync", async (t) => {
+  if (skipReason) return t.skip(skipReason);
+  const dir = await emptyBaseDir("odirect");
+  const small = await images.qcow2("small.qcow2", 8);
+  const { code, json } = await runFetch(["--base-dir", dir, "--id", "small", "--url", origin.serve("/small.qcow2", { file: small })]);
+  assert.equal(code, 0, json.message);
+  assert.equal(json.virtualSize, 8 * 1024 * 1024);
+});

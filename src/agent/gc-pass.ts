@@ -15,8 +15,8 @@ import type { AgentMetrics } from "./metrics.js";
 
 /** Where wanted images and pod uses come from; `undefined` means unknown, which stops base removal. */
 export interface GcReferences {
-  wanted(): GcWant[] | undefined;
-  podUses(): GcUse[] | undefined;
+  wanted(): GcWant[] | undefined | Promise<GcWant[] | undefined>;
+  podUses(): GcUse[] | undefined | Promise<GcUse[] | undefined>;
 }
 
 export interface GcPassOptions {
@@ -25,6 +25,8 @@ export interface GcPassOptions {
   clock: Clock;
   defaultRetentionMs: number;
   budget?: GcBudget;
+  /** Bytes of an image about to arrive, to make room for under the budget. */
+  reserveBytes?: number;
   dryRun: boolean;
   references: GcReferences;
   scanner: InstanceDiskScanner;
@@ -75,6 +77,7 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
     state,
     defaultRetentionMs: opts.defaultRetentionMs,
     ...(opts.budget ? { budget: opts.budget } : {}),
+    ...(opts.reserveBytes ? { reserveBytes: opts.reserveBytes } : {}),
     dryRun: opts.dryRun,
   });
   const t3 = performance.now();
@@ -93,8 +96,8 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
 
 async function gatherReferences(opts: GcPassOptions): Promise<Omit<Gathered, "entries">> {
   const scan = await opts.scanner.scan(opts.instancesDir, opts.baseDir);
-  const wanted = opts.references.wanted();
-  const pods = opts.references.podUses();
+  const wanted = await opts.references.wanted();
+  const pods = await opts.references.podUses();
   const uncertainties = [...scan.uncertainties];
   if (pods === undefined) uncertainties.push("pods on this node are not known");
   // Unknown wanted images do not endanger a use, but removing a wanted base would only make it download again.

@@ -169,7 +169,8 @@ function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecis
   if (present) {
     const size = present.virtualSize !== undefined ? { virtualSize: present.virtualSize } : {};
     const ready: AgentImageStatus = { ...entry, phase: "Ready", ...size };
-    return { kind: memory?.verified === fingerprint || memory?.running ? "hold" : "verify", status: ready };
+    const backingOff = sameFailure && failure.retryAt !== undefined && failure.retryAt > input.now;
+    return { kind: memory?.verified === fingerprint || memory?.running || backingOff ? "hold" : "verify", status: ready };
   }
   if (memory?.running && memory.running.fingerprint === fingerprint) {
     const { phase, bytesDone, bytesTotal } = memory.running;

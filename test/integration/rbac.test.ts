@@ -67,7 +67,7 @@ before(async () => {
   cp = await startControlPlane();
   admin = cp.adminConfig();
   await cp.applyCrds();
-  const manifests = await readManifests(["00-namespace.yaml", "10-controller-rbac.yaml", "11-agent-rbac.yaml", "12-agent-admission-policy.yaml"].map((f) => join(repoRoot, "deploy", f)));
+  const manifests = await readManifests(["00-namespace.yaml", "10-controller-rbac.yaml", "11-agent-rbac.yaml", "12-agent-admission-policy.yaml", "13-events-rbac.yaml"].map((f) => join(repoRoot, "deploy", f)));
   await applyObjects(admin, manifests);
   const core = admin.makeApiClient(CoreV1Api);
   for (const node of ["rbac-node-a", "rbac-node-b"]) {
@@ -148,18 +148,25 @@ describe("the agent, acting as the agent on its node", () => {
     assert.ok(pods.items.length >= 1, "the pod the agent's token is bound to runs on rbac-node-a");
   });
 
-  test("records an Event about its NodeImageCache", async () => {
-    await agentA.makeApiClient(CoreV1Api).createNamespacedEvent({
-      namespace: "default",
-      body: {
-        metadata: { generateName: "rbac-node-a." },
-        involvedObject: { apiVersion: `${group}/${version}`, kind: "NodeImageCache", name: "rbac-node-a" },
-        reason: "ImageReady",
-        message: "Cached image \"rbac-image\"",
-        type: "Normal",
-        source: { component: "basecache-agent", host: "rbac-node-a" },
-      },
+  test("records an Event about its NodeImageCache in \"default\", and nowhere else", async () => {
+    // Raw JSON: client-node's typed Event model cannot serialise MicroTime (eventTime) as the API wants it.
+    const event = (namespace: string) => ({
+      apiVersion: "events.k8s.io/v1",
+      kind: "Event",
+      metadata: { generateName: "rbac-node-a-", namespace },
+      eventTime: new Date().toISOString().replace(/Z$/, "000Z"),
+      reportingController: "basecache.io/agent",
+      reportingInstance: "rbac-node-a",
+      action: "Fetch",
+      reason: "ImageReady",
+      note: 'Cached image "rbac-image"',
+      type: "Normal",
+      regarding: { apiVersion: `${group}/${version}`, kind: "NodeImageCache", name: "rbac-node-a" },
     });
+    const api = agentA.makeApiClient(CustomObjectsApi);
+    const create = (namespace: string) => api.createNamespacedCustomObject({ group: "events.k8s.io", version: "v1", plural: "events", namespace, body: event(namespace) });
+    await create("default");
+    await expectStatus(403, () => create("kube-system"));
   });
 });
 
@@ -169,6 +176,15 @@ describe("the controller's identity", () => {
     await api.createClusterCustomObject({ group, version, plural, body: nodeImageCache("rbac-node-c") });
     await api.patchClusterCustomObject({ group, version, plural, name: "rbac-node-c", body: { spec: { images: [] } } }, mergePatch);
     await api.deleteClusterCustomObject({ group, version, plural, name: "rbac-node-c" });
+  });
+
+  test("writes ImageCache status but not ImageCache spec", async () => {
+    const body = { apiVersion: `${group}/${version}`, kind: "ImageCache", metadata: { name: "rbac-cache" }, spec: { images: [{ id: "rbac-image", source: { http: { url: "http://127.0.0.1:9/rbac.img" } } }] } };
+    await admin.makeApiClient(CustomObjectsApi).createClusterCustomObject({ group, version, plural: "imagecaches", body });
+    const api = controller.makeApiClient(CustomObjectsApi);
+    await api.patchClusterCustomObjectStatus({ group, version, plural: "imagecaches", name: "rbac-cache", body: { status: { observedGeneration: 1, desiredNodes: 0, readyNodes: 0 } } }, mergePatch);
+    const patch = { spec: { images: [{ id: "other", source: { http: { url: "http://127.0.0.1:9/other.img" } } }] } };
+    await expectStatus(403, () => api.patchClusterCustomObject({ group, version, plural: "imagecaches", name: "rbac-cache", body: patch }, mergePatch));
   });
 
   test("cannot write NodeImageCache status, which belongs to the agents", async () => {
@@ -233,13 +249,13 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
     user: agentUser,
     allow: [
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch"]),
-      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["patch", "update"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["patch"]),
       ...accesses({ resource: "pods" }, ["list", "watch"]),
-      ...accesses({ resource: "events", namespace: "default" }, ["create", "patch"]),
       ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
     ],
     deny: [
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["create", "update", "patch", "delete", "deletecollection"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["update"]),
       ...accesses({ group: bc, resource: "imagecaches" }, every),
       ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["update", "patch"]),
       ...accesses({ resource: "pods" }, ["get", "create", "update", "patch", "delete"]),
@@ -250,7 +266,10 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       ...accesses({ resource: "nodes" }, ["get", "list", "update", "patch"]),
       ...accesses({ resource: "nodes", subresource: "status" }, ["patch"]),
       ...accesses({ resource: "serviceaccounts", subresource: "token", namespace: ns }, ["create"]),
-      ...accesses({ resource: "events", namespace: "default" }, ["delete", "list"]),
+      ...accesses({ resource: "events", namespace: "default" }, ["create", "patch", "delete", "list"]),
+      ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["delete", "list", "get"]),
+      ...accesses({ group: "events.k8s.io", resource: "events", namespace: "kube-system" }, ["create", "patch"]),
+      ...accesses({ group: "events.k8s.io", resource: "events", namespace: ns }, ["create", "patch"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns }, ["create", "get", "update"]),
     ],
   },
@@ -258,16 +277,17 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
     user: controllerUser,
     allow: [
       ...accesses({ group: bc, resource: "imagecaches" }, ["get", "list", "watch"]),
-      ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["get", "patch", "update"]),
-      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch", "create", "patch", "update", "delete"]),
+      ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["patch"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch", "create", "patch", "delete"]),
       ...accesses({ resource: "nodes" }, ["get", "list", "watch"]),
-      ...accesses({ resource: "events", namespace: "default" }, ["create", "patch"]),
+      ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns }, ["create"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "basecache-controller" }, ["get", "update"]),
     ],
     deny: [
-      ...accesses({ group: bc, resource: "imagecaches" }, ["create", "delete", "deletecollection"]),
-      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["deletecollection"]),
+      ...accesses({ group: bc, resource: "imagecaches" }, ["create", "update", "patch", "delete", "deletecollection"]),
+      ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["update"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches" }, ["update", "deletecollection"]),
       ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["update", "patch"]),
       ...accesses({ resource: "nodes" }, ["create", "update", "patch", "delete"]),
       ...accesses({ resource: "pods" }, ["get", "list", "watch", "create", "delete"]),
@@ -277,6 +297,8 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "basecache-controller" }, ["delete"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: "kube-system" }, ["create", "get", "update"]),
       ...accesses({ resource: "serviceaccounts", subresource: "token", namespace: ns }, ["create"]),
+      ...accesses({ resource: "events", namespace: "default" }, ["create", "patch"]),
+      ...accesses({ group: "events.k8s.io", resource: "events", namespace: "kube-system" }, ["create", "patch"]),
     ],
   },
 ];

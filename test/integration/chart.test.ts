@@ -83,6 +83,18 @@ describe("the chart, rendered", () => {
     assert.ok(images.every((i) => i === '"image":"registry.example/basecache:9.9.9"'), images.join(", "));
   });
 
+  test("passes the cache budget, GC interval and retention to the agent", async () => {
+    const argsOf = async (set: string[]) => {
+      const ds = find(parseManifests(await renderChart("basecache-system", set)), "DaemonSet", "basecache-agent");
+      return ((ds.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]?.args ?? []).join(" ");
+    };
+    const defaults = await argsOf([]);
+    assert.match(defaults, /--gc-interval=40m --retention=24h/);
+    assert.doesNotMatch(defaults, /--cache-budget|--dry-run-gc/);
+    const tuned = await argsOf(["agent.gc.cacheBudget.size=500Gi", "agent.gc.cacheBudget.lowWatermark=0.5", "agent.gc.interval=10m", "agent.gc.retention=2h", "agent.concurrency=4"]);
+    assert.match(tuned, /--concurrency=4 --gc-interval=10m --retention=2h --cache-budget=500Gi --high-watermark=0.9 --low-watermark=0.5/);
+  });
+
   test("without leader election drops the Lease role and the flag", async () => {
     const objects = parseManifests(await renderChart("basecache-system", ["controller.leaderElection=false"]));
     assert.equal(objects.filter((o) => o.kind === "Role").length, 0);

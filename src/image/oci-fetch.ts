@@ -232,7 +232,22 @@ export async function readRegistryCredentials(registry: string): Promise<BasicCr
  * ambiguous or corrupt archive; errors of `input` pass through. Holds at most one small file in memory.
  */
 export function extractDiskFromTar(input: Readable, opts: DiskSelectorOptions = {}): Readable {
-  return Readable.from(extractDisk(input, opts), { objectMode: false });
+  const disk = extractDisk(input, opts);
+  return new Readable({
+    read() {
+      disk.next().then(
+        (r) => void this.push(r.done ? null : r.value),
+        (err: unknown) => this.destroy(asError(err)),
+      );
+    },
+    // NOTE: not Readable.from: its destroy waits for the generator, which may be stuck awaiting a stalled
+    // input, so a consumer that gives up would never release the input.
+    destroy(err, cb) {
+      if (!input.destroyed) input.destroy();
+      disk.return(undefined).catch(() => {});
+      cb(err);
+    },
+  });
 }
 
 async function* extractDisk(input: Readable, opts: DiskSelectorOptions): AsyncGenerator<Uint8Array> {

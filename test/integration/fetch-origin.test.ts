@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
 import { Origin } from "../harness/origin.js";
 import { ImageDir, sameContent } from "../harness/images.js";
-import { filesStartingWith, runFetch } from "../harness/fetch-cli.js";
+import { filesStartingWith, runFetch, startCli } from "../harness/fetch-cli.js";
 
 let origin: Origin;
 let images: ImageDir;
@@ -138,6 +138,14 @@ describe("origin faults", () => {
     assert.equal(code, 4);
     assert.equal(json.status, "failed");
     await assertNothingLeft("unreachable");
+  });
+});
+
+describe("usage", () => {
+  test("a usage error exits 2 and creates nothing", async () => {
+    const r = await startCli(["fetch", "--base-dir", baseDir, "--id", "usage", "--url", "file:///etc/passwd"]);
+    assert.equal(r.exitCode, 2);
+    await assertNothingLeft("usage");
   });
 });
 

@@ -1,0 +1,120 @@
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import {
+  evaluateConverted,
+  evaluateHeader,
+  evaluateQemuCheck,
+  evaluateQemuInfo,
+  parseQemuInfo,
+  type ImageLimits,
+  type QemuImageInfo,
+} from "../../src/core/image-checks.js";
+import type { HeaderFacts } from "../../src/core/image-header.js";
+import { parseChecksum } from "../../src/core/checksum.js";
+
+const GiB = 1024 ** 3;
+const facts = (over: Partial<HeaderFacts> = {}): HeaderFacts => ({ format: "qcow2", fileSize: 1024 * 1024, virtualSize: GiB, ...over });
+const info = (over: Partial<QemuImageInfo> = {}): QemuImageInfo => ({ format: "qcow2", virtualSize: GiB, encrypted: false, corrupt: false, dirty: false, ...over });
+const limits: ImageLimits = { maxVirtualSize: 2 * GiB };
+
+function reasonOf(v: ReturnType<typeof evaluateHeader>): string {
+  return v.accept ? "accept" : v.reason;
+}
+
+describe("header rules: each refusal reason", () => {
+  const table: [string, Partial<HeaderFacts>, string][] = [
+    ["a clean qcow2", {}, "accept"],
+    ["an empty file", { format: "raw", fileSize: 0, virtualSize: 0 }, "empty"],
+    ["a LUKS volume", { format: "luks" }, "encrypted"],
+    ["an encrypted qcow2", { encrypted: true }, "encrypted"],
+    ["QED", { format: "qed" }, "unsupported-format"],
+    ["qcow version 1", { format: "qcow" }, "unsupported-format"],
+    ["gzip", { format: "gzip" }, "unsupported-format"],
+    ["parallels", { format: "parallels" }, "unsupported-format"],
+    ["dmg", { format: "dmg" }, "unsupported-format"],
+    ["a corrupt header", { corrupt: "the corrupt bit is set" }, "corrupt"],
+    ["a backing file", { backingFile: "/etc/passwd" }, "backing-file"],
+    ["an external data file", { dataFile: "/dev/sda" }, "data-file"],
+    ["a vmdk extent outside the file", { format: "vmdk", subformat: "monolithicSparse", badExtent: "x" }, "bad-extent"],
+    ["a vmdk create type outside the allow-list", { format: "vmdk", subformat: "vmfs" }, "unsupported-format"],
+    ["a streamOptimized vmdk", { format: "vmdk", subformat: "streamOptimized" }, "accept"],
+    ["a monolithicSparse vmdk", { format: "vmdk", subformat: "monolithicSparse" }, "accept"],
+    ["unknown feature bits", { unknownFeatures: "bit 9" }, "unknown-feature"],
+    ["a raw file of 1000 bytes", { format: "raw", fileSize: 1000, virtualSize: 1000 }, "not-a-disk"],
+    ["a raw HTML page", { format: "raw", fileSize: 4096, virtualSize: 4096, notADisk: "it is an HTML page" }, "not-a-disk"],
+    ["a raw disk", { format: "raw", fileSize: 4096, virtualSize: 4096 }, "accept"],
+    ["virtual size above the limit", { virtualSize: 2 * GiB + 1 }, "too-large"],
+    ["virtual size exactly at the limit", { virtualSize: 2 * GiB }, "accept"],
+    ["vhdx, vpc and vdi are allowed", { format: "vhdx" }, "accept"],
+  ];
+  for (const [label, over, reason] of table) test(label, () => assert.equal(reasonOf(evaluateHeader(facts(over), limits)), reason));
+
+  test("no limit accepts any size", () => assert.equal(reasonOf(evaluateHeader(facts({ virtualSize: 100 * 1024 * GiB }), {})), "accept"));
+  test("the most specific reason wins: encrypted before backing file", () => {
+    assert.equal(reasonOf(evaluateHeader(facts({ encrypted: true, backingFile: "x" }), limits)), "encrypted");
+  });
+  test("messages quote the offending value", () => {
+    const v = evaluateHeader(facts({ backingFile: "/etc/passwd" }), limits);
+    assert.ok(!v.accept && v.message.includes('"/etc/passwd"'));
+  });
+});
+
+describe("qemu-img info must agree with our inspector", () => {
+  const table: [string, Partial<HeaderFacts>, Partial<QemuImageInfo>, string][] = [
+    ["agreement", {}, {}, "accept"],
+    ["a different format", {}, { format: "raw" }, "format-mismatch"],
+    ["a different virtual size", {}, { virtualSize: GiB + 512 }, "format-mismatch"],
+    ["a backing file only qemu-img sees", {}, { backingFilename: "x" }, "backing-file"],
+    ["a data file only qemu-img sees", {}, { dataFile: "x" }, "data-file"],
+    ["encryption only qemu-img sees", {}, { encrypted: true }, "encrypted"],
+    ["marked corrupt", {}, { corrupt: true }, "corrupt"],
+    ["dirty", {}, { dirty: true }, "corrupt"],
+    ["too large by qemu-img's reading", { virtualSize: 3 * GiB }, { virtualSize: 3 * GiB }, "too-large"],
+    ["vpc size from CHS geometry", { format: "vpc", virtualSize: GiB, altVirtualSize: GiB - 512 * 63 }, { format: "vpc", virtualSize: GiB - 512 * 63 }, "accept"],
+  ];
+  for (const [label, f, i, reason] of table) test(label, () => assert.equal(reasonOf(evaluateQemuInfo(facts(f), info(i), limits)), reason));
+});
+
+describe("qemu-img check", () => {
+  const table: [string, Parameters<typeof evaluateQemuCheck>[0], string][] = [
+    ["clean", { exitCode: 0, corruptions: 0, leaks: 0, checkErrors: 0 }, "accept"],
+    ["leaks only", { exitCode: 3, corruptions: 0, leaks: 12, checkErrors: 0 }, "accept"],
+    ["corruptions", { exitCode: 2, corruptions: 1, leaks: 0, checkErrors: 0 }, "corrupt"],
+    ["check errors", { exitCode: 1, corruptions: 0, leaks: 0, checkErrors: 1 }, "corrupt"],
+    ["could not open", { exitCode: 1, corruptions: 0, leaks: 0, checkErrors: 0 }, "corrupt"],
+    ["not supported for the format", { exitCode: 63, corruptions: 0, leaks: 0, checkErrors: 0 }, "accept"],
+  ];
+  for (const [label, c, reason] of table) test(label, () => assert.equal(reasonOf(evaluateQemuCheck(c)), reason));
+});
+
+describe("converted output", () => {
+  test("raw with the source's virtual size is accepted", () => assert.equal(reasonOf(evaluateConverted(info({ format: "raw" }), GiB)), "accept"));
+  test("anything but raw is refused", () => assert.equal(reasonOf(evaluateConverted(info({ format: "qcow2" }), GiB)), "inspect-failed"));
+  test("another size is refused", () => assert.equal(reasonOf(evaluateConverted(info({ format: "raw", virtualSize: 512 }), GiB)), "inspect-failed"));
+});
+
+describe("parsing qemu-img info JSON", () => {
+  test("reads format, sizes, backing and format-specific flags", () => {
+    const i = parseQemuInfo({
+      format: "qcow2",
+      "virtual-size": 1024,
+      "actual-size": 200,
+      "backing-filename": "b.raw",
+      "full-backing-filename": "/x/b.raw",
+      "backing-filename-format": "raw",
+      "format-specific": { type: "qcow2", data: { "data-file": "/d", corrupt: true, encrypt: { format: "luks" } } },
+    });
+    assert.deepEqual(i, { format: "qcow2", virtualSize: 1024, actualSize: 200, backingFilename: "/x/b.raw", backingFormat: "raw", dataFile: "/d", encrypted: true, corrupt: true, dirty: false });
+  });
+  test("refuses output without a format", () => assert.throws(() => parseQemuInfo({ "virtual-size": 1 }), TypeError));
+  test("refuses non-objects", () => assert.throws(() => parseQemuInfo("x"), TypeError));
+});
+
+describe("checksums", () => {
+  test("sha256 and sha512 with any case", () => {
+    assert.deepEqual(parseChecksum(`sha256:${"AB".repeat(32)}`), { algorithm: "sha256", hex: "ab".repeat(32) });
+    assert.equal(parseChecksum(`sha512:${"0".repeat(128)}`).algorithm, "sha512");
+  });
+  const bad = ["md5:abc", "sha256:", `sha256:${"0".repeat(63)}`, `sha512:${"0".repeat(64)}`, `sha256:${"g".repeat(64)}`, "0".repeat(64)];
+  for (const b of bad) test(`refuses "${b.slice(0, 20)}"`, () => assert.throws(() => parseChecksum(b), RangeError));
+});

@@ -384,9 +384,13 @@ export interface TamperingProxy {
 
 /**
  * A real HTTP server in front of a registry that forwards every request and lets `tamper` rewrite manifest
- * bodies, as a compromised mirror or a man in the middle on plain http could.
+ * bodies (and `tamperBlob` blob bodies), as a compromised mirror or a man in the middle on plain http could.
  */
-export async function startTamperingProxy(reg: TestRegistry, tamper: (path: string, body: Buffer) => Buffer): Promise<TamperingProxy> {
+export async function startTamperingProxy(
+  reg: TestRegistry,
+  tamper: (path: string, body: Buffer) => Buffer,
+  tamperBlob: (path: string, body: Buffer) => Buffer = (_path, body) => body,
+): Promise<TamperingProxy> {
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -398,6 +402,7 @@ export async function startTamperingProxy(reg: TestRegistry, tamper: (path: stri
         .then(async (up) => {
           let body: Buffer = Buffer.from(await up.arrayBuffer());
           if (/\/manifests\//.test(req.url ?? "") && method === "GET") body = tamper(req.url ?? "", body);
+          if (/\/blobs\//.test(req.url ?? "") && method === "GET" && up.status === 200) body = tamperBlob(req.url ?? "", body);
           const out: Record<string, string> = {};
           up.headers.forEach((v, k) => {
             if (k !== "content-length" && k !== "transfer-encoding" && k !== "connection") out[k] = v;

@@ -8,7 +8,7 @@ import { baseNameFor } from "../../src/core/names.js";
 import { fetchImage } from "../../src/image/pipeline.js";
 import { FetchError, ImageRejectedError } from "../../src/lib/errors.js";
 import { ImageDir } from "../harness/images.js";
-import { makeTar, pushArtifact, pushContainerImage, startRegistry, type TestRegistry } from "../harness/registry.js";
+import { makeTar, pushArtifact, pushContainerImage, startRegistry, startTamperingProxy, type TestRegistry } from "../harness/registry.js";
 
 /** The raw form of a source image, made by qemu-img itself: what the base must equal byte for byte. */
 async function rawOf(images: ImageDir, path: string, format: string): Promise<Buffer> {
@@ -110,6 +110,34 @@ describe("fetchImage from a real registry, end to end", () => {
     assert.ok(err instanceof ImageRejectedError && err.reason === "not-a-disk", String(err));
     assert.deepEqual(await filesFor(baseDir, "hostile-symlink"), []);
   });
+
+  for (const shape of ["artifact", "containerDisk"] as const) {
+    test(`a mirror that alters the ${shape} blob is caught by the layer digest and leaves nothing behind`, async () => {
+      const repo = `hostile/altered-${shape.toLowerCase()}`;
+      if (shape === "artifact") await pushArtifact(reg, repo, "v1", [{ data: qcow2Bytes, mediaType: "application/vnd.qemu.qcow2" }]);
+      else await pushContainerImage(reg, repo, "v1", [{ data: await makeTar(images.dir, [{ path: "disk/disk.qcow2", content: qcow2Bytes }]), gzip: false }]);
+      // One byte flipped in the middle of the disk data: the tar stays well formed and qcow2's header intact,
+      // so only the digest can tell.
+      const at = (shape === "artifact" ? 0 : 512) + Math.floor(qcow2Bytes.length / 2);
+      const proxy = await startTamperingProxy(
+        reg,
+        (_p, body) => body,
+        (_p, body) => {
+          const copy = Buffer.from(body);
+          copy[at] = (copy[at] ?? 0) ^ 0xff;
+          return copy;
+        },
+      );
+      try {
+        const id = `altered-${shape}`;
+        const err = await rejection(fetchImage({ baseDir, id, source: { registry: { image: `${proxy.host}/${repo}:v1` } } }));
+        assert.ok(err instanceof ImageRejectedError && err.reason === "checksum-mismatch", String(err));
+        assert.deepEqual(await filesFor(baseDir, id), []);
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
 
   test("a missing layer fails as a source error and leaves nothing behind", async () => {
     const pushed = await pushArtifact(reg, "hostile/missing", "v1", [{ data: qcow2Bytes, mediaType: "application/vnd.qemu.qcow2" }]);

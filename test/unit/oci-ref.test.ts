@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   decideRegistryScheme,
   formatImageReference,
@@ -104,4 +105,23 @@ test("speaks http only to loopback and listed insecure registries", () => {
   ];
   for (const [host, want] of table) assert.equal(decideRegistryScheme(host, insecure), want, host);
   assert.deepEqual(parseRegistryList(undefined), []);
+});
+
+test("every well-formed reference parses and formats back to itself", () => {
+  const alnum = fc.stringMatching(/^[a-z0-9]{1,8}$/);
+  const component = fc.tuple(alnum, fc.array(fc.tuple(fc.constantFrom(".", "_", "__", "-", "--"), alnum), { maxLength: 2 })).map(([head, rest]) => head + rest.map(([s, a]) => s + a).join(""));
+  const host = fc.tuple(fc.array(alnum, { minLength: 1, maxLength: 3 }), fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined })).map(([labels, port]) => `${labels.join(".")}.test${port !== undefined ? `:${port}` : ""}`);
+  const tag = fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}$/);
+  const digest = fc.stringMatching(/^[0-9a-f]{64}$/).map((h) => `sha256:${h}`);
+  fc.assert(
+    fc.property(host, fc.array(component, { minLength: 1, maxLength: 4 }), fc.option(tag, { nil: undefined }), fc.option(digest, { nil: undefined }), (h, parts, t, d) => {
+      const written = `${h}/${parts.join("/")}${t !== undefined ? `:${t}` : ""}${d !== undefined ? `@${d}` : ""}`;
+      const parsed = parseImageReference(written);
+      assert.equal(parsed.registry, h);
+      assert.equal(parsed.repository, parts.join("/"));
+      const canonical = t === undefined && d === undefined ? `${written}:latest` : written;
+      assert.equal(formatImageReference(parsed), canonical);
+    }),
+    { numRuns: 300 },
+  );
 });

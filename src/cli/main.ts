@@ -13,6 +13,7 @@ function register(name: string, summary: string, load: () => Promise<Command>): 
 
 register("version", "Print the basecache version", async () => (await import("./commands/version.js")).versionCommand);
 register("fetch", "Fetch an image and store it as a safe raw base", async () => (await import("./commands/fetch.js")).fetchCommand);
+register("disk", "Create an instance disk on a base, or say which base a disk uses", async () => (await import("./commands/disk.js")).diskCommand);
 register("agent", "Run the node agent: mirror this node's NodeImageCache, report progress, collect garbage", async () => (await import("./commands/agent.js")).agentCommand);
 register("gc", "Collect garbage in a base dir once, on demand", async () => (await import("./commands/gc.js")).gcCommand);
 register("controller", "Fan ImageCaches out to NodeImageCaches and roll status up", async () => (await import("./commands/controller.js")).controllerCommand);

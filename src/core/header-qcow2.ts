@@ -91,6 +91,7 @@ function readExtensions(r: ByteReader, facts: HeaderFacts, start: number, cluste
       return;
     }
     if (type === ExtDataFile) facts.dataFile = decodeName(r.bytes(off + 8, Math.min(len, 4096)));
+    else if (type === ExtBackingFormat) facts.backingFormat = decodeName(r.bytes(off + 8, Math.min(len, 64)));
     else if (type === ExtFullDiskEncryption) facts.encrypted = true;
     else if (type !== ExtBackingFormat && type !== ExtFeatureTable && type !== ExtBitmaps) {
       // Unknown extensions are ignorable by the spec; they do not change how the image is read.

@@ -39,6 +39,8 @@ export interface HeaderFacts {
   /** VPC only: the size computed from the CHS geometry, which qemu uses for some creators. */
   altVirtualSize?: number;
   backingFile?: string;
+  /** qcow2: the backing format named in the header extension, when present. */
+  backingFormat?: string;
   dataFile?: string;
   encrypted?: boolean;
   /** Incompatible feature bits (or flags) this inspector does not know. */
@@ -149,8 +151,16 @@ export function textualContent(r: ByteReader): string | undefined {
   }
   if (lead.startsWith("<?xml")) return "it is an XML document";
   if (lead.startsWith("{") || lead.startsWith("[")) return "it looks like a JSON document";
+  // Plain text: only printable bytes, several distinct ones, and some line structure. A fill pattern ("AAAA")
+  // is printable too, but it is a disk, not a document.
   let printable = 0;
-  for (const c of b) if (c === 9 || c === 10 || c === 13 || (c >= 32 && c < 127) || c >= 0x80) printable++;
-  if (printable === n) return `its first ${n} bytes are text with no zero byte`;
+  let spaces = 0;
+  const distinct = new Set<number>();
+  for (const c of b) {
+    if (c === 9 || c === 10 || c === 13 || (c >= 32 && c < 127) || c >= 0x80) printable++;
+    if (c === 10 || c === 32) spaces++;
+    distinct.add(c);
+  }
+  if (printable === n && distinct.size >= 8 && spaces * 50 >= n) return `its first ${n} bytes are text with no zero byte`;
   return undefined;
 }

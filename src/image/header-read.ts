@@ -1,6 +1,7 @@
 /** Reads just enough of an image file for the pure header inspector (core/image-header.ts). */
 import { open } from "node:fs/promises";
-import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
+import { ByteReader } from "../core/byte-window.js";
+import { HeaderProbeBytes, inspectHeader, textualContent, type HeaderFacts } from "../core/image-header.js";
 
 const MaxPasses = 16;
 const MaxRead = 4 * 1024 * 1024;
@@ -24,6 +25,25 @@ export async function readHeaderFacts(path: string): Promise<HeaderFacts> {
       chunks.push(await read(r.need.offset, Math.max(r.need.length, 4096)));
     }
     throw new Error(`Cannot inspect image header of "${path}": it needs more than ${MaxPasses} reads`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Facts about a file that is raw by construction (a base): its size and whether its start is plainly text.
+ * Our inspector's format detection is not used, because a raw disk may hold any bytes, magic numbers included.
+ */
+export async function readRawFacts(path: string): Promise<HeaderFacts> {
+  const fh = await open(path, "r");
+  try {
+    const { size } = await fh.stat();
+    const data = Buffer.alloc(Math.min(size, 4096));
+    await fh.read(data, 0, data.length, 0);
+    const facts: HeaderFacts = { format: "raw", fileSize: size, virtualSize: size };
+    const why = textualContent(new ByteReader({ size, chunks: [{ offset: 0, data }] }));
+    if (why) facts.notADisk = why;
+    return facts;
   } finally {
     await fh.close();
   }

@@ -1,0 +1,104 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, stat } from "node:fs/promises";
+import { baseNameFor } from "../../src/core/names.js";
+import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { eventually } from "../harness/eventually.js";
+import { ImageDir } from "../harness/images.js";
+import { Api } from "../harness/kube-api.js";
+import { Origin } from "../harness/origin.js";
+import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
+import { createNic, imageStatus } from "./agent-helpers.js";
+
+let cp: ControlPlane;
+let admin: Api;
+let origin: Origin;
+let images: ImageDir;
+const agents: AgentProcess[] = [];
+const dirs: NodeDirs[] = [];
+
+before(async () => {
+  cp = await startControlPlane();
+  await cp.applyCrds();
+  await applyAgentIdentity(cp);
+  admin = new Api(cp.adminConfig());
+  origin = await Origin.start();
+  images = await ImageDir.create();
+});
+
+after(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  await origin?.close();
+  await images?.cleanup();
+  await cp?.stop();
+  await Promise.all(dirs.map(removeNodeDirs));
+});
+
+async function setUpNode(node: string): Promise<{ dirs: NodeDirs; kubeconfig: string }> {
+  await admin.createNode(node);
+  const d = await makeNodeDirs(node);
+  dirs.push(d);
+  return { dirs: d, kubeconfig: await agentKubeconfig(cp, node, d.root) };
+}
+
+function launch(node: string, d: NodeDirs, kubeconfig: string): AgentProcess {
+  const a = startAgent({ node, dirs: d, kubeconfigPath: kubeconfig });
+  agents.push(a);
+  return a;
+}
+
+// Only complete bases, their sidecars and GC's state file: no work files, locks or broken-lock leftovers.
+async function assertNoStrays(dir: string, ids: string[]): Promise<void> {
+  const names = (await readdir(dir)).filter((n) => !n.startsWith(".basecache-gc.json")).sort();
+  assert.deepEqual(names, ids.flatMap((id) => [baseNameFor(id), `${baseNameFor(id)}.info.json`]).sort());
+}
+
+async function slowImage(path: string, seconds: number): Promise<string> {
+  const file = await images.qcow2(path.slice(1), 32);
+  const size = (await stat(file)).size;
+  return origin.route(path, { kind: "slow", chunkBytes: Math.ceil(size / (seconds * 10)), intervalMs: 100, body: { file } });
+}
+
+test("an agent killed with SIGKILL mid-download and restarted ends with a correct cache and no strays", async () => {
+  const node = "crash-node";
+  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const url = await slowImage("/crash.qcow2", 20);
+  await createNic(admin, node, [{ id: "crash-image", url }]);
+  const first = launch(node, d, kubeconfig);
+  const part = `${baseNameFor("crash-image")}.part`;
+  await eventually(async () => assert.ok((await stat(`${d.base}/${part}`)).size > 0), { timeoutMs: 60_000, description: "a partial download" });
+  first.kill("SIGKILL");
+  await first.exited;
+  const left = await readdir(d.base);
+  assert.ok(left.includes(part), "the killed agent left its partial download");
+
+  // The restarted agent finds the same source, now served at full speed.
+  origin.serve("/crash.qcow2", { file: images.path("crash.qcow2") });
+  const second = launch(node, d, kubeconfig);
+  await second.waitForLog("Agent started");
+  await eventually(async () => assert.equal((await imageStatus(admin, node, "crash-image"))?.phase, "Ready"), { timeoutMs: 90_000 });
+  await assertNoStrays(d.base, ["crash-image"]);
+});
+
+test("an origin that drops the connection mid-transfer is resumed and the node converges", async () => {
+  const node = "drop-node";
+  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const file = await images.qcow2("drop.qcow2", 16);
+  const url = origin.route("/drop.qcow2", { kind: "drop", afterBytes: 300_000, times: 3, body: { file } });
+  await createNic(admin, node, [{ id: "drop-image", url }]);
+  launch(node, d, kubeconfig);
+  await eventually(async () => assert.equal((await imageStatus(admin, node, "drop-image"))?.phase, "Ready"), { timeoutMs: 90_000 });
+  await assertNoStrays(d.base, ["drop-image"]);
+});
+
+test("SIGTERM mid-download stops the agent with exit 0 and rolls the download back", async () => {
+  const node = "term-node";
+  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const url = await slowImage("/term.qcow2", 30);
+  await createNic(admin, node, [{ id: "term-image", url }]);
+  const agent = launch(node, d, kubeconfig);
+  await eventually(async () => assert.ok((await stat(`${d.base}/${baseNameFor("term-image")}.part`)).size > 0), { timeoutMs: 60_000 });
+  assert.equal(await agent.stop(), 0);
+  await assertNoStrays(d.base, []);
+  assert.ok(agent.lines.some((l) => l.msg === "Agent stopped"));
+});

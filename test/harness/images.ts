@@ -71,8 +71,11 @@ export class ImageDir {
   /** A LUKS-encrypted qcow2. */
   async encrypted(name: string): Promise<string> {
     const p = this.path(name);
-    await execa("qemu-img", ["create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=secret", "-o", "encrypt.format=luks,encrypt.key-secret=s0", p, "16M"]);
-    return p;
+    // NOTE: qemu's PBKDF benchmark sometimes fails with "Unable to get accurate CPU usage"; it passes on a retry.
+    for (let attempt = 1; ; attempt++) {
+      const r = await execa("qemu-img", ["create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=secret", "-o", "encrypt.format=luks,encrypt.key-secret=s0", p, "16M"], { reject: attempt >= 10 });
+      if (r.exitCode === 0) return p;
+    }
   }
 
   /** An image of `format` created empty with the given virtual size (for oversize tests). */

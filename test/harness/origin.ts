@@ -177,7 +177,7 @@ export class Origin {
       for await (const chunk of chunks) {
         if (res.destroyed) return;
         this.count(path, chunk.length);
-        if (!res.write(chunk)) await new Promise<void>((resolve) => res.once("drain", resolve).once("close", resolve));
+        if (!res.write(chunk)) await drainOrClose(res);
         if (fault.slow) await new Promise((r) => setTimeout(r, fault.slow?.intervalMs));
       }
     }
@@ -190,6 +190,18 @@ export class Origin {
     if (fault.stallAfter !== undefined) return; // keep the connection open, send nothing more
     res.end();
   }
+}
+
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 async function* sliceBuffer(b: Buffer, start: number, end: number, step: number): AsyncIterable<Buffer> {

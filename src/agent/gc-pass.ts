@@ -6,7 +6,7 @@
 import { unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { planGc, type GcBudget, type GcDecision, type GcEntry, type GcPlan, type GcUse, type GcWant } from "../core/gc.js";
-import { basePaths, fsyncDir, listBaseDir, removeWorkFiles, type BaseDirEntry } from "../image/base-dir.js";
+import { basePaths, fsyncDir, listBaseDir, readSidecar, removeWorkFiles, type BaseDirEntry } from "../image/base-dir.js";
 import { tryAcquireLock, type HeldLock } from "../image/lock.js";
 import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
@@ -189,6 +189,11 @@ function recheck(
 
 async function removeBase(d: GcDecision, opts: GcPassOptions, result: GcPassResult): Promise<void> {
   const p = basePaths(opts.baseDir, d.name);
+  // Name the image in logs and Events even when GC never saw it wanted (the sidecar says what it is).
+  if (!d.imageId) {
+    const id = (await readSidecar(opts.baseDir, d.name))?.id;
+    if (id) d.imageId = id;
+  }
   try {
     await unlink(p.base);
   } catch (e) {

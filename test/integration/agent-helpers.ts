@@ -57,11 +57,15 @@ export async function eventsAbout(admin: Api, node: string): Promise<{ reason: s
 /** A pod on `node` declaring the images it uses, as a VM pod would. */
 export async function createPodUsing(admin: Api, node: string, name: string, ids: string[]): Promise<void> {
   const core = admin.kc.makeApiClient(CoreV1Api);
+  // No controller manager runs in the test control plane, so the default service account must be made by hand.
+  await core.createNamespacedServiceAccount({ namespace: "default", body: { metadata: { name: "default" } } }).catch((e: { code?: number }) => {
+    if (e.code !== 409) throw e;
+  });
   await core.createNamespacedPod({
     namespace: "default",
     body: {
       metadata: { name, annotations: { "basecache.io/images": ids.join(",") } },
-      spec: { nodeName: node, containers: [{ name: "vm", image: "basecache.invalid/vm:test" }] },
+      spec: { nodeName: node, automountServiceAccountToken: false, containers: [{ name: "vm", image: "basecache.invalid/vm:test" }] },
     },
   });
 }

@@ -1,0 +1,151 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile, writeFile, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { CoreV1Api } from "@kubernetes/client-node";
+import { baseNameFor } from "../../src/core/names.js";
+import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { eventually } from "../harness/eventually.js";
+import { startCli } from "../harness/fetch-cli.js";
+import { ImageDir } from "../harness/images.js";
+import { Api } from "../harness/kube-api.js";
+import { Origin } from "../harness/origin.js";
+import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
+import { annotateNic, createNic, createPodUsing, eventsAbout, imageStatus, setNicImages } from "./agent-helpers.js";
+
+const H = 3600_000;
+let cp: ControlPlane;
+let admin: Api;
+let origin: Origin;
+let images: ImageDir;
+const agents: AgentProcess[] = [];
+let d: NodeDirs;
+
+before(async () => {
+  cp = await startControlPlane();
+  await cp.applyCrds();
+  await applyAgentIdentity(cp);
+  admin = new Api(cp.adminConfig());
+  origin = await Origin.start();
+  images = await ImageDir.create();
+});
+
+after(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  await origin?.close();
+  await images?.cleanup();
+  await cp?.stop();
+  if (d) await removeNodeDirs(d);
+});
+
+const node = "gc-node";
+const ids = ["overlay-image", "pod-image", "idle-image", "wanted-image"];
+const base = (id: string) => baseNameFor(id);
+
+function launch(kubeconfig: string, env: Record<string, string> = {}, args: string[] = []): AgentProcess {
+  const a = startAgent({ node, dirs: d, kubeconfigPath: kubeconfig, env, args });
+  agents.push(a);
+  return a;
+}
+
+async function gcPasses(a: AgentProcess): Promise<number> {
+  return a.lines.filter((l) => l.msg === "Collected garbage").length;
+}
+
+async function triggerGc(a: AgentProcess, value: string): Promise<void> {
+  const before = await gcPasses(a);
+  await annotateNic(admin, node, { "basecache.io/gc-requested": value });
+  await eventually(async () => assert.ok((await gcPasses(a)) > before), { timeoutMs: 60_000, description: "a requested GC pass" });
+}
+
+test("GC keeps a base under an overlay and one a pod names, honours retention, and removes the rest", async () => {
+  await admin.createNode(node);
+  d = await makeNodeDirs(node);
+  const kubeconfig = await agentKubeconfig(cp, node, d.root);
+  const wanted = await Promise.all(ids.map(async (id) => ({ id, url: origin.serve(`/${id}.qcow2`, { file: await images.qcow2(`${id}.qcow2`, 8) }) })));
+  await createNic(admin, node, wanted);
+  const first = launch(kubeconfig);
+  await eventually(async () => {
+    for (const id of ids) assert.equal((await imageStatus(admin, node, id))?.phase, "Ready", id);
+  }, { timeoutMs: 90_000 });
+
+  // An overlay made the way operators make them, a pod that declares an image, a stranger's file, a dead fetch's work file.
+  const made = await startCli(["disk", "create", "--base-dir", d.base, "--id", "overlay-image", "--out", join(d.instances, "vm-1", "disk.qcow2")]);
+  assert.equal(made.exitCode, 0, made.stderr);
+  await createPodUsing(admin, node, "vm-pod", ["pod-image", "not-on-this-node"]);
+  await writeFile(join(d.base, "notes.txt"), "not ours");
+  await writeFile(join(d.base, `${baseNameFor("gone-image")}.part`), "partial");
+
+  await setNicImages(admin, node, wanted.filter((w) => w.id === "wanted-image"));
+  await triggerGc(first, "1");
+  let names = await readdir(d.base);
+  for (const id of ids) assert.ok(names.includes(base(id)), `${id} kept within retention or in use`);
+  assert.ok(names.includes("notes.txt"));
+  assert.ok(!names.includes(`${baseNameFor("gone-image")}.part`), "an abandoned work file goes at once");
+  assert.equal(await first.stop(), 0);
+
+  // A day and an hour later (an injected clock): the idle base has passed its retention age.
+  const later = launch(kubeconfig, { BASECACHE_CLOCK_OFFSET_MS: String(25 * H) });
+  await eventually(
+    async () => {
+      const now = await readdir(d.base);
+      assert.ok(!now.includes(base("idle-image")) && !now.includes(`${base("idle-image")}.info.json`));
+    },
+    { timeoutMs: 60_000, description: "idle base and its sidecar removed" },
+  );
+  names = await readdir(d.base);
+  for (const id of ["overlay-image", "pod-image", "wanted-image"]) assert.ok(names.includes(base(id)), `${id} kept`);
+  assert.ok(names.includes("notes.txt"), "unknown names are never deleted");
+  const m = await later.metrics();
+  assert.equal(m.get('basecache_gc_removals_total{reason="RetentionExpired",kind="base"}'), 1);
+  const events = await eventsAbout(admin, node);
+  assert.ok(events.some((e) => e.reason === "BaseRemoved" && e.note.includes("idle-image")), JSON.stringify(events));
+  const removal = later.lines.find((l) => l.msg === "Deleted unused base");
+  assert.equal(removal?.imageId, "idle-image");
+
+  // The pod goes: its base is unused from now on, so it starts a fresh retention clock instead of going at once.
+  await admin.kc.makeApiClient(CoreV1Api).deleteNamespacedPod({ namespace: "default", name: "vm-pod", gracePeriodSeconds: 0 });
+  await eventually(async () => {
+    await triggerGc(later, String(Date.now()));
+    const state = JSON.parse(await readFile(join(d.base, ".basecache-gc.json"), "utf8")) as { bases: Record<string, { unusedSince?: number }> };
+    assert.ok(state.bases[base("pod-image")]?.unusedSince !== undefined, "the pod's base is now unused");
+  }, { timeoutMs: 60_000 });
+  assert.ok((await readdir(d.base)).includes(base("pod-image")));
+  assert.equal(await later.stop(), 0);
+});
+
+test("basecache gc --dry-run reports what a pass would remove and changes nothing; a real run removes exactly that", async () => {
+  await unlink(join(d.instances, "vm-1", "disk.qcow2"));
+  const env = { BASECACHE_CLOCK_OFFSET_MS: String(26 * H), BASECACHE_LOG_LEVEL: "warn" };
+  const args = ["gc", "--base-dir", d.base, "--instances-dir", d.instances, "--node", node, "--kubeconfig", cp.kubeconfigPath, "--json"];
+  // 26 h on: the overlay is gone, so its base is seen unused and its clock starts; the pod's base is 1 h into its retention.
+  const seen = await startCli(args, env);
+  assert.equal(seen.exitCode, 0, seen.stderr);
+  const before = (await readdir(d.base)).sort();
+  const dry = await startCli([...args, "--dry-run"], { ...env, BASECACHE_CLOCK_OFFSET_MS: String(90 * H) });
+  assert.equal(dry.exitCode, 0, dry.stderr);
+  const plan = JSON.parse(dry.stdout) as { dryRun: boolean; decisions: { name: string; action: string; reason: string }[]; removed: string[] };
+  assert.equal(plan.dryRun, true);
+  assert.deepEqual(plan.removed, []);
+  const wouldGo = plan.decisions.filter((d) => d.action === "delete" && !d.name.endsWith(".lock")).map((d) => d.name).sort();
+  assert.deepEqual(wouldGo, [base("overlay-image"), `${base("overlay-image")}.info.json`, base("pod-image"), `${base("pod-image")}.info.json`].sort());
+  assert.ok(plan.decisions.some((d) => d.name === base("wanted-image") && d.reason === "Wanted"));
+  assert.ok(plan.decisions.some((d) => d.name === "notes.txt" && d.action === "report"));
+  assert.deepEqual((await readdir(d.base)).sort(), before, "a dry run changes nothing");
+
+  const real = await startCli(args, { ...env, BASECACHE_CLOCK_OFFSET_MS: String(90 * H) });
+  assert.equal(real.exitCode, 0, real.stderr);
+  const done = JSON.parse(real.stdout) as { removed: string[] };
+  assert.deepEqual(done.removed.filter((n) => !n.endsWith(".lock")).sort(), wouldGo);
+  const names = await readdir(d.base);
+  assert.ok(names.includes(base("wanted-image")) && names.includes("notes.txt"));
+});
+
+test("basecache gc without a node removes no base, only work files", async () => {
+  await writeFile(join(d.base, `${baseNameFor("x")}.converted`), "x");
+  const r = await startCli(["gc", "--base-dir", d.base, "--instances-dir", d.instances, "--json"], { BASECACHE_CLOCK_OFFSET_MS: String(1000 * H), NODE_NAME: "" });
+  assert.equal(r.exitCode, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { removed: string[]; decisions: { name: string; reason: string }[] };
+  assert.deepEqual(out.removed, [`${baseNameFor("x")}.converted`]);
+  assert.equal(out.decisions.find((x) => x.name === base("wanted-image"))?.reason, "ReferencesIncomplete");
+});

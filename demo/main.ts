@@ -1,8 +1,13 @@
 /**
- * `npm run demo`, stage 1: the image pipeline on its own. It builds images with qemu-img, serves them from a
- * loopback HTTP origin, runs `fetchImage` on each (good ones become raw bases, hostile ones are refused), shows
- * a cache hit and five coalesced fetches downloading nothing extra, and makes an instance disk on a base.
- * Later stages grow this script into the whole system (control plane, controller, agents).
+ * `npm run demo [-- --keep]`: basecache end to end, locally.
+ *
+ * Stage 1, the image pipeline on its own: it builds images with qemu-img, serves them from a loopback HTTP
+ * origin, runs `fetchImage` on each (good ones become raw bases, hostile ones are refused), shows a cache hit
+ * and five coalesced fetches downloading nothing extra, and makes an instance disk on a base.
+ *
+ * Stage 2, the whole system (demo/system.ts): a real control plane, the controller and one agent per node as
+ * local processes, the example ImageCache from deploy/examples/, an instance disk, and garbage collection.
+ * `--keep` leaves stage 2 running at the end and prints a kubeconfig to explore it with kubectl.
  */
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,16 +17,17 @@ import { createInstanceDisk, inspectInstanceDisk } from "../src/image/instance-d
 import { describeOutcome, fetchImage, type FetchResult } from "../src/image/pipeline.js";
 import { ImageDir } from "../test/harness/images.js";
 import { Origin } from "../test/harness/origin.js";
+import { runSystemDemo } from "./system.js";
 
 const say = (line = "") => process.stdout.write(line + "\n");
 
-async function main(): Promise<void> {
+async function runPipelineStage(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), "basecache-demo-"));
   const baseDir = join(work, "_base");
   const images = await ImageDir.create("basecache-demo-img-");
   const origin = await Origin.start();
   try {
-    say("basecache demo, stage 1: the image pipeline");
+    say("basecache demo, stage 1 of 2: the image pipeline");
     say(`  base dir: ${baseDir}`);
     say();
 
@@ -79,4 +85,34 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+async function main(argv: string[]): Promise<number> {
+  const unknown = argv.filter((a) => a !== "--keep");
+  if (unknown.length > 0) {
+    process.stderr.write(`demo: unknown argument "${unknown[0] ?? ""}"\nUsage: npm run demo [-- --keep]\n`);
+    return 2;
+  }
+  const stop = new AbortController();
+  const onSignal = () => stop.abort(new Error("Interrupted"));
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    await runPipelineStage();
+    say();
+    say("basecache demo, stage 2 of 2: the whole system (control plane, controller, one agent per node)");
+    await runSystemDemo({ keep: argv.includes("--keep"), say, signal: stop.signal });
+    say();
+    say("Demo finished.");
+    return 0;
+  } catch (err) {
+    if (stop.signal.aborted) {
+      process.stderr.write("demo: interrupted; cleaned up\n");
+      return 130;
+    }
+    process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+// Exit explicitly: a client library's keep-alive sockets must not hold the process open after cleanup.
+process.stdout.write("", () => process.exit(code));

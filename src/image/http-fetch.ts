@@ -39,8 +39,6 @@ export interface Announcement {
 export interface DownloadOptions {
   source: ResolvedSource;
   sink: SparseWriter;
-  /** Extra digest of the disk bytes, besides sha256. */
-  extraAlgorithm?: "sha512";
   retry: RetryPolicy;
   idleTimeoutMs: number;
   /** Refuse (too-large, or compression-bomb when unpacking) once the disk bytes pass this. */
@@ -73,8 +71,6 @@ export interface DownloadResult {
 const headBytes = 64 * 1024;
 
 interface State {
-  sha256: Hash;
-  extra?: Hash;
   network?: Hash;
   validator?: string;
   etag?: string;
@@ -97,7 +93,7 @@ export async function downloadSource(opts: DownloadOptions): Promise<DownloadRes
     attempts++;
     try {
       await attempt(opts, st);
-      return finish(opts, st, attempts);
+      return await finish(opts, st, attempts);
     } catch (e) {
       const err = classifyNetworkError(e, opts.source.description, opts.signal);
       if (!(err instanceof FetchError) || !err.retryable) throw err;
@@ -119,8 +115,6 @@ export async function downloadSource(opts: DownloadOptions): Promise<DownloadRes
 function freshState(opts: DownloadOptions, prev?: State): State {
   const unpacked = (opts.source.unpack ?? "none") !== "none";
   return {
-    sha256: createHash("sha256"),
-    ...(opts.extraAlgorithm ? { extra: createHash(opts.extraAlgorithm) } : {}),
     ...(unpacked && opts.source.expectedDigest ? { network: createHash("sha256") } : {}),
     finalUrl: opts.source.url,
     networkBytes: prev?.networkBytes ?? 0,
@@ -220,8 +214,6 @@ async function consumeUnpacked(opts: DownloadOptions, st: State, res: IncomingMe
 }
 
 async function takeDiskBytes(opts: DownloadOptions, st: State, chunk: Buffer): Promise<void> {
-  st.sha256.update(chunk);
-  st.extra?.update(chunk);
   await opts.sink.write(chunk);
   const done = opts.sink.position;
   if (opts.maxBytes !== undefined && done > opts.maxBytes) {
@@ -242,15 +234,17 @@ async function takeDiskBytes(opts: DownloadOptions, st: State, chunk: Buffer): P
   opts.onProgress?.(done, (opts.source.unpack ?? "none") === "none" ? st.total : undefined);
 }
 
-function finish(opts: DownloadOptions, st: State, attempts: number): DownloadResult {
+async function finish(opts: DownloadOptions, st: State, attempts: number): Promise<DownloadResult> {
   if (!st.headDone) opts.onHead?.(Buffer.concat(st.head), opts.sink.position);
+  await opts.sink.finish(false);
+  const digests = await opts.sink.digest();
   if (st.network && opts.source.expectedDigest) {
     const got = `sha256:${st.network.digest("hex")}`;
     if (got !== opts.source.expectedDigest.toLowerCase()) {
       throw new ImageRejectedError("checksum-mismatch", `Refused image "${opts.source.description}": the download has digest ${got}, expected ${opts.source.expectedDigest}`);
     }
   }
-  const sha256 = st.sha256.digest("hex");
+  const sha256 = digests.sha256;
   if (!st.network && opts.source.expectedDigest && `sha256:${sha256}` !== opts.source.expectedDigest.toLowerCase()) {
     throw new ImageRejectedError("checksum-mismatch", `Refused image "${opts.source.description}": the download has digest sha256:${sha256}, expected ${opts.source.expectedDigest}`);
   }
@@ -258,7 +252,7 @@ function finish(opts: DownloadOptions, st: State, attempts: number): DownloadRes
     bytes: opts.sink.position,
     networkBytes: st.networkBytes,
     sha256,
-    ...(st.extra ? { extraDigest: st.extra.digest("hex") } : {}),
+    ...(digests.extra ? { extraDigest: digests.extra } : {}),
     ...(st.etag ? { etag: st.etag } : {}),
     ...(st.lastModified ? { lastModified: st.lastModified } : {}),
     ...(st.contentType ? { contentType: st.contentType } : {}),

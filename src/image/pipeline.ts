@@ -23,6 +23,7 @@ import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "./outcome
 import { qemuImgCheck, qemuImgConvertToRaw, qemuImgDataBytes, qemuImgInfo } from "./qemu-img.js";
 import { resolvedFromHttp, type ResolvedSource, type SourceSpec } from "./source.js";
 import { SparseWriter } from "./sparse-writer.js";
+import { createHasher } from "./hasher.js";
 
 export { describeOutcome, type FetchOutcome, type FetchStatus } from "./outcome.js";
 
@@ -169,6 +170,7 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
     throw new ImageRejectedError("not-a-disk", `Refused image "${req.id}": the origin served it as ${dl.contentType ?? ""}, a web page, not a raw disk`);
   }
   if (facts.format === "raw") {
+    await fsyncFile(p.part);
     await rename(p.part, p.converted);
   } else {
     await convert(req, facts, p.part, p.converted, log);
@@ -196,13 +198,13 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
 
 async function download(req: FetchRequest, source: ResolvedSource, part: string, limits: ImageLimits, checksum: Checksum | undefined): Promise<DownloadResult> {
   const fh = await open(part, "w+", 0o644);
+  const hasher = createHasher(checksum?.algorithm === "sha512" ? "sha512" : undefined);
   let lastProgress = 0;
   try {
-    const sink = new SparseWriter(fh);
-    const result = await downloadSource({
+    const sink = new SparseWriter(fh, hasher);
+    return await downloadSource({
       source,
       sink,
-      ...(checksum?.algorithm === "sha512" ? { extraAlgorithm: "sha512" as const } : {}),
       retry: req.retry ?? DefaultRetry,
       idleTimeoutMs: req.idleTimeoutMs ?? DefaultIdleTimeoutMs,
       ...(limits.maxVirtualSize === undefined ? {} : { maxBytes: downloadCap(limits.maxVirtualSize) }),
@@ -217,12 +219,11 @@ async function download(req: FetchRequest, source: ResolvedSource, part: string,
         req.onProgress?.({ phase: "Downloading", bytesDone: done, ...(total === undefined ? {} : { bytesTotal: total }) });
       },
     });
-    // Durable before it may become the base itself (a raw source is renamed, not converted).
-    await sink.finish(true);
-    return result;
+    // Not fsynced here: only a raw source becomes the base as is, and that path fsyncs before the rename.
   } catch (e) {
     throw asDiskFull(e, req.id);
   } finally {
+    await hasher.close();
     await fh.close();
   }
 }
@@ -289,8 +290,7 @@ async function convert(req: FetchRequest, facts: HeaderFacts, src: string, dst: 
     await run("writeback").catch((e2: unknown) => {
       throw asDiskFull(e2, req.id);
     });
-    const fh = await open(dst, "r+");
-    await fh.sync().finally(() => fh.close());
+    await fsyncFile(dst);
   }
 }
 
@@ -313,6 +313,11 @@ function sidecarFor(req: FetchRequest, base: string, source: ResolvedSource, fac
 
 function refuseIf(v: ImageVerdict, id: string): void {
   if (!v.accept) throw new ImageRejectedError(v.reason, `Refused image "${id}": ${v.message}`);
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, "r+");
+  await fh.sync().finally(() => fh.close());
 }
 
 async function freeBytes(dir: string): Promise<number> {

@@ -4,13 +4,16 @@
  * so every download goes through it; for a raw source this is the base itself.
  */
 import type { FileHandle } from "node:fs/promises";
+import type { Digests, Hasher } from "./hasher.js";
 
 /** Size of the blocks tested for zeros; one filesystem block on every filesystem we care about. */
 export const SparseBlockBytes = 4096;
 const flushBytes = 1024 * 1024;
 const zeroBlock = Buffer.alloc(SparseBlockBytes);
+const granuleBytes = 64 * 1024;
+const zeroGranule = Buffer.alloc(granuleBytes);
 
-/** Sequential sparse writer over an open file. */
+/** Sequential sparse writer over an open file; it also feeds every byte, in order, to its hasher. */
 export class SparseWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -18,7 +21,10 @@ export class SparseWriter {
   /** Bytes actually written (not skipped as zeros). */
   written = 0;
 
-  constructor(private readonly fh: FileHandle) {}
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly hasher: Hasher,
+  ) {}
 
   /** Bytes accepted so far: the logical length of the file. */
   get position(): number {
@@ -38,7 +44,13 @@ export class SparseWriter {
     this.pendingBytes = 0;
     this.flushedTo = 0;
     this.written = 0;
+    this.hasher.reset();
     await this.fh.truncate(0);
+  }
+
+  /** Digests of all bytes written since the last reset (call after `finish`). */
+  digest(): Promise<Digests> {
+    return this.hasher.digest();
   }
 
   /** Writes what is pending, sets the final length (trailing holes) and optionally fsyncs. */
@@ -50,7 +62,8 @@ export class SparseWriter {
 
   private async flush(all: boolean): Promise<void> {
     if (this.pendingBytes === 0) return;
-    const buf = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
+    // Always a fresh buffer of our own, so that the hasher may take it over.
+    const buf = Buffer.concat(this.pending, this.pendingBytes);
     // Keep block alignment relative to the file: flush whole blocks unless this is the end.
     const usable = all ? buf.length : buf.length - ((this.flushedTo + buf.length) % SparseBlockBytes);
     await this.writeSparse(buf.subarray(0, usable), this.flushedTo);
@@ -58,6 +71,7 @@ export class SparseWriter {
     const rest = buf.subarray(usable);
     this.pending = rest.length ? [Buffer.from(rest)] : [];
     this.pendingBytes = rest.length;
+    await this.hasher.update(buf, usable);
   }
 
   private async writeSparse(buf: Buffer, at: number): Promise<void> {
@@ -66,8 +80,15 @@ export class SparseWriter {
     const blocks: [number, number][] = [];
     if (headGap > 0) blocks.push([0, Math.min(headGap, buf.length)]);
     for (let o = headGap; o < buf.length; o += SparseBlockBytes) blocks.push([o, Math.min(o + SparseBlockBytes, buf.length)]);
+    // Test 64 KiB granules first: one compare instead of sixteen over the long zero runs of a disk image.
+    let zeroUntil = -1;
+    let granuleFrom = 0;
     for (const [s, e] of blocks) {
-      const zero = e - s === SparseBlockBytes ? buf.subarray(s, e).equals(zeroBlock) : isZero(buf.subarray(s, e));
+      if (s >= granuleFrom && e - s === SparseBlockBytes && s + granuleBytes <= buf.length) {
+        granuleFrom = s + granuleBytes;
+        if (buf.subarray(s, granuleFrom).equals(zeroGranule)) zeroUntil = granuleFrom;
+      }
+      const zero = s < zeroUntil || (e - s === SparseBlockBytes ? buf.subarray(s, e).equals(zeroBlock) : isZero(buf.subarray(s, e)));
       if (!zero && runStart < 0) runStart = s;
       if (zero && runStart >= 0) {
         await this.writeAll(buf.subarray(runStart, s), at + runStart);

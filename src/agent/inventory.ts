@@ -148,8 +148,13 @@ export class InstanceDiskScanner {
     for (const ref of [refs.backingFile, refs.dataFile]) {
       if (!ref) continue;
       for (const target of referencedPaths(ref, dirname(file))) {
+        const direct = bases.match(target);
+        if (direct) {
+          found.push(direct);
+          continue;
+        }
         const real = await realpath(target).catch(() => target);
-        const base = bases.match(target) ?? bases.match(real);
+        const base = bases.match(real);
         if (base) {
           found.push(base);
           continue;

@@ -153,6 +153,7 @@ interface Facts {
   users: Map<string, string[]>;
   busy: Set<string>;
   mtimes: Map<string, number>;
+  kinds: Map<string, { kind: GcFileKind; base?: string }>;
 }
 
 /** Classifies an entry by name and type. */
@@ -176,8 +177,10 @@ function gatherFacts(input: GcInput): Facts {
   const bases = new Set<string>();
   const busy = new Set<string>();
   const mtimes = new Map<string, number>();
+  const kinds = new Map<string, { kind: GcFileKind; base?: string }>();
   for (const e of input.entries) {
     const c = classifyGcEntry(e);
+    kinds.set(e.name, c);
     if (c.kind === "base" && c.base) {
       bases.add(c.base);
       mtimes.set(c.base, e.mtimeMs);
@@ -190,29 +193,43 @@ function gatherFacts(input: GcInput): Facts {
     if (!prior || w.retentionMs < prior.retentionMs) wanted.set(w.base, w);
   }
   const users = new Map<string, string[]>();
-  for (const u of input.uses) users.set(u.base, [...(users.get(u.base) ?? []), u.by]);
-  return { input, bases, wanted, users, busy, mtimes };
+  for (const u of input.uses) {
+    const list = users.get(u.base);
+    if (list) list.push(u.by);
+    else users.set(u.base, [u.by]);
+  }
+  return { input, bases, wanted, users, busy, mtimes, kinds };
 }
 
 function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
-  const { kind, base } = classifyGcEntry(entry);
-  const common = { name: entry.name, kind, bytes: entry.allocatedBytes, ...(base ? { base } : {}) };
+  const { kind, base } = facts.kinds.get(entry.name) ?? classifyGcEntry(entry);
   switch (kind) {
     case "base":
-      return { ...common, ...decideBase(entry, base ?? entry.name, facts) };
+      return decision(entry, kind, base, decideBase(entry, base ?? entry.name, facts));
     case "sidecar":
     case "lock":
-      return { ...common, ...decideFollower(entry, base ?? "", facts) };
+      return decision(entry, kind, base, decideFollower(entry, base ?? "", facts));
     case "temp":
-      return { ...common, ...decideTemp(entry, base ?? "", facts) };
+      return decision(entry, kind, base, decideTemp(entry, base ?? "", facts));
     case "gc-state":
-      return { ...common, action: "keep", reason: "GcState", message: "GC's own state file" };
+      return decision(entry, kind, base, { action: "keep", reason: "GcState", message: "GC's own state file" });
     case "unknown": {
       const reason = classifyBaseFileName(entry.name).kind === "unknown" ? "UnknownName" : "NotARegularFile";
       const what = reason === "UnknownName" ? "name is not one basecache writes" : `is a ${entry.type}, not a regular file`;
-      return { ...common, action: "report", reason, message: `Left alone: ${what}` };
+      return decision(entry, kind, base, { action: "report", reason, message: `Left alone: ${what}` });
     }
   }
+}
+
+// One shape for every decision (optional fields only when set), built without spreads: planGc runs over
+// tens of thousands of entries.
+function decision(entry: GcEntry, kind: GcFileKind, base: string | undefined, v: Verdict): GcDecision {
+  const d: GcDecision = { name: entry.name, kind, action: v.action, reason: v.reason, message: v.message, bytes: entry.allocatedBytes };
+  if (base !== undefined) d.base = base;
+  if (v.users !== undefined) d.users = v.users;
+  if (v.unusedSince !== undefined) d.unusedSince = v.unusedSince;
+  if (v.imageId !== undefined) d.imageId = v.imageId;
+  return d;
 }
 
 type Verdict = Pick<GcDecision, "action" | "reason" | "message" | "users" | "unusedSince" | "imageId">;

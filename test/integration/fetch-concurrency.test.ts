@@ -1,12 +1,13 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
 import { Origin } from "../harness/origin.js";
 import { ImageDir } from "../harness/images.js";
 import { filesStartingWith, runFetch } from "../harness/fetch-cli.js";
+import { eventually } from "../harness/eventually.js";
 
 let origin: Origin;
 let images: ImageDir;
@@ -53,11 +54,37 @@ test("concurrent fetches of a hostile image all report the same refusal", async 
 
 test("a lock left by a dead process is broken", async () => {
   const base = baseNameFor("stale");
-  // pid 2^22 + 1 is above the default pid_max, so no live process has it.
-  await writeFile(join(baseDir, `${base}.lock`), JSON.stringify({ pid: 4194305, nonce: "dead" }) + "\n");
+  // pid 2^22 + 1 is above the default pid_max, so no live process in our pid namespace has it.
+  await writeFile(join(baseDir, `${base}.lock`), JSON.stringify({ pid: 4194305, pidns: await readlink("/proc/self/ns/pid"), nonce: "dead" }) + "\n");
   await writeFile(join(baseDir, `${base}.part`), "left over");
   const r = await runFetch(fetchArgs("stale", origin.serve("/stale.qcow2", { file: qcow2 })));
   assert.equal(r.code, 0, r.json.message);
   assert.deepEqual((await filesStartingWith(baseDir, base)).sort(), [base, `${base}.info.json`]);
   assert.deepEqual((await readdir(baseDir)).filter((n) => n.startsWith(".")), []);
+});
+
+test("the base dir listing shows who holds work files, and stale ones are removed while live ones stay", async () => {
+  const { listBaseDir, removeStaleTempFiles } = await import("../../src/image/base-dir.js");
+  const live = baseNameFor("live-fetch");
+  const url = origin.route("/live.qcow2", { kind: "slow", chunkBytes: 64 * 1024, intervalMs: 100, body: { file: qcow2 } });
+  const running = runFetch(fetchArgs("live-fetch", url));
+  await eventually(async () => assert.ok((await readdir(baseDir)).includes(`${live}.part`)));
+  // Left behind by a fetch killed with -9 (written after the live fetch's own start-up sweep).
+  const dead = baseNameFor("dead-fetch");
+  await writeFile(join(baseDir, `${dead}.part`), "half");
+  await writeFile(join(baseDir, `${dead}.lock`), JSON.stringify({ pid: 4194305, pidns: await readlink("/proc/self/ns/pid"), nonce: "gone" }) + "\n");
+  await writeFile(join(baseDir, "notes.txt"), "not ours");
+  const entries = await listBaseDir(baseDir);
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  assert.equal(byName.get(`${dead}.part`)?.kind.kind, "temp");
+  assert.equal(byName.get(`${dead}.part`)?.heldBy?.alive, false);
+  assert.equal(byName.get(`${live}.part`)?.heldBy?.alive, true);
+  assert.equal(byName.get("notes.txt")?.kind.kind, "unknown");
+  const removed = await removeStaleTempFiles(baseDir);
+  assert.deepEqual(removed, [join(baseDir, `${dead}.part`)]);
+  const names = await readdir(baseDir);
+  assert.ok(names.includes(`${live}.part`), "a live fetch keeps its work file");
+  assert.ok(names.includes("notes.txt"), "unknown files are never removed");
+  assert.ok(!names.includes(`${dead}.lock`), "the stale lock is gone");
+  assert.equal((await running).code, 0);
 });

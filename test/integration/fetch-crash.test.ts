@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execa } from "execa";
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { baseNameFor, classifyBaseFileName } from "../../src/core/names.js";
@@ -39,8 +39,13 @@ async function onlyCompleteBases(): Promise<void> {
 }
 
 async function noQemuImgOn(path: string): Promise<void> {
-  const r = await execa("pgrep", ["-f", path], { reject: false });
-  assert.equal(r.stdout.trim(), "", "a qemu-img is still running on the killed fetch's files");
+  const running: string[] = [];
+  for (const pid of await readdir("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmd.includes("qemu-img") && cmd.includes(path)) running.push(pid);
+  }
+  assert.deepEqual(running, [], "a qemu-img is still running on the killed fetch's files");
 }
 
 test("a fetch killed with -9 mid-download leaves work files that the next run removes", async () => {

@@ -71,6 +71,11 @@ describe("qcow2 header", () => {
   });
   test("a v2 image parses too", () => assert.equal(facts(qcow2({ version: 2 })).subformat, "v2"));
   test("the backing file name is read", () => assert.equal(facts(qcow2({ backing: "/etc/shadow" })).backingFile, "/etc/shadow"));
+  test("the backing format extension is read", () => {
+    const f = facts(qcow2({ backing: "base", extensions: [[0xe2792aca, Buffer.from("raw")]] }));
+    assert.equal(f.backingFormat, "raw");
+    assert.equal(f.backingFile, "base");
+  });
   test("the external data file bit is seen", () => assert.ok(facts(qcow2({ incompat: 1n << 2n })).dataFile));
   test("the external data file name extension is read", () => {
     assert.equal(facts(qcow2({ extensions: [[0x44415441, Buffer.from("/dev/sda")]] })).dataFile, "/dev/sda");
@@ -124,6 +129,7 @@ describe("raw", () => {
   test("an HTML page is not a disk", () => assert.match(facts(Buffer.from("<!DOCTYPE html><html>hi</html>\n")).notADisk ?? "", /HTML/));
   test("JSON is not a disk", () => assert.match(facts(Buffer.from('  {"error": "denied"}')).notADisk ?? "", /JSON/));
   test("plain text without a zero byte is not a disk", () => assert.match(facts(Buffer.from("hello world\n".repeat(100))).notADisk ?? "", /text/));
+  test("a printable fill pattern is a disk, not a document", () => assert.equal(facts(Buffer.alloc(8192, 0x41)).notADisk, undefined));
   test("binary data with zeros is a disk", () => assert.equal(facts(Buffer.concat([Buffer.from([0xeb, 0x63, 0x90]), Buffer.alloc(509)])).notADisk, undefined));
 });
 

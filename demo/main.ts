@@ -95,8 +95,11 @@ async function main(argv: string[]): Promise<number> {
   const onSignal = () => stop.abort(new Error("Interrupted"));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // A closed stdout (`npm run demo | head`) stops the demo the same way, so that it still cleans up.
+  process.stdout.on("error", onSignal);
   try {
     await runPipelineStage();
+    if (stop.signal.aborted) throw stop.signal.reason;
     say();
     say("basecache demo, stage 2 of 2: the whole system (control plane, controller, one agent per node)");
     await runSystemDemo({ keep: argv.includes("--keep"), say, signal: stop.signal });

@@ -243,18 +243,19 @@ function describeGcDecision(json: string, base: string): string {
   }
 }
 
-/** Prints the Events the agents recorded about NodeImageCaches. */
+/** Prints the Events the controller and the agents recorded about ImageCaches and NodeImageCaches. */
 async function showEvents(kc: KubeConfig, say: (line: string) => void): Promise<void> {
   const api = kc.makeApiClient(CustomObjectsApi);
   const list = (await api.listClusterCustomObject({ group: "events.k8s.io", version: "v1", plural: "events" })) as {
     items: { regarding?: { kind?: string; name?: string }; reason?: string; note?: string; eventTime?: string; metadata?: { creationTimestamp?: string } }[];
   };
+  const kinds = new Set(["ImageCache", "NodeImageCache"]);
   const events = list.items
-    .filter((e) => e.regarding?.kind === "NodeImageCache")
+    .filter((e) => kinds.has(e.regarding?.kind ?? ""))
     .sort((x, y) => (x.eventTime ?? x.metadata?.creationTimestamp ?? "").localeCompare(y.eventTime ?? y.metadata?.creationTimestamp ?? ""));
   if (events.length === 0) return;
-  say("    Events on NodeImageCaches:");
-  for (const e of events) say(`      ${(e.regarding?.name ?? "").padEnd(12)} ${(e.reason ?? "").padEnd(14)} ${e.note ?? ""}`);
+  say("    Events:");
+  for (const e of events) say(`      ${`${e.regarding?.kind ?? ""}/${e.regarding?.name ?? ""}`.padEnd(27)} ${(e.reason ?? "").padEnd(14)} ${e.note ?? ""}`);
 }
 
 async function keepRunning(cp: ControlPlane, work: string, opts: SystemDemoOptions): Promise<void> {

@@ -25,6 +25,11 @@ test("npm run demo runs the whole system and exits 0", { timeout: 15 * 60_000 },
   assert.match(res.stdout, /demo-node-c _base: \(empty\)/, "the node the ImageCache does not select holds nothing");
   assert.match(res.stdout, /demo-node-b: base [0-9a-f]{12}… removed/);
   assert.match(res.stdout, /demo-node-a: base [0-9a-f]{12}… kept: InUse/);
+  // Events are best effort, so a missing permission would not fail a step; their presence proves the
+  // agents could record them under deploy/'s RBAC.
+  assert.match(res.stdout, /NodeImageCache\/demo-node-b\s+BaseRemoved\s+Removed base/);
+  assert.match(res.stdout, /NodeImageCache\/demo-node-a\s+ImageReady/);
+  assert.match(res.stdout, /ImageCache\/ubuntu-noble\s+\w+/, "the controller recorded an Event too");
   const left = [...(await demoDirs())].filter((d) => !before.has(d));
   assert.deepEqual(left, [], "the demo removed its temp dirs");
 });

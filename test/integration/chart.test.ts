@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
 import { chartDir, helm, renderChart } from "../harness/helm.js";
 import { applyObjects, objectKey, parseManifests, readManifests, type ManifestObject } from "../harness/manifests.js";
@@ -31,6 +31,16 @@ function byKey(objects: ManifestObject[]): Map<string, ManifestObject> {
     map.set(key, o);
   }
   return map;
+}
+
+async function expectNotFound(fn: () => Promise<unknown>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    assert.equal((err as { code?: unknown }).code, 404);
+    return;
+  }
+  assert.fail("expected HTTP 404, but the object exists");
 }
 
 function find(objects: ManifestObject[], kind: string, name: string): ManifestObject {
@@ -144,5 +154,32 @@ describe("the chart, applied to a real API server", () => {
     assert.equal(ds.items.length, 0);
     const sas = await admin.makeApiClient(CoreV1Api).listNamespacedServiceAccount({ namespace: "basecache-system" });
     assert.ok(!sas.items.some((s) => s.metadata?.name?.startsWith("basecache-")));
+  });
+});
+
+describe("helm install on a fresh API server", () => {
+  let fresh: ControlPlane;
+  let freshAdmin: KubeConfig;
+
+  before(async () => {
+    fresh = await startControlPlane();
+    freshAdmin = fresh.adminConfig();
+  });
+
+  after(async () => {
+    await fresh?.stop();
+  });
+
+  test("installs with helm itself, CRDs from the chart included, and uninstalls", async () => {
+    const kube = ["--kubeconfig", fresh.kubeconfigPath];
+    await helm(["install", "basecache", chartDir, "--namespace", "helm-install", "--create-namespace", "--wait=false", ...kube]);
+    const ds = await freshAdmin.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: "helm-install", name: "basecache-agent" });
+    assert.equal(ds.metadata?.labels?.["app.kubernetes.io/managed-by"], "Helm");
+    const status = await helm(["status", "basecache", "--namespace", "helm-install", ...kube]);
+    assert.match(status, /STATUS: deployed/);
+    await helm(["uninstall", "basecache", "--namespace", "helm-install", "--wait=false", ...kube]);
+    await expectNotFound(() => freshAdmin.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ namespace: "helm-install", name: "basecache-agent" }));
+    // Helm keeps CRDs on uninstall, so ImageCaches survive a reinstall.
+    await freshAdmin.makeApiClient(ApiextensionsV1Api).readCustomResourceDefinition({ name: "imagecaches.basecache.io" });
   });
 });

@@ -50,6 +50,23 @@ describe("deploy/, read as files", () => {
     for (const c of ours) assert.equal(c.image, want, `container ${c.name}`);
   });
 
+  test("the image runs as the non-root user the manifests name, with qemu-img and a production install", async () => {
+    const containerfile = await readFile(join(repoRoot, "Containerfile"), "utf8");
+    const user = /^USER (\d+):(\d+)$/m.exec(containerfile);
+    assert.ok(user, "the Containerfile sets a numeric USER");
+    assert.match(containerfile, new RegExp(`useradd --uid ${user[1] ?? ""} --gid ${user[2] ?? ""}`));
+    assert.match(containerfile, /apt-get install [^\n]*qemu-utils util-linux/);
+    assert.match(containerfile, /npm ci --omit=dev/);
+    assert.match(containerfile, /npm run build/);
+    const objects = await readManifests([deployDir]);
+    for (const { owner, spec } of podSpecs(objects)) {
+      for (const c of spec.containers) {
+        assert.equal(c.securityContext?.runAsUser ?? spec.securityContext?.runAsUser, Number(user[1]), `${owner} ${c.name} runs as the image's user`);
+      }
+      for (const c of spec.initContainers ?? []) assert.match((c.args ?? []).join(" "), new RegExp(`chown ${user[1] ?? ""}:${user[2] ?? ""} `), `${owner} ${c.name} hands the dir to it`);
+    }
+  });
+
   test("Kustomization lists every manifest in deploy/", async () => {
     const kustomization = await readYaml<{ resources: string[] }>(join(deployDir, "Kustomization"));
     const files = (await readdir(deployDir)).filter((f) => f.endsWith(".yaml")).sort();

@@ -92,6 +92,8 @@ test("images arrive on several nodes, with progress in status, then Ready, and n
       expected.sort(),
     );
   }
+  const health = await started[0]!.agent.waitForLog("Serving health");
+  for (const path of ["/healthz", "/readyz"]) assert.equal((await fetch(`http://127.0.0.1:${String(health.port)}${path}`)).status, 200, path);
   const m = await started[0]!.agent.metrics();
   assert.ok((m.get('basecache_fetch_bytes_total{image_id="slow-image"}') ?? 0) >= size);
   assert.equal(m.get("basecache_bases"), 2);

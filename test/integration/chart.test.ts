@@ -105,6 +105,12 @@ describe("the chart, rendered", () => {
     assert.match(tuned, /--concurrency=4 --gc-interval=10m --retention=2h --cache-budget=500Gi --high-watermark=0.9 --low-watermark=0.5/);
   });
 
+  test("refuses values its schema does not allow: a misspelt key, a bad duration, a relative path", async () => {
+    for (const set of ["agent.paths.basedir=/srv", "agent.gc.interval=soon", "agent.paths.baseDir=var/lib/x", "controller.replicas=0"]) {
+      await assert.rejects(renderChart("basecache-system", [set]), /values don't meet the specifications of the schema/, set);
+    }
+  });
+
   test("without leader election drops the Lease role and the flag", async () => {
     const objects = parseManifests(await renderChart("basecache-system", ["controller.leaderElection=false"]));
     assert.equal(objects.filter((o) => o.kind === "Role").length, 0);

@@ -75,10 +75,22 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   const queue = new WorkQueue({ name: "node", log, reconcile: (_key, s) => agent.reconcile(s), observe: (outcome) => log.debug({ outcome }, "Reconciled node") });
   const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
   const events = new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log });
-  const gc = new GcRunner(opts, log, metrics, nics, pods, nic, (type, reason, note) => {
-    const current = nic();
-    if (current) agent.event(current, type, reason, "GarbageCollect", note);
-  });
+  const gc = new GcRunner(
+    opts,
+    log,
+    metrics,
+    nics,
+    pods,
+    nic,
+    (type, reason, note) => {
+      const current = nic();
+      if (current) agent.event(current, type, reason, "GarbageCollect", note);
+    },
+    () => {
+      agent.refreshUsage();
+      queue.add(opts.node);
+    },
+  );
   const agent = new NodeAgent({
     node: opts.node,
     baseDir: opts.baseDir,
@@ -205,6 +217,7 @@ class GcRunner {
     pods: Informer<PodMeta>,
     nic: () => NodeImageCache | undefined,
     private readonly event: (type: "Normal" | "Warning", reason: string, note: string) => void,
+    private readonly afterPass: () => void,
   ) {
     const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
     this.references = {
@@ -256,6 +269,7 @@ class GcRunner {
         { removed: r.removed.length, refused: r.refused.length, planned: planned.length, dryRun: r.plan.dryRun, cacheBytes: r.plan.usage.cacheBytes, disks: r.disks.count, durationMs: Math.round(end() * 1000) },
         r.plan.dryRun ? "Planned garbage collection (dry run)" : "Collected garbage",
       );
+      if (r.removed.length > 0) this.afterPass();
       return r.plan.usage.fits;
     } catch (e) {
       end();

@@ -3,6 +3,8 @@
  * fetches; plans with core/agent-plan.ts; applies by starting, verifying or cancelling fetches and offering
  * the status to the writer. Fetches run in the background and queue the node again when they end.
  */
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { DefaultRetryPolicy, imageFingerprint, planAgent, recordFailure, type AgentWantedImage, type ImageMemory } from "../core/agent-plan.js";
 import type { BackoffPolicy } from "../core/backoff.js";
 import { classifyGcEntry } from "../core/gc.js";
@@ -60,19 +62,21 @@ const rejectReasons: Record<RejectReason, true> = {
 };
 
 const ProgressRequeueMs = 1_000;
+const CacheUsageRefreshMs = 15_000;
 
 export class NodeAgent {
   readonly memory: Record<string, ImageMemory> = {};
   private readonly tasks = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private readonly sizes = new Map<string, { mtimeMs: number; virtualSize?: number }>();
   private seeded = false;
+  private usage: { at: number; cacheBytes: number; bases: number } | undefined;
 
   constructor(private readonly opts: NodeAgentOptions) {}
 
   /** One pass: gather, plan, apply. */
   async reconcile(signal: AbortSignal): Promise<ReconcileResult> {
     const nic = this.opts.nodeImageCache();
-    const { onDisk, disk } = await this.gatherDisk();
+    const { onDisk, disk } = await this.gatherDisk(nic?.spec.images ?? []);
     if (!nic) {
       for (const id of this.tasks.keys()) this.cancel(id, "its NodeImageCache is gone");
       return;
@@ -109,26 +113,46 @@ export class NodeAgent {
     return this.tasks.size;
   }
 
-  private async gatherDisk() {
-    const listed = await listBaseDir(this.opts.baseDir);
+  // Stats only the wanted bases on each pass; the whole-dir listing behind cacheBytes (costly with thousands
+  // of bases) is redone at most every CacheUsageRefreshMs, or sooner when asked (after a GC pass).
+  private async gatherDisk(wanted: readonly { id: string }[]) {
     const onDisk = new Map<string, { virtualSize?: number }>();
+    for (const { id } of wanted) {
+      const base = baseNameFor(id);
+      const st = await stat(join(this.opts.baseDir, base)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      const known = this.sizes.get(base);
+      if (!known || known.mtimeMs !== st.mtimeMs) {
+        const sc = await readSidecar(this.opts.baseDir, base);
+        this.sizes.set(base, { mtimeMs: st.mtimeMs, virtualSize: sc?.virtualSize ?? st.size });
+      }
+      const virtualSize = this.sizes.get(base)?.virtualSize;
+      onDisk.set(base, virtualSize !== undefined ? { virtualSize } : {});
+    }
+    const now = this.opts.clock.now();
+    if (this.usage === undefined || now - this.usage.at >= CacheUsageRefreshMs || now < this.usage.at) {
+      this.usage = { at: now, ...(await this.measureCache()) };
+    }
+    this.opts.metrics.bases.set(this.usage.bases);
+    this.opts.metrics.cacheBytes.set(this.usage.cacheBytes);
+    const fs = await readFilesystemUsage(this.opts.baseDir);
+    return { onDisk, disk: { cacheBytes: this.usage.cacheBytes, ...fs } };
+  }
+
+  private async measureCache(): Promise<{ cacheBytes: number; bases: number }> {
     let cacheBytes = 0;
-    for (const e of listed) {
+    let bases = 0;
+    for (const e of await listBaseDir(this.opts.baseDir)) {
       const kind = classifyGcEntry({ name: e.name, type: "file" }).kind;
       if (kind !== "unknown") cacheBytes += e.allocatedBytes;
-      if (kind !== "base") continue;
-      const known = this.sizes.get(e.name);
-      if (!known || known.mtimeMs !== e.mtimeMs) {
-        const sc = await readSidecar(this.opts.baseDir, e.name);
-        this.sizes.set(e.name, { mtimeMs: e.mtimeMs, virtualSize: sc?.virtualSize ?? e.size });
-      }
-      const virtualSize = this.sizes.get(e.name)?.virtualSize;
-      onDisk.set(e.name, virtualSize !== undefined ? { virtualSize } : {});
+      if (kind === "base") bases++;
     }
-    this.opts.metrics.bases.set(onDisk.size);
-    this.opts.metrics.cacheBytes.set(cacheBytes);
-    const fs = await readFilesystemUsage(this.opts.baseDir);
-    return { onDisk, disk: { cacheBytes, ...fs } };
+    return { cacheBytes, bases };
+  }
+
+  /** Makes the next pass measure the cache's usage afresh (after GC removed files). */
+  refreshUsage(): void {
+    this.usage = undefined;
   }
 
   // A rejection written before a restart stays a rejection until the generation changes.
@@ -162,6 +186,7 @@ export class NodeAgent {
         if (mem) delete mem.running;
         this.opts.metrics.imageBytesDone.remove({ image_id: image.id });
         this.opts.metrics.imageBytesTotal.remove({ image_id: image.id });
+        this.refreshUsage();
         this.opts.requeue();
       });
     this.tasks.set(image.id, { controller, done });

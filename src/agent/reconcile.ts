@@ -161,7 +161,10 @@ export class NodeAgent {
     for (const s of nic.status?.images ?? []) {
       if (s.phase !== "Failed" || !s.reason || !(s.reason in rejectReasons) || this.memory[s.id]) continue;
       const generation = s.observedGeneration ?? nic.status?.observedGeneration ?? 0;
-      this.memory[s.id] = { failure: { kind: "rejected", reason: s.reason, message: s.message ?? "", attempts: 1, generation } };
+      // Still the generation it was rejected at: the definition in the spec now is the one that was rejected.
+      const spec = generation === nic.metadata.generation ? (nic.spec.images as AgentWantedImage[]).find((i) => i.id === s.id) : undefined;
+      const fingerprint = spec ? { fingerprint: imageFingerprint(spec) } : {};
+      this.memory[s.id] = { failure: { kind: "rejected", reason: s.reason, message: s.message ?? "", attempts: 1, generation, ...fingerprint } };
     }
   }
 

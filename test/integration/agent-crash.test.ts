@@ -8,7 +8,7 @@ import { ImageDir } from "../harness/images.js";
 import { Api } from "../harness/kube-api.js";
 import { Origin } from "../harness/origin.js";
 import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
-import { createNic, imageStatus } from "./agent-helpers.js";
+import { createNic, imageStatus, setNicImages } from "./agent-helpers.js";
 
 let cp: ControlPlane;
 let admin: Api;
@@ -101,4 +101,25 @@ test("SIGTERM mid-download stops the agent with exit 0 and rolls the download ba
   assert.equal(await agent.stop(), 0);
   await assertNoStrays(d.base, []);
   assert.ok(agent.lines.some((l) => l.msg === "Agent stopped"));
+});
+
+test("a restarted agent remembers a rejection from its status and does not fetch the image again", async () => {
+  const node = "reject-node";
+  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const base = await images.raw("reject-base.raw", 4);
+  const url = origin.serve("/rejected.qcow2", { file: await images.withBacking("rejected.qcow2", base, "raw") });
+  const good = origin.serve("/after.qcow2", { file: await images.qcow2("after.qcow2", 8) });
+  await createNic(admin, node, [{ id: "rejected-image", url }]);
+  const first = launch(node, d, kubeconfig);
+  await eventually(async () => assert.equal((await imageStatus(admin, node, "rejected-image"))?.reason, "backing-file"), { timeoutMs: 60_000 });
+  assert.equal(await first.stop(), 0);
+  const requests = origin.requestsTo("/rejected.qcow2");
+
+  const second = launch(node, d, kubeconfig);
+  await second.waitForLog("Reconciled node");
+  // Something else to do proves the restarted agent has reconciled this generation.
+  await setNicImages(admin, node, [{ id: "rejected-image", url }, { id: "after-image", url: good }]);
+  await eventually(async () => assert.equal((await imageStatus(admin, node, "after-image"))?.phase, "Ready"), { timeoutMs: 60_000 });
+  assert.equal(origin.requestsTo("/rejected.qcow2"), requests);
+  assert.equal((await imageStatus(admin, node, "rejected-image"))?.phase, "Failed");
 });

@@ -37,7 +37,7 @@ parentPort.on("message", (m) => {
 `;
 
 /** Bytes in flight to the worker before `update` waits for it to catch up. */
-const maxInFlight = 64 * 1024 * 1024;
+const maxInFlight = 16 * 1024 * 1024;
 
 class WorkerHasher implements Hasher {
   private inFlight = 0;

@@ -76,6 +76,8 @@ export interface FetchResult {
 /** Free space kept in reserve when judging whether an image fits. */
 const reserveBytes = 64 * 1024 * 1024;
 const progressEveryMs = 250;
+/** Expansion (data bytes over file bytes) beyond which an image that cannot fit is refused as a compression bomb. */
+const CompressionBombRatio = 100;
 
 /**
  * Makes the image a ready raw base, or throws and leaves no file for this id.
@@ -276,6 +278,10 @@ async function convert(req: FetchRequest, facts: HeaderFacts, src: string, dst: 
   const needed = await qemuImgDataBytes(src, facts.format, signalOpt(req));
   const free = await freeBytes(req.baseDir);
   if (needed + reserveBytes > free) {
+    // A small file that expands a hundredfold past the free space is a compression bomb, not a big image.
+    if (needed > facts.fileSize * CompressionBombRatio) {
+      throw new ImageRejectedError("compression-bomb", `Refused image "${req.id}": its ${facts.fileSize} bytes expand to ${needed} bytes of data, more than the ${free} bytes free`);
+    }
     throw new DiskFullError(`Cannot convert image "${req.id}": it holds ${needed} bytes of data and the base dir's filesystem has ${free} bytes free`);
   }
   const onProgress = (pct: number) => req.onProgress?.({ phase: "Converting", bytesDone: Math.round((total * pct) / 100), bytesTotal: total });

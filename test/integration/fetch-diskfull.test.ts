@@ -1,7 +1,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execa } from "execa";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Origin } from "../harness/origin.js";
@@ -59,17 +60,29 @@ test("an image without a length that fills the filesystem fails with exit 5 and 
   assert.deepEqual(await readdir(dir), []);
 });
 
-test("a small compressed image whose data cannot fit once converted is refused with exit 5", async (t) => {
+test("a compressed image whose data cannot fit once converted fails with exit 5 before converting", async (t) => {
   if (skipReason) return t.skip(skipReason);
   const dir = await emptyBaseDir("convert");
-  const raw = images.path("pattern.raw");
-  await execa("qemu-img", ["create", "-q", "-f", "raw", raw, "160M"]);
-  await execa("qemu-io", ["-f", "raw", "-c", "write -P 0x61 0 150M", raw]);
-  const small = await images.convert(raw, "pattern.qcow2", "qcow2", [], true);
-  const url = origin.serve("/pattern.qcow2", { file: small });
-  const { code, json } = await runFetch(["--base-dir", dir, "--id", "pattern", "--url", url]);
+  // Hex text compresses about 2:1: the download fits, its 48 MiB of data once converted do not.
+  const raw = images.path("hex.raw");
+  await writeFile(raw, randomBytes(24 * 1024 * 1024).toString("hex"));
+  const small = await images.convert(raw, "hex.qcow2", "qcow2", [], true);
+  const { code, json } = await runFetch(["--base-dir", dir, "--id", "hex", "--url", origin.serve("/hex.qcow2", { file: small })]);
   assert.equal(code, 5, json.message);
   assert.equal(json.reason, "disk-full");
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test("a compression bomb is refused with exit 3, not written", async (t) => {
+  if (skipReason) return t.skip(skipReason);
+  const dir = await emptyBaseDir("bomb");
+  const raw = images.path("pattern.raw");
+  await execa("qemu-img", ["create", "-q", "-f", "raw", raw, "512M"]);
+  await execa("qemu-io", ["-f", "raw", "-c", "write -P 0x61 0 500M", raw]);
+  const small = await images.convert(raw, "pattern.qcow2", "qcow2", [], true);
+  const { code, json } = await runFetch(["--base-dir", dir, "--id", "pattern", "--url", origin.serve("/pattern.qcow2", { file: small })]);
+  assert.equal(code, 3, json.message);
+  assert.equal(json.reason, "compression-bomb");
   assert.deepEqual(await readdir(dir), []);
 });
 

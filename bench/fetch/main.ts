@@ -1,0 +1,153 @@
+/**
+ * bench/fetch: how long does `fetchImage` take end to end (download, hash, inspect, check, convert, fsync,
+ * rename), relative to what a careful person types, measured in the same run on the same loopback origin?
+ * And is memory flat in the image size (streaming, never buffering)?
+ *
+ * Run: node --import tsx bench/fetch/main.ts [--reps N] [--quick]
+ * It needs about 15 GiB of free space under $TMPDIR (sparse files; ~3 GiB really written).
+ */
+import { execa } from "execa";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { Origin } from "../../test/harness/origin.js";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const child = fileURLToPath(new URL("./child.ts", import.meta.url));
+const { values } = parseArgs({ options: { reps: { type: "string", default: "3" }, quick: { type: "boolean", default: false } } });
+const reps = Number(values.reps);
+const log = (s: string) => process.stderr.write(s + "\n");
+
+interface Run {
+  seconds: number;
+  /** Ours only: seconds until the conversion started (download, hash, inspection and checks done). */
+  untilConvert?: number;
+  allocatedBytes: number;
+  maxRssBytes?: number;
+}
+
+/** Builds the realistic image: 2 GiB virtual, ~700 MiB random data in runs, allocated zero clusters, holes. */
+async function buildImages(dir: string, quick: boolean) {
+  const raw = join(dir, "disk.raw");
+  await execa("qemu-img", ["create", "-q", "-f", "raw", raw, "2G"]);
+  const runs = quick ? 4 : 14;
+  for (let i = 0; i < runs; i++) {
+    // 50 MiB runs of random data spread over the first 1.75 GiB.
+    await execa("dd", ["if=/dev/urandom", `of=${raw}`, "bs=1M", "count=50", `seek=${i * 120}`, "conv=notrunc", "status=none"]);
+  }
+  const qcow2 = join(dir, "disk.qcow2");
+  await execa("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw, qcow2]);
+  // Allocated zero clusters (qcow2 v3 zero flag) over part of the unwritten space.
+  await execa("qemu-io", ["-f", "qcow2", "-c", "write -z 1800M 100M", qcow2]);
+  const compressed = join(dir, "disk-c.qcow2");
+  await execa("qemu-img", ["convert", "-q", "-c", "-f", "qcow2", "-O", "qcow2", qcow2, compressed]);
+  const huge = join(dir, "huge.raw");
+  const small = join(dir, "small.raw");
+  await execa("qemu-img", ["create", "-q", "-f", "raw", huge, quick ? "4G" : "10G"]);
+  await execa("qemu-img", ["create", "-q", "-f", "raw", small, "1G"]);
+  for (const f of [huge, small]) await execa("dd", ["if=/dev/urandom", `of=${f}`, "bs=1M", "count=64", "conv=notrunc", "status=none"]);
+  return { raw, qcow2, compressed, huge, small };
+}
+
+async function ours(baseDir: string, id: string, url: string): Promise<Run> {
+  const r = await execa(process.execPath, ["--import", "tsx", child, baseDir, id, url], { env: { BASECACHE_LOG_LEVEL: "warn" } });
+  return JSON.parse(r.stdout) as Run;
+}
+
+async function shell(script: string, cwd: string, out: string): Promise<Run> {
+  const t0 = performance.now();
+  await execa("bash", ["-c", script], { cwd });
+  const seconds = (performance.now() - t0) / 1000;
+  const st = await stat(join(cwd, out));
+  return { seconds, allocatedBytes: st.blocks * 512 };
+}
+
+const careful = (url: string, fmt: string) =>
+  `curl -sf -o p.part ${url} && sync && sha256sum p.part >/dev/null && qemu-img convert -t none -f ${fmt} -O raw p.part b.tmp && mv b.tmp b`;
+const carefulNoHash = (url: string, fmt: string) => `curl -sf -o p.part ${url} && sync && qemu-img convert -t none -f ${fmt} -O raw p.part b.tmp && mv b.tmp b`;
+const rawBaseline = (url: string) => `curl -sf -o p.part ${url} && qemu-img convert -t none -f raw -O raw p.part b.tmp && mv b.tmp b`;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+async function measure(work: string, label: string, fn: (dir: string) => Promise<Run>): Promise<Run[]> {
+  const out: Run[] = [];
+  for (let i = 0; i < reps; i++) {
+    const dir = join(work, `${label}-${i}`);
+    await mkdir(dir, { recursive: true });
+    await execa("sync");
+    out.push(await fn(dir));
+    await rm(dir, { recursive: true, force: true });
+  }
+  const phases = out.some((r) => r.untilConvert !== undefined) ? ` (conversion started at ${out.map((r) => r.untilConvert?.toFixed(2) ?? "-").join(" ")} s)` : "";
+  log(`  ${label}: ${out.map((r) => r.seconds.toFixed(2)).join(" ")} s${phases}`);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), "basecache-bench-"));
+  const origin = await Origin.start();
+  try {
+    log("Building images");
+    const img = await buildImages(work, values.quick);
+    const q = origin.serve("/disk.qcow2", { file: img.qcow2 });
+    const c = origin.serve("/disk-c.qcow2", { file: img.compressed });
+    const r = origin.serve("/disk.raw", { file: img.raw });
+    const huge = origin.serve("/huge.raw", { file: img.huge });
+    const small = origin.serve("/small.raw", { file: img.small });
+    const qcowBytes = (await stat(img.qcow2)).size;
+    log(`qcow2: ${(qcowBytes / MiB).toFixed(0)} MiB file, 2 GiB virtual; reps: ${reps}`);
+
+    const rows: string[] = [];
+    const row = (name: string, base: Run[], us: Run[], goal: string) => {
+      const ratio = median(us.map((x) => x.seconds)) / median(base.map((x) => x.seconds));
+      rows.push(`| ${name} | ${median(base.map((x) => x.seconds)).toFixed(2)} s | ${median(us.map((x) => x.seconds)).toFixed(2)} s | **${ratio.toFixed(2)}** | ${goal} |`);
+    };
+
+    log("qcow2 source");
+    const base1 = await measure(work, "careful", (d) => shell(careful(q, "qcow2"), d, "b"));
+    const base2 = await measure(work, "careful-nohash", (d) => shell(carefulNoHash(q, "qcow2"), d, "b"));
+    const us1 = await measure(work, "ours-qcow2", (d) => ours(d, "q", q));
+    row("qcow2 vs curl+sync+sha256sum+convert", base1, us1, "≤ 0.65");
+    row("qcow2 vs curl+sync+convert (no hash)", base2, us1, "≤ 1.15");
+
+    log("compressed qcow2 source");
+    const base3 = await measure(work, "careful-compressed", (d) => shell(careful(c, "qcow2"), d, "b"));
+    const us3 = await measure(work, "ours-compressed", (d) => ours(d, "c", c));
+    row("compressed qcow2 vs careful", base3, us3, "(info)");
+
+    log("raw source");
+    const base4 = await measure(work, "curl-convert-raw", (d) => shell(rawBaseline(r), d, "b"));
+    const us4 = await measure(work, "ours-raw", (d) => ours(d, "r", r));
+    row("raw vs curl+convert -f raw", base4, us4, "≤ 0.90");
+
+    log("peak RSS");
+    const rssSmall = await measure(work, "rss-1g", (d) => ours(d, "s", small));
+    const rssHuge = await measure(work, "rss-huge", (d) => ours(d, "h", huge));
+    const rss = (xs: Run[]) => median(xs.map((x) => x.maxRssBytes ?? NaN));
+    const rssRatio = rss(rssHuge) / rss(rssSmall);
+
+    const alloc = (xs: Run[]) => median(xs.map((x) => x.allocatedBytes));
+    process.stdout.write(
+      [
+        "| case | baseline | ours | ratio | goal |",
+        "| --- | --- | --- | --- | --- |",
+        ...rows,
+        "",
+        `Raw source allocated bytes: ours ${(alloc(us4) / MiB).toFixed(1)} MiB, baseline ${(alloc(base4) / MiB).toFixed(1)} MiB.`,
+        `Peak RSS: ${(rss(rssSmall) / MiB).toFixed(0)} MiB for 1 GiB, ${(rss(rssHuge) / MiB).toFixed(0)} MiB for ${values.quick ? 4 : 10} GiB: ratio **${rssRatio.toFixed(2)}** (goal ≤ 1.10).`,
+        `Image: 2 GiB virtual qcow2, ${(qcowBytes / MiB).toFixed(0)} MiB file (${(GiB * 2) / GiB} GiB raw form); ${reps} reps, medians; origin in the bench process on 127.0.0.1; load average ${loadavg()[0]?.toFixed(1)}.`,
+      ].join("\n") + "\n",
+    );
+  } finally {
+    await origin.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();

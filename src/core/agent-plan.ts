@@ -211,8 +211,8 @@ export function readyCondition(images: readonly AgentImageStatus[], generation: 
   return { ...common, status: "True", reason: "AllImagesReady", message: `${ready} of ${images.length} images ready` };
 }
 
-/** Retry policy for failed sources: 5 s doubling to 10 min, as the agent's default. */
-export const DefaultRetryPolicy: BackoffPolicy = { baseMs: 5_000, maxMs: 10 * 60_000 };
+/** Retry policy for failed sources: 5 s doubling to 2 min, so a node converges soon after its origin recovers. */
+export const DefaultRetryPolicy: BackoffPolicy = { baseMs: 5_000, maxMs: 2 * 60_000 };
 
 /**
  * Records a failed fetch: a rejection waits for a new definition; any other failure retries after capped

@@ -14,7 +14,7 @@ import type { Command } from "../command.js";
 const usage = `Usage: basecache agent --node NAME --base-dir DIR --instances-dir DIR [--kubeconfig PATH]
                        [--concurrency 2] [--gc-interval 40m] [--retention 24h] [--dry-run-gc]
                        [--cache-budget SIZE --high-watermark 0.9 --low-watermark 0.8]
-                       [--retry-base 5s --retry-max 10m] [--metrics-addr :8080] [--health-addr :8081]
+                       [--retry-base 5s --retry-max 2m] [--metrics-addr :8080] [--health-addr :8081]
 
 Keeps this node's base dir in step with its NodeImageCache, reports progress in its status, and
 garbage-collects bases that nothing wants or uses.

@@ -79,3 +79,15 @@ test("a fetch killed with -9 mid-convert leaves work files that the next run rem
   await onlyCompleteBases();
   assert.ok(await sameContent(again.json.path, qcow2, "qcow2"));
 });
+
+test("a fetch stopped with SIGTERM mid-download removes its work files and exits non-zero", async () => {
+  const id = "sigterm";
+  const base = baseNameFor(id);
+  const url = origin.route("/slow-term.qcow2", { kind: "slow", chunkBytes: 1024 * 1024, intervalMs: 50, body: { file: qcow2 } });
+  const child = startCli(["fetch", "--base-dir", baseDir, "--id", id, "--url", url]);
+  await eventually(async () => assert.ok((await stat(join(baseDir, `${base}.part`))).size > 0));
+  child.kill("SIGTERM");
+  const r = await child;
+  assert.notEqual(r.exitCode, 0);
+  assert.deepEqual((await readdir(baseDir)).filter((n) => n.startsWith(base)), []);
+});

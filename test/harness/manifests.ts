@@ -90,3 +90,16 @@ export function describeApiError(err: unknown): string {
   }
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * The args of `container` in a workload's pod template, with `$(VAR)` references expanded as the kubelet
+ * does, from `values` (for env entries that come from the downward API) and the container's literal env.
+ */
+export function expandedArgs(workload: ManifestObject, container: string, values: Record<string, string>): string[] {
+  const spec = (workload.spec as { template?: { spec?: { containers?: { name: string; args?: string[]; env?: { name: string; value?: string }[] }[] } } }).template?.spec;
+  const c = spec?.containers?.find((x) => x.name === container);
+  if (!c) throw new Error(`Cannot find container "${container}" in ${objectKey(workload)}`);
+  const env: Record<string, string> = { ...values };
+  for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
+  return (c.args ?? []).map((a) => a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => env[name] ?? whole));
+}

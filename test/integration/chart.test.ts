@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
 import { chartDir, helm, renderChart } from "../harness/helm.js";
-import { applyObjects, objectKey, parseManifests, readManifests, type ManifestObject } from "../harness/manifests.js";
+import { applyObjects, expandedArgs, objectKey, parseManifests, readManifests, type ManifestObject } from "../harness/manifests.js";
+import { parseAgentFlags } from "../../src/cli/commands/agent.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 /** Labels only Helm adds; everything else must match deploy/ exactly. */
@@ -101,8 +102,17 @@ describe("the chart, rendered", () => {
     const defaults = await argsOf([]);
     assert.match(defaults, /--gc-interval=40m --retention=24h/);
     assert.doesNotMatch(defaults, /--cache-budget|--dry-run-gc/);
-    const tuned = await argsOf(["agent.gc.cacheBudget.size=500Gi", "agent.gc.cacheBudget.lowWatermark=0.5", "agent.gc.interval=10m", "agent.gc.retention=2h", "agent.concurrency=4"]);
-    assert.match(tuned, /--concurrency=4 --gc-interval=10m --retention=2h --cache-budget=500Gi --high-watermark=0.9 --low-watermark=0.5/);
+    const set = ["agent.gc.cacheBudget.size=500Gi", "agent.gc.cacheBudget.lowWatermark=0.5", "agent.gc.interval=10m", "agent.gc.retention=2h", "agent.concurrency=4", "agent.gc.dryRun=true"];
+    const tuned = await argsOf(set);
+    assert.match(tuned, /--concurrency=4 --gc-interval=10m --retention=2h --cache-budget=500Gi --high-watermark=0.9 --low-watermark=0.5 --dry-run-gc/);
+    // The agent itself accepts them and reads them as meant.
+    const ds = find(parseManifests(await renderChart("basecache-system", set)), "DaemonSet", "basecache-agent");
+    const agent = parseAgentFlags(expandedArgs(ds, "agent", {}).slice(1), { NODE_NAME: "node-1" });
+    assert.ok(agent !== "help");
+    assert.deepEqual(
+      { concurrency: agent.concurrency, gcIntervalMs: agent.gcIntervalMs, retentionMs: agent.defaultRetentionMs, budget: agent.budget, dryRun: agent.dryRunGc },
+      { concurrency: 4, gcIntervalMs: 600_000, retentionMs: 7_200_000, budget: { limitBytes: 500 * 1024 ** 3, highWatermark: 0.9, lowWatermark: 0.5 }, dryRun: true },
+    );
   });
 
   test("refuses values its schema does not allow: a misspelt key, a bad duration, a relative path", async () => {

@@ -10,7 +10,9 @@ import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Container, type V1PodSpec } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
-import { applyObjects, readManifests, type ManifestObject } from "../harness/manifests.js";
+import { applyObjects, expandedArgs, readManifests, type ManifestObject } from "../harness/manifests.js";
+import { parseAgentFlags } from "../../src/cli/commands/agent.js";
+import { parseControllerFlags } from "../../src/cli/commands/controller.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const deployDir = join(repoRoot, "deploy");
@@ -65,6 +67,26 @@ describe("deploy/, read as files", () => {
       }
       for (const c of spec.initContainers ?? []) assert.match((c.args ?? []).join(" "), new RegExp(`chown ${user[1] ?? ""}:${user[2] ?? ""} `), `${owner} ${c.name} hands the dir to it`);
     }
+  });
+
+  test("the controller and the agent accept the flags the manifests give them", async () => {
+    const objects = await readManifests([deployDir]);
+    const deployment = objects.find((o) => o.kind === "Deployment");
+    const ds = objects.find((o) => o.kind === "DaemonSet");
+    assert.ok(deployment && ds);
+    const [cmd, ...controllerArgs] = expandedArgs(deployment, "controller", { POD_NAMESPACE: "basecache-system" });
+    assert.equal(cmd, "controller");
+    const controller = parseControllerFlags(controllerArgs, {});
+    assert.equal(controller.leaderElect, true);
+    assert.equal(controller.leaseNamespace, "basecache-system");
+    assert.equal(controller.leaseName, "basecache-controller", "the Lease the leader-election Role names");
+    const [agentCmd, ...agentArgs] = expandedArgs(ds, "agent", {});
+    assert.equal(agentCmd, "agent");
+    const agent = parseAgentFlags(agentArgs, { NODE_NAME: "node-1" });
+    assert.ok(agent !== "help");
+    assert.equal(agent.node, "node-1", "the node name comes from NODE_NAME");
+    assert.equal(agent.baseDir, "/var/lib/basecache/_base");
+    assert.equal(agent.instancesDir, "/var/lib/basecache/instances");
   });
 
   test("Kustomization lists every manifest in deploy/", async () => {

@@ -73,8 +73,9 @@ export interface FetchResult {
   allocatedBytes: number;
 }
 
-/** Free space kept in reserve when judging whether an image fits. */
+/** Free space kept in reserve when judging whether an image fits: 64 MiB, or 2% of a small filesystem. */
 const reserveBytes = 64 * 1024 * 1024;
+const reserveFraction = 0.02;
 const progressEveryMs = 250;
 /** Expansion (data bytes over file bytes) beyond which an image that cannot fit is refused as a compression bomb. */
 const CompressionBombRatio = 100;
@@ -241,7 +242,7 @@ async function checkAnnouncement(req: FetchRequest, a: Announcement): Promise<vo
     throw new ImageRejectedError("too-large", `Refused image "${req.id}": the origin announces ${a.totalBytes} bytes, more than an image within the limit of ${req.maxVirtualSize} bytes can hold`);
   }
   const free = await freeBytes(req.baseDir);
-  if (a.totalBytes + reserveBytes > free) {
+  if (a.totalBytes > free) {
     throw new DiskFullError(`Cannot fetch image "${req.id}": it is ${a.totalBytes} bytes and the base dir's filesystem has ${free} bytes free`);
   }
 }
@@ -277,7 +278,7 @@ async function convert(req: FetchRequest, facts: HeaderFacts, src: string, dst: 
   const total = facts.virtualSize ?? 0;
   const needed = await qemuImgDataBytes(src, facts.format, signalOpt(req));
   const free = await freeBytes(req.baseDir);
-  if (needed + reserveBytes > free) {
+  if (needed > free) {
     // A small file that expands a hundredfold past the free space is a compression bomb, not a big image.
     if (needed > facts.fileSize * CompressionBombRatio) {
       throw new ImageRejectedError("compression-bomb", `Refused image "${req.id}": its ${facts.fileSize} bytes expand to ${needed} bytes of data, more than the ${free} bytes free`);
@@ -326,9 +327,11 @@ async function fsyncFile(path: string): Promise<void> {
   await fh.sync().finally(() => fh.close());
 }
 
+/** Bytes free for us in the filesystem of `dir`, less a reserve. */
 async function freeBytes(dir: string): Promise<number> {
   const s = await statfs(dir);
-  return s.bavail * s.bsize;
+  const reserve = Math.min(reserveBytes, s.blocks * s.bsize * reserveFraction);
+  return Math.max(0, s.bavail * s.bsize - reserve);
 }
 
 function asDiskFull(e: unknown, id: string): unknown {

@@ -7,7 +7,7 @@ import { call, isNotFound, loadKubeConfig, makeClients } from "../kube/client.js
 import { parseNodeImageCache } from "../kube/parse.js";
 import type { Logger } from "../lib/log.js";
 import type { GcReferences } from "./gc-pass.js";
-import { podUsesFrom, wantedFrom } from "./main.js";
+import { podUsesFrom, wantedFrom } from "./gc-runner.js";
 
 export async function readClusterReferences(opts: { node: string; kubeconfig?: string; log: Logger; defaultRetentionMs?: number }): Promise<GcReferences> {
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));

@@ -1,0 +1,127 @@
+/**
+ * The agent's GC passes, one at a time: on a timer, on SIGUSR1, on a new `basecache.io/gc-requested` value, at
+ * start, and to make room for an arriving image under a cache budget. References come from the informers.
+ */
+import { DefaultRetentionMs, imagesFromAnnotation, type GcUse, type GcWant } from "../core/gc.js";
+import { parseDuration } from "../core/duration.js";
+import { baseNameFor } from "../core/names.js";
+import type { GcBudget } from "../core/watermarks.js";
+import { ImagesAnnotation, type NodeImageCache } from "../kube/api-types.js";
+import type { RawObject } from "../kube/client.js";
+import type { Clock } from "../lib/clock.js";
+import { asError } from "../lib/errors.js";
+import type { Logger } from "../lib/log.js";
+import { runGcPass, type GcReferences } from "./gc-pass.js";
+import { InstanceDiskScanner } from "./inventory.js";
+import type { AgentMetrics } from "./metrics.js";
+import { diskInspector } from "./options.js";
+
+/** A pod as the agent keeps it: name, namespace and annotations. */
+export interface PodMeta extends RawObject {
+  metadata?: RawObject["metadata"] & { annotations?: Record<string, string> };
+}
+
+export interface GcRunnerOptions {
+  baseDir: string;
+  instancesDir: string;
+  clock: Clock;
+  defaultRetentionMs?: number;
+  budget?: GcBudget;
+  dryRunGc: boolean;
+  log: Logger;
+  metrics: AgentMetrics;
+  references: GcReferences;
+  /** Records an Event about the node's NodeImageCache. */
+  event: (type: "Normal" | "Warning", reason: string, note: string) => void;
+  /** Called after a pass that removed something. */
+  afterRemoval: () => void;
+  signal: AbortSignal;
+}
+
+/** Wanted bases from the node's NodeImageCache: unknown until its informer synced; none when it does not exist. */
+export function wantedFrom(nic: NodeImageCache | undefined, synced: boolean, defaultRetentionMs: number): GcWant[] | undefined {
+  if (!synced) return undefined;
+  return (nic?.spec.images ?? []).map((i) => {
+    let retentionMs = defaultRetentionMs;
+    try {
+      if (i.unusedFor) retentionMs = parseDuration(i.unusedFor);
+    } catch {
+      // The CRD validates the pattern; an unparsable value keeps the default.
+    }
+    return { base: baseNameFor(i.id), imageId: i.id, retentionMs };
+  });
+}
+
+/** Uses of bases declared by pods in their `basecache.io/images` annotation. */
+export function podUsesFrom(pods: readonly PodMeta[]): GcUse[] {
+  return pods.flatMap((p) =>
+    imagesFromAnnotation(p.metadata?.annotations?.[ImagesAnnotation]).map((id) => ({ base: baseNameFor(id), by: `pod ${p.metadata?.namespace ?? ""}/${p.metadata?.name ?? ""}` })),
+  );
+}
+
+/** Serializes GC passes: timer, signal, annotation and room-making requests never overlap. */
+export class GcRunner {
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly scanner = new InstanceDiskScanner(diskInspector);
+
+  constructor(private readonly opts: GcRunnerOptions) {}
+
+  /**
+   * Runs a pass after any pass under way; resolves with whether a reserve (room for an image) fits. Never
+   * rejects: a failed pass is logged and counted, and does not stop a fetch.
+   */
+  run(trigger: string, reserveBytes = 0): Promise<boolean> {
+    const next = this.chain.then(() => this.pass(trigger, reserveBytes)).catch(() => true);
+    this.chain = next;
+    return next;
+  }
+
+  async idle(): Promise<void> {
+    await this.chain;
+  }
+
+  private async pass(trigger: string, reserveBytes: number): Promise<boolean> {
+    const { metrics } = this.opts;
+    const log = this.opts.log.child({ gcTrigger: trigger });
+    const end = metrics.gcSeconds.startTimer();
+    if (this.opts.signal.aborted) return true;
+    try {
+      const r = await runGcPass(
+        {
+          baseDir: this.opts.baseDir,
+          instancesDir: this.opts.instancesDir,
+          clock: this.opts.clock,
+          defaultRetentionMs: this.opts.defaultRetentionMs ?? DefaultRetentionMs,
+          ...(this.opts.budget ? { budget: this.opts.budget } : {}),
+          ...(reserveBytes > 0 ? { reserveBytes } : {}),
+          dryRun: this.opts.dryRunGc,
+          references: this.opts.references,
+          scanner: this.scanner,
+          log,
+          metrics,
+          onRemoved: (d) => {
+            if (d.kind === "base") this.opts.event("Normal", "BaseRemoved", `Removed base ${d.name}${d.imageId ? ` of image "${d.imageId}"` : ""}: ${d.reason}: ${d.message}`);
+          },
+        },
+        this.opts.signal,
+      );
+      metrics.gcPasses.inc({ outcome: "done" });
+      const planned = r.plan.decisions.filter((d) => d.action === "delete");
+      const uncertain = r.plan.decisions.find((d) => d.reason === "ReferencesIncomplete");
+      if (uncertain) this.opts.event("Warning", "GcRefused", `Kept every unused base: ${uncertain.message}`);
+      if (r.plan.usage.overBudget) this.opts.event("Warning", "CacheOverBudget", `Cache holds ${r.plan.usage.afterBytes} bytes, above its high watermark of ${r.plan.usage.highBytes ?? 0}, and nothing more may be evicted`);
+      log.info(
+        { removed: r.removed.length, refused: r.refused.length, planned: planned.length, dryRun: r.plan.dryRun, cacheBytes: r.plan.usage.cacheBytes, disks: r.disks.count, durationMs: Math.round(end() * 1000) },
+        r.plan.dryRun ? "Planned garbage collection (dry run)" : "Collected garbage",
+      );
+      if (r.removed.length > 0) this.opts.afterRemoval();
+      return r.plan.usage.fits;
+    } catch (e) {
+      end();
+      if (this.opts.signal.aborted) return true;
+      metrics.gcPasses.inc({ outcome: "failed" });
+      log.error({ err: asError(e) }, "Garbage collection pass failed");
+      return true;
+    }
+  }
+}

@@ -55,9 +55,19 @@ interface NodeDirs {
   instancesDir: string;
 }
 
+/** What the steps share; `processes` and the resources are released by `runSystemDemo`'s cleanup. */
+interface Demo {
+  opts: SystemDemoOptions;
+  work: string;
+  cp: ControlPlane;
+  admin: KubeConfig;
+  processes: BasecacheProcess[];
+  dirs: Map<string, NodeDirs>;
+}
+
 /** Runs the whole-system demo; throws when a step does not reach its expected state. */
 export async function runSystemDemo(opts: SystemDemoOptions): Promise<void> {
-  const { say } = opts;
+  if (opts.signal.aborted) throw opts.signal.reason;
   const work = await mkdtemp(join(tmpdir(), "basecache-demo-"));
   const removeWork = () => rmSync(work, { recursive: true, force: true });
   process.on("exit", removeWork);
@@ -66,94 +76,31 @@ export async function runSystemDemo(opts: SystemDemoOptions): Promise<void> {
   let origin: Origin | undefined;
   let images: ImageDir | undefined;
   let step = 0;
-  const total = 8;
-  const heading = (text: string) => say(`\n==> [${++step}/${total}] ${text}`);
+  const heading = (text: string) => opts.say(`\n==> [${++step}/8] ${text}`);
   try {
     heading("Starting a real control plane (etcd + kube-apiserver with RBAC; the first run builds both from source, several minutes)");
-    cp = await startControlPlane({ log: (line) => say(`    ${line}`) });
-    const admin = cp.adminConfig();
+    cp = await startControlPlane({ log: (line) => opts.say(`    ${line}`) });
+    const demo: Demo = { opts, work, cp, admin: cp.adminConfig(), processes, dirs: new Map() };
 
     heading("Serving a generated disk image from an HTTP origin on loopback");
     images = await ImageDir.create("basecache-demo-img-");
-    const image = await makeDemoImage(images);
     origin = await Origin.start();
-    const url = origin.serve("/images/ubuntu-24.04.qcow2", { file: image.path });
-    say(`    ${image.description}`);
-    say(`    ${url}  sha256:${image.sha256.slice(0, 16)}…`);
+    const image = await serveDemoImage(demo, images, origin);
 
     heading("Installing crds/ and deploy/'s ServiceAccounts, RBAC and admission policy; creating three Nodes");
-    await cp.applyCrds();
-    // Everything in deploy/ but the workloads, which the demo runs as local processes instead.
-    const identities = (await readManifests([join(repoRoot, "deploy")])).filter((o) => !workloadKinds.has(o.kind));
-    await applyObjects(admin, identities);
-    const core = admin.makeApiClient(CoreV1Api);
-    for (const n of nodes) {
-      await core.createNode({ body: { metadata: { name: n.name, labels: n.labels } } });
-      say(`    Node ${n.name.padEnd(12)} ${Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(" ")}`);
-    }
+    await installIdentitiesAndNodes(demo);
 
     heading("Starting the controller and one agent per node as local processes, each with its own ServiceAccount token");
-    const logDir = join(work, "logs");
-    await mkdir(logDir);
-    const controllerKc = await cp.serviceAccountConfig(ns, "basecache-controller");
-    const controller = startBasecache("controller", controllerArgs(controllerKc.kubeconfigPath), join(logDir, "controller.log"));
-    processes.push(controller);
-    say(`    controller             log ${controller.logPath}`);
-    const dirs = new Map<string, NodeDirs>();
-    for (const n of nodes) {
-      const d = { baseDir: join(work, "nodes", n.name, "_base"), instancesDir: join(work, "nodes", n.name, "instances") };
-      await mkdir(d.baseDir, { recursive: true });
-      await mkdir(d.instancesDir, { recursive: true });
-      dirs.set(n.name, d);
-      // A token bound to a pod on this node: the API server names the node in the agent's user info, and
-      // the admission policy lets it write only this node's status.
-      const kc = await cp.serviceAccountConfig(ns, "basecache-agent", { nodeName: n.name });
-      const agent = startBasecache(`agent ${n.name}`, agentArgs(n.name, d, kc.kubeconfigPath), join(logDir, `agent-${n.name}.log`));
-      processes.push(agent);
-      say(`    agent on ${n.name.padEnd(13)} _base ${d.baseDir}`);
-    }
+    await startProcesses(demo);
 
     heading("Applying deploy/examples/imagecache.yaml, pointed at the local origin");
-    const example = await demoImageCache(url, image.sha256);
-    const imageId = (example.spec as { images: { id: string }[] }).images[0]?.id ?? "";
-    await writeFile(join(work, "imagecache.yaml"), stringify(example));
-    await applyObjects(admin, [example]);
-    say(`    ImageCache ${example.metadata.name}: image "${imageId}" on nodes with kubevirt.io/schedulable=true`);
-    say(`    retention ${demoRetention} instead of the example's 24h (the agents' default retention is ${demoRetention} too), GC every ${gcInterval}`);
-    await watchUntilReady(admin, example.metadata.name, processes, opts);
-    for (const n of nodes) {
-      const files = (await readdir(dirs.get(n.name)?.baseDir ?? "")).filter((f) => !f.startsWith("."));
-      say(`    ${n.name} _base: ${files.length ? files.join(" ") : "(empty)"}`);
-    }
+    const cache = await cacheImage(demo, image);
 
     heading("Creating an instance disk on demo-node-a with `basecache disk create`, as a VM pod's init container would");
-    const a = dirs.get("demo-node-a") as NodeDirs;
-    const disk = join(a.instancesDir, "vm-demo", "disk.qcow2");
-    await mkdir(join(a.instancesDir, "vm-demo"));
-    const created = await runBasecache(["disk", "create", "--base-dir", a.baseDir, "--id", imageId, "--out", disk, "--size", "2Gi"]);
-    if (created.exitCode !== 0) throw new Error(`Cannot create the instance disk: basecache disk create exited ${created.exitCode}: ${created.stderr.trim()}`);
-    for (const line of created.stdout.trim().split("\n")) if (line) say(`    ${line}`);
-    const backing = await execa("qemu-img", ["info", "-f", "qcow2", "--output=json", disk]);
-    say(`    ${disk}: backing file ${(JSON.parse(backing.stdout) as { "backing-filename"?: string })["backing-filename"] ?? "(none)"}`);
+    await createInstanceDisk(demo, cache.imageId);
 
     heading(`Deleting the ImageCache: GC keeps the base the disk uses and removes the rest after ${demoRetention}`);
-    await admin.makeApiClient(CustomObjectsApi).deleteClusterCustomObject({ group, version, plural: "imagecaches", name: example.metadata.name });
-    const base = baseNameFor(imageId);
-    const b = dirs.get("demo-node-b") as NodeDirs;
-    await waitFor(
-      "the base on demo-node-b to be removed",
-      async () => !existsSync(join(b.baseDir, base)),
-      processes,
-      opts,
-      120_000,
-    );
-    say(`    demo-node-b: base ${base.slice(0, 12)}… removed (unused for ${demoRetention})`);
-    // Give demo-node-a's agent at least two more GC passes to show the base in use survives them.
-    await delay(3 * 3_000, undefined, { signal: opts.signal });
-    if (!existsSync(join(a.baseDir, base))) throw new Error("The base on demo-node-a was removed although an instance disk uses it");
-    const dry = await runBasecache(["gc", "--base-dir", a.baseDir, "--instances-dir", a.instancesDir, "--dry-run", "--json"]);
-    say(`    demo-node-a: base ${base.slice(0, 12)}… kept: ${describeGcDecision(dry.stdout, base)}`);
-    await showEvents(admin, say);
+    await deleteAndCollect(demo, cache);
 
     heading(opts.keep ? "Everything keeps running (--keep)" : "Cleaning up");
     if (opts.keep) await keepRunning(cp, work, opts);
@@ -165,7 +112,99 @@ export async function runSystemDemo(opts: SystemDemoOptions): Promise<void> {
     await rm(work, { recursive: true, force: true });
     process.off("exit", removeWork);
   }
-  say("    Stopped the controller, the agents, the origin and the control plane; removed every temp dir");
+  opts.say("    Stopped the controller, the agents, the origin and the control plane; removed every temp dir");
+}
+
+async function serveDemoImage(demo: Demo, images: ImageDir, origin: Origin): Promise<{ url: string; sha256: string }> {
+  const image = await makeDemoImage(images);
+  const url = origin.serve("/images/ubuntu-24.04.qcow2", { file: image.path });
+  demo.opts.say(`    ${image.description}`);
+  demo.opts.say(`    ${url}  sha256:${image.sha256.slice(0, 16)}…`);
+  return { url, sha256: image.sha256 };
+}
+
+async function installIdentitiesAndNodes(demo: Demo): Promise<void> {
+  await demo.cp.applyCrds();
+  // Everything in deploy/ but the workloads, which the demo runs as local processes instead.
+  const identities = (await readManifests([join(repoRoot, "deploy")])).filter((o) => !workloadKinds.has(o.kind));
+  await applyObjects(demo.admin, identities);
+  const core = demo.admin.makeApiClient(CoreV1Api);
+  for (const n of nodes) {
+    await core.createNode({ body: { metadata: { name: n.name, labels: n.labels } } });
+    demo.opts.say(`    Node ${n.name.padEnd(12)} ${Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  }
+}
+
+async function startProcesses(demo: Demo): Promise<void> {
+  const { cp, work } = demo;
+  const say = demo.opts.say;
+  const logDir = join(work, "logs");
+  await mkdir(logDir);
+  const controllerKc = await cp.serviceAccountConfig(ns, "basecache-controller");
+  const controller = startBasecache("controller", controllerArgs(controllerKc.kubeconfigPath), join(logDir, "controller.log"));
+  demo.processes.push(controller);
+  say(`    controller             log ${controller.logPath}`);
+  for (const n of nodes) {
+    const d = { baseDir: join(work, "nodes", n.name, "_base"), instancesDir: join(work, "nodes", n.name, "instances") };
+    await mkdir(d.baseDir, { recursive: true });
+    await mkdir(d.instancesDir, { recursive: true });
+    demo.dirs.set(n.name, d);
+    // A token bound to a pod on this node: the API server names the node in the agent's user info, and
+    // the admission policy lets it write only this node's status.
+    const kc = await cp.serviceAccountConfig(ns, "basecache-agent", { nodeName: n.name });
+    const agent = startBasecache(`agent ${n.name}`, agentArgs(n.name, d, kc.kubeconfigPath), join(logDir, `agent-${n.name}.log`));
+    demo.processes.push(agent);
+    say(`    agent on ${n.name.padEnd(13)} _base ${d.baseDir}`);
+  }
+}
+
+async function cacheImage(demo: Demo, image: { url: string; sha256: string }): Promise<{ name: string; imageId: string }> {
+  const say = demo.opts.say;
+  const example = await demoImageCache(image.url, image.sha256);
+  const imageId = (example.spec as { images: { id: string }[] }).images[0]?.id ?? "";
+  await writeFile(join(demo.work, "imagecache.yaml"), stringify(example));
+  await applyObjects(demo.admin, [example]);
+  say(`    ImageCache ${example.metadata.name}: image "${imageId}" on nodes with kubevirt.io/schedulable=true`);
+  say(`    retention ${demoRetention} instead of the example's 24h (the agents' default retention is ${demoRetention} too), GC every ${gcInterval}`);
+  await watchUntilReady(demo.admin, example.metadata.name, demo.processes, demo.opts);
+  for (const n of nodes) {
+    const files = (await readdir(nodeDirs(demo, n.name).baseDir)).filter((f) => !f.startsWith("."));
+    say(`    ${n.name} _base: ${files.length ? files.join(" ") : "(empty)"}`);
+  }
+  return { name: example.metadata.name, imageId };
+}
+
+async function createInstanceDisk(demo: Demo, imageId: string): Promise<void> {
+  const a = nodeDirs(demo, "demo-node-a");
+  const disk = join(a.instancesDir, "vm-demo", "disk.qcow2");
+  await mkdir(join(a.instancesDir, "vm-demo"));
+  const created = await runBasecache(["disk", "create", "--base-dir", a.baseDir, "--id", imageId, "--out", disk, "--size", "2Gi"]);
+  if (created.exitCode !== 0) throw new Error(`Cannot create the instance disk: basecache disk create exited ${created.exitCode}: ${created.stderr.trim()}`);
+  for (const line of created.stdout.trim().split("\n")) if (line) demo.opts.say(`    ${line}`);
+  const backing = await execa("qemu-img", ["info", "-f", "qcow2", "--output=json", disk]);
+  demo.opts.say(`    ${disk}: backing file ${(JSON.parse(backing.stdout) as { "backing-filename"?: string })["backing-filename"] ?? "(none)"}`);
+}
+
+async function deleteAndCollect(demo: Demo, cache: { name: string; imageId: string }): Promise<void> {
+  const { opts, processes } = demo;
+  await demo.admin.makeApiClient(CustomObjectsApi).deleteClusterCustomObject({ group, version, plural: "imagecaches", name: cache.name });
+  const base = baseNameFor(cache.imageId);
+  const a = nodeDirs(demo, "demo-node-a");
+  const b = nodeDirs(demo, "demo-node-b");
+  await waitFor("the base on demo-node-b to be removed", async () => !existsSync(join(b.baseDir, base)), processes, opts, 120_000);
+  opts.say(`    demo-node-b: base ${base.slice(0, 12)}… removed (unused for ${demoRetention})`);
+  // Give demo-node-a's agent a few more GC passes to show that the base in use survives them.
+  await delay(3 * 3_000, undefined, { signal: opts.signal });
+  if (!existsSync(join(a.baseDir, base))) throw new Error("The base on demo-node-a was removed although an instance disk uses it");
+  const dry = await runBasecache(["gc", "--base-dir", a.baseDir, "--instances-dir", a.instancesDir, "--dry-run", "--json"]);
+  opts.say(`    demo-node-a: base ${base.slice(0, 12)}… kept: ${describeGcDecision(dry.stdout, base)}`);
+  await showEvents(demo.admin, opts.say);
+}
+
+function nodeDirs(demo: Demo, node: string): NodeDirs {
+  const d = demo.dirs.get(node);
+  if (!d) throw new Error(`Cannot find the directories of node "${node}"`);
+  return d;
 }
 
 function controllerArgs(kubeconfig: string): string[] {

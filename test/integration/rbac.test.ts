@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { request as httpsRequest, type RequestOptions } from "node:https";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AuthorizationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from "@kubernetes/client-node";
@@ -167,6 +168,55 @@ describe("the agent, acting as the agent on its node", () => {
     const create = (namespace: string) => api.createNamespacedCustomObject({ group: "events.k8s.io", version: "v1", plural: "events", namespace, body: event(namespace) });
     await create("default");
     await expectStatus(403, () => create("kube-system"));
+  });
+});
+
+/**
+ * PATCHes the status of NodeImageCache `name` as the admin impersonating the agent's ServiceAccount, with
+ * `nodeName` (if any) as the `authentication.kubernetes.io/node-name` extra: how `kubectl --as ...
+ * --as-user-extra` probes the policy. Resolves the HTTP status and the API server's message.
+ */
+async function patchStatusImpersonating(name: string, nodeName: string | undefined, body: object): Promise<{ status: number; message: string }> {
+  const url = new URL(`/apis/${group}/${version}/${plural}/${name}/status`, cp.server);
+  const opts: RequestOptions = {
+    method: "PATCH",
+    headers: {
+      "Content-Type": "application/merge-patch+json",
+      "Impersonate-User": agentUser,
+      "Impersonate-Group": ["system:serviceaccounts", `system:serviceaccounts:${ns}`, "system:authenticated"],
+      ...(nodeName ? { "Impersonate-Extra-authentication.kubernetes.io%2fnode-name": nodeName } : {}),
+    },
+  };
+  await admin.applyToHTTPSOptions(opts);
+  return new Promise((resolvePromise, reject) => {
+    const req = httpsRequest(url, opts, (res) => {
+      let text = "";
+      res.on("data", (c: Buffer) => (text += c.toString()));
+      res.on("end", () => resolvePromise({ status: res.statusCode ?? 0, message: String((JSON.parse(text) as { message?: unknown }).message ?? "") }));
+    });
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+describe("the agent, impersonated with the node-name extra as kubectl --as does", () => {
+  test("may write its own node's status", async () => {
+    const r = await patchStatusImpersonating("rbac-node-a", "rbac-node-a", statusPatch("rbac-image", "Converting"));
+    assert.equal(r.status, 200, r.message);
+    assert.equal(await statusPhase("rbac-node-a"), "Converting");
+  });
+
+  test("may not write another node's status", async () => {
+    const r = await patchStatusImpersonating("rbac-node-b", "rbac-node-a", statusPatch("rbac-image", "Ready"));
+    assert.equal(r.status, 403);
+    assert.match(r.message, /on node rbac-node-a may not write the NodeImageCache of rbac-node-b/);
+    assert.equal(await statusPhase("rbac-node-b"), undefined);
+  });
+
+  test("may not write any status without a node name", async () => {
+    const r = await patchStatusImpersonating("rbac-node-a", undefined, statusPatch("rbac-image", "Failed"));
+    assert.equal(r.status, 403, r.message);
+    assert.match(r.message, /must use a token bound to a pod on a node/);
   });
 });
 

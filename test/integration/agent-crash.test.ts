@@ -66,7 +66,10 @@ test("an agent killed with SIGKILL mid-download and restarted ends with a correc
   await createNic(admin, node, [{ id: "crash-image", url }]);
   const first = launch(node, d, kubeconfig);
   const part = `${baseNameFor("crash-image")}.part`;
-  await eventually(async () => assert.ok((await stat(`${d.base}/${part}`)).size > 0), { timeoutMs: 60_000, description: "a partial download" });
+  await eventually(async () => assert.ok((await stat(`${d.base}/${part}`)).size > 0), {
+    timeoutMs: 90_000,
+    description: "a partial download",
+  });
   first.kill("SIGKILL");
   await first.exited;
   const left = await readdir(d.base);

@@ -106,10 +106,13 @@ describe("the agent, acting as the agent on its node", () => {
     assert.equal(await statusPhase("rbac-node-b"), undefined);
   });
 
-  test("cannot replace another node's status with a full update either", async () => {
+  test("replaces its own node's status with a full update, but not another node's", async () => {
     const api = agentA.makeApiClient(CustomObjectsApi);
-    const current = (await api.getClusterCustomObject({ group, version, plural, name: "rbac-node-b" })) as Record<string, unknown>;
-    await expectStatus(403, () => api.replaceClusterCustomObjectStatus({ group, version, plural, name: "rbac-node-b", body: { ...current, ...statusPatch("rbac-image", "Ready") } }));
+    const own = (await api.getClusterCustomObject({ group, version, plural, name: "rbac-node-a" })) as Record<string, unknown>;
+    await api.replaceClusterCustomObjectStatus({ group, version, plural, name: "rbac-node-a", body: { ...own, ...statusPatch("rbac-image", "Downloading") } });
+    const other = (await api.getClusterCustomObject({ group, version, plural, name: "rbac-node-b" })) as Record<string, unknown>;
+    const msg = await expectStatus(403, () => api.replaceClusterCustomObjectStatus({ group, version, plural, name: "rbac-node-b", body: { ...other, ...statusPatch("rbac-image", "Ready") } }));
+    assert.match(msg, /basecache-agent-own-node/);
     assert.equal(await statusPhase("rbac-node-b"), undefined);
   });
 
@@ -299,13 +302,12 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
     user: agentUser,
     allow: [
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch"]),
-      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["patch"]),
+      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["patch", "update"]),
       ...accesses({ resource: "pods" }, ["list", "watch"]),
       ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
     ],
     deny: [
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["create", "update", "patch", "delete", "deletecollection"]),
-      ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["update"]),
       ...accesses({ group: bc, resource: "imagecaches" }, every),
       ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["update", "patch"]),
       ...accesses({ resource: "pods" }, ["get", "create", "update", "patch", "delete"]),

@@ -53,9 +53,14 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
   }
   const ic = ctx.imageCache(name)!;
   if (ic.metadata.deletionTimestamp) return;
-  const g = gatherRollup(ctx, ic, ctx.allImageCaches());
   const current = ctx.currentStatus(name, raw) as ImageCache["status"] | undefined;
   const now = Date.now();
+  // Within the interval after a write, look again when it ends instead of computing a status we may not write.
+  // A new generation is not held back: observedGeneration should follow a spec change at once.
+  const last = ctx.lastStatusWriteAt(name);
+  const generationChanged = current?.observedGeneration !== (ic.metadata.generation ?? 0);
+  if (last !== undefined && now - last < statusIntervalMs && !generationChanged) return { requeueAfterMs: statusIntervalMs - (now - last) };
+  const g = gatherRollup(ctx, ic, ctx.allImageCaches());
   const wanted = planImageCacheStatus({
     name,
     generation: ic.metadata.generation ?? 0,
@@ -71,9 +76,6 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
     ctx.metrics.unchanged.inc({ resource: "imagecaches/status" });
     return;
   }
-  const last = ctx.lastStatusWriteAt(name);
-  const generationChanged = current?.observedGeneration !== wanted.observedGeneration;
-  if (last !== undefined && now - last < statusIntervalMs && !generationChanged) return { requeueAfterMs: statusIntervalMs - (now - last) };
   return writeStatus(ctx, ic, current, wanted, now);
 }
 

@@ -99,31 +99,32 @@ test("deleting an ImageCache removes its images from every node", async () => {
 });
 
 test("the same id defined differently is a condition on both ImageCaches, and the older definition is used", async () => {
+  // creationTimestamp has one-second precision; a tie goes to the name first in order, so the names agree.
   await api.createNode("conf-1", { pool: "conf" });
-  await api.createImageCache("conf-old", { nodeSelector: { matchLabels: { pool: "conf" } }, images: [httpImage("conf-x", "https://one.example/x.qcow2")] });
+  await api.createImageCache("conf-a-old", { nodeSelector: { matchLabels: { pool: "conf" } }, images: [httpImage("conf-x", "https://one.example/x.qcow2")] });
   await eventually(async () => assert.deepEqual(await api.nicImageIds("conf-1"), ["conf-x"]));
-  await api.createImageCache("conf-new", { nodeSelector: { matchLabels: { pool: "conf" } }, images: [httpImage("conf-x", "https://two.example/x.qcow2"), httpImage("conf-y")] });
+  await api.createImageCache("conf-b-new", { nodeSelector: { matchLabels: { pool: "conf" } }, images: [httpImage("conf-x", "https://two.example/x.qcow2"), httpImage("conf-y")] });
   await eventually(async () => {
-    const older = condition((await api.imageCache("conf-old")).status, "Conflict");
-    const newer = (await api.imageCache("conf-new")).status;
+    const older = condition((await api.imageCache("conf-a-old")).status, "Conflict");
+    const newer = (await api.imageCache("conf-b-new")).status;
     assert.equal(older?.status, "True");
     assert.equal(older?.reason, "ConflictingDefinition");
-    assert.match(older?.message ?? "", /"conf-new"/);
+    assert.match(older?.message ?? "", /"conf-b-new"/);
     assert.equal(condition(newer, "Conflict")?.status, "True");
-    assert.match(condition(newer, "Conflict")?.message ?? "", /"conf-old"/);
+    assert.match(condition(newer, "Conflict")?.message ?? "", /"conf-a-old"/);
     assert.equal(condition(newer, "Degraded")?.reason, "ConflictingDefinition");
     const nic = await api.nic("conf-1");
     const x = nic?.spec.images.find((i) => i.id === "conf-x");
     assert.deepEqual(x?.source, { http: { url: "https://one.example/x.qcow2" } });
-    assert.deepEqual(x?.wantedBy, ["conf-old"]);
+    assert.deepEqual(x?.wantedBy, ["conf-a-old"]);
     assert.deepEqual(nic?.spec.images.map((i) => i.id), ["conf-x", "conf-y"]);
   });
   // Fixing the newer definition clears the condition on both.
-  await api.patchImageCache("conf-new", { images: [httpImage("conf-x", "https://one.example/x.qcow2"), httpImage("conf-y")] });
+  await api.patchImageCache("conf-b-new", { images: [httpImage("conf-x", "https://one.example/x.qcow2"), httpImage("conf-y")] });
   await eventually(async () => {
-    assert.equal(condition((await api.imageCache("conf-old")).status, "Conflict")?.status, "False");
-    assert.equal(condition((await api.imageCache("conf-new")).status, "Conflict")?.status, "False");
-    assert.deepEqual((await api.nic("conf-1"))?.spec.images.find((i) => i.id === "conf-x")?.wantedBy, ["conf-new", "conf-old"]);
+    assert.equal(condition((await api.imageCache("conf-a-old")).status, "Conflict")?.status, "False");
+    assert.equal(condition((await api.imageCache("conf-b-new")).status, "Conflict")?.status, "False");
+    assert.deepEqual((await api.nic("conf-1"))?.spec.images.find((i) => i.id === "conf-x")?.wantedBy, ["conf-a-old", "conf-b-new"]);
   });
 });
 

@@ -125,7 +125,10 @@ export class InstanceDiskScanner {
     const bases = await baseDirNames(baseDir);
     const instRoot = await realpath(instancesDir).catch(() => resolve(instancesDir));
     const walkErrors: string[] = [];
-    const files = await walkFiles(instancesDir, MaxWalkDepth, walkErrors);
+    // A missing instances dir is more likely a wrong path than a node without VMs: count it as unknown uses.
+    const root = await stat(instancesDir).catch(() => undefined);
+    if (!root?.isDirectory()) walkErrors.push(`instances dir "${instancesDir}" does not exist or is not a directory`);
+    const files = root?.isDirectory() ? await walkFiles(instancesDir, MaxWalkDepth, walkErrors) : [];
     const out: DiskScan = { uses: [], uncertainties: walkErrors, disks: files.length, inspected: 0 };
     const seen = new Set<string>();
     for (const file of files) {

@@ -1,6 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, writeFile, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { baseNameFor } from "../../src/core/names.js";
@@ -151,4 +151,22 @@ test("basecache gc without a node removes no base, only work files", async () =>
   const out = JSON.parse(r.stdout) as { removed: string[]; decisions: { name: string; reason: string }[] };
   assert.deepEqual(out.removed, [`${baseNameFor("x")}.converted`]);
   assert.equal(out.decisions.find((x) => x.name === base("wanted-image"))?.reason, "ReferencesIncomplete");
+});
+
+test("an instance disk whose header cannot be read keeps every base, however old", async () => {
+  const stale = baseNameFor("stale-image");
+  await writeFile(join(d.base, stale), Buffer.alloc(4096, 7));
+  await mkdir(join(d.instances, "vm-broken"), { recursive: true });
+  await writeFile(join(d.instances, "vm-broken", "disk.qcow2"), Buffer.concat([Buffer.from([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]), Buffer.from("truncated")]));
+  const args = ["gc", "--base-dir", d.base, "--instances-dir", d.instances, "--node", node, "--kubeconfig", cp.kubeconfigPath, "--json"];
+  for (const hours of [200, 400]) {
+    const r = await startCli(args, { BASECACHE_CLOCK_OFFSET_MS: String(hours * H) });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { removed: string[]; decisions: { name: string; reason: string; message: string }[] };
+    assert.deepEqual(out.removed.filter((n) => /^[0-9a-f]{40}$/.test(n)), []);
+    const decision = out.decisions.find((x) => x.name === stale);
+    assert.equal(decision?.reason, "ReferencesIncomplete");
+    assert.match(decision?.message ?? "", /vm-broken/);
+  }
+  assert.ok((await readdir(d.base)).includes(stale));
 });

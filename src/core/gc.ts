@@ -80,8 +80,8 @@ export type GcAction = "keep" | "delete" | "report";
  * - Wanted: an ImageCache wants it here. Busy: a fetch of the same base is under way (a held temp or lock).
  * - ReferencesIncomplete: some use could not be determined, so no base is removed this pass.
  * - WithinRetention / RetentionExpired: unused, for less / at least the retention age. Evicted: over the high watermark.
- * - BaseKept / BaseRemoved: a sidecar or lock follows its base. Orphaned: a sidecar or lock without a base.
- * - Held / Abandoned: a temp file that a live process holds / that nobody holds.
+ * - BaseKept / BaseRemoved: a sidecar follows its base. Orphaned: a sidecar without a base.
+ * - Held / Abandoned: a temp file or lock that a live process holds / that nobody holds.
  * - UnknownName / NotARegularFile: not ours by name or type; reported, never deleted. GcState: GC's own record.
  */
 export type GcReason =
@@ -207,8 +207,9 @@ function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
     case "base":
       return decision(entry, kind, base, decideBase(entry, base ?? entry.name, facts));
     case "sidecar":
-    case "lock":
       return decision(entry, kind, base, decideFollower(entry, base ?? "", facts));
+    case "lock":
+      return decision(entry, kind, base, decideLock(entry, base ?? "", facts));
     case "temp":
       return decision(entry, kind, base, decideTemp(entry, base ?? "", facts));
     case "gc-state":
@@ -259,12 +260,19 @@ function decideBase(entry: GcEntry, base: string, facts: Facts): Verdict {
   return { action: "keep", reason: "WithinRetention", message, unusedSince, ...withId };
 }
 
-// A sidecar or lock: it lives and dies with its base; without one it goes unless a fetch is under way.
+// A sidecar lives and dies with its base; without one it goes unless a fetch is under way.
 function decideFollower(entry: GcEntry, base: string, facts: Facts): Verdict {
   if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
   if (facts.bases.has(base)) return { action: "keep", reason: "BaseKept", message: "Its base is kept" };
   if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
   return { action: "delete", reason: "Orphaned", message: "Its base does not exist" };
+}
+
+// A lock whose owner is gone is stale whether or not its base exists (a crash between rename and release).
+function decideLock(entry: GcEntry, base: string, facts: Facts): Verdict {
+  if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
+  if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
+  return { action: "delete", reason: "Abandoned", message: "Lock of a process that is gone" };
 }
 
 function decideTemp(entry: GcEntry, base: string, facts: Facts): Verdict {

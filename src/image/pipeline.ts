@@ -6,24 +6,23 @@
  * convert to raw into `.converted` (or keep a raw `.part` as it is); re-inspect; write the sidecar; rename
  * atomically; fsync the directory.
  */
-import { mkdir, open, rename, stat, statfs, unlink } from "node:fs/promises";
+import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseChecksum, type Checksum } from "../core/checksum.js";
-import { evaluateConverted, evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits, type ImageVerdict } from "../core/image-checks.js";
-import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
+import { evaluateConverted, type ImageLimits } from "../core/image-checks.js";
 import { baseNameFor } from "../core/names.js";
-import { DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
+import { DiskFullError, ImageRejectedError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
 import { basePaths, exists, fsyncDir, readSidecar, removeStaleTempFiles, removeWorkFiles, writeSidecar, type BaseSidecar } from "./base-dir.js";
-import { readHeaderFacts } from "./header-read.js";
+import { createHasher } from "./hasher.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, downloadSource, type Announcement, type DownloadResult, type RetryPolicy } from "./http-fetch.js";
+import { asDiskFull, convertToRaw, downloadCap, earlyCheck, freeBytes, fsyncFile, inspectImage, refuseIf, type StepContext } from "./image-steps.js";
 import { acquireLock } from "./lock.js";
 import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "./outcome.js";
-import { qemuImgCheck, qemuImgConvertToRaw, qemuImgDataBytes, qemuImgInfo } from "./qemu-img.js";
+import { qemuImgInfo } from "./qemu-img.js";
 import { resolvedFromHttp, type ResolvedSource, type SourceSpec } from "./source.js";
 import { SparseWriter } from "./sparse-writer.js";
-import { createHasher } from "./hasher.js";
 
 export { describeOutcome, type FetchOutcome, type FetchStatus } from "./outcome.js";
 
@@ -73,12 +72,7 @@ export interface FetchResult {
   allocatedBytes: number;
 }
 
-/** Free space kept in reserve when judging whether an image fits: 64 MiB, or 2% of a small filesystem. */
-const reserveBytes = 64 * 1024 * 1024;
-const reserveFraction = 0.02;
 const progressEveryMs = 250;
-/** Expansion (data bytes over file bytes) beyond which an image that cannot fit is refused as a compression bomb. */
-const CompressionBombRatio = 100;
 
 /**
  * Makes the image a ready raw base, or throws and leaves no file for this id.
@@ -168,7 +162,8 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
   const dl = await download(req, source, p.part, limits, checksum);
   log.info({ imageId: req.id, bytes: dl.bytes, attempts: dl.attempts }, "Downloaded image");
   if (checksum) verifyChecksum(req.id, checksum, dl);
-  const facts = await inspect(req, p.part, limits, log);
+  const ctx = stepContext(req, log);
+  const { facts, virtualSize } = await inspectImage(ctx, p.part, limits);
   if (facts.format === "raw" && /^text\/html\b/i.test(dl.contentType ?? "")) {
     throw new ImageRejectedError("not-a-disk", `Refused image "${req.id}": the origin served it as ${dl.contentType ?? ""}, a web page, not a raw disk`);
   }
@@ -176,11 +171,11 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
     await fsyncFile(p.part);
     await rename(p.part, p.converted);
   } else {
-    await convert(req, facts, p.part, p.converted, log);
+    await convertToRaw(ctx, facts, p.part, p.converted);
     await unlink(p.part);
   }
-  refuseIf(evaluateConverted(await qemuImgInfo(p.converted, "raw", signalOpt(req)), facts.virtualSize ?? -1), req.id);
-  await writeSidecar(req.baseDir, base, sidecarFor(req, base, source, facts, dl));
+  refuseIf(evaluateConverted(await qemuImgInfo(p.converted, "raw", req.signal ? { signal: req.signal } : {}), virtualSize), req.id);
+  await writeSidecar(req.baseDir, base, sidecarFor(req, base, source, facts.format, virtualSize, dl));
   await rename(p.converted, p.base);
   await fsyncDir(req.baseDir);
   const st = await stat(p.base);
@@ -231,11 +226,6 @@ async function download(req: FetchRequest, source: ResolvedSource, part: string,
   }
 }
 
-/** A qcow2/vmdk/vhdx file may be a little larger than its virtual size (metadata), never by much. */
-function downloadCap(maxVirtualSize: number): number {
-  return Math.ceil(maxVirtualSize * 1.05) + 64 * 1024 * 1024;
-}
-
 async function checkAnnouncement(req: FetchRequest, a: Announcement): Promise<void> {
   if (a.totalBytes === undefined) return;
   if (req.maxVirtualSize !== undefined && a.totalBytes > downloadCap(req.maxVirtualSize)) {
@@ -247,66 +237,17 @@ async function checkAnnouncement(req: FetchRequest, a: Announcement): Promise<vo
   }
 }
 
-/** Refuses early, from the first 64 KiB, what no later step could accept: saves downloading a hostile image. */
-function earlyCheck(id: string, head: Buffer, total: number | undefined, limits: ImageLimits): void {
-  if (total === undefined) return;
-  const parse = inspectHeader({ size: total, chunks: [{ offset: 0, data: head.subarray(0, Math.min(head.length, HeaderProbeBytes)) }] });
-  if (!parse.done) return;
-  const early = new Set(["backing-file", "data-file", "encrypted", "unsupported-format", "too-large", "bad-extent", "unknown-feature"]);
-  const v = evaluateHeader(parse.facts, limits);
-  if (!v.accept && early.has(v.reason)) refuseIf(v, id);
-}
-
 function verifyChecksum(id: string, c: Checksum, dl: DownloadResult): void {
   const got = c.algorithm === "sha256" ? dl.sha256 : dl.extraDigest;
   if (got !== c.hex) throw new ImageRejectedError("checksum-mismatch", `Refused image "${id}": ${c.algorithm} is ${got ?? "unknown"}, expected ${c.hex}`);
 }
 
-async function inspect(req: FetchRequest, part: string, limits: ImageLimits, log: Logger): Promise<HeaderFacts> {
-  const facts = await readHeaderFacts(part);
-  log.debug({ imageId: req.id, facts }, "Inspected image header");
-  refuseIf(evaluateHeader(facts, limits), req.id);
-  const info = await qemuImgInfo(part, facts.format, signalOpt(req)).catch((e: unknown) => {
-    throw e instanceof ToolError ? new ImageRejectedError("corrupt", `Refused image "${req.id}": qemu-img cannot open it as ${facts.format}: ${lastLine(e.details.stderrTail)}`, { cause: e }) : e;
-  });
-  refuseIf(evaluateQemuInfo(facts, info, limits), req.id);
-  if (CheckableFormats.includes(facts.format)) refuseIf(evaluateQemuCheck(await qemuImgCheck(part, facts.format, signalOpt(req))), req.id);
-  return facts;
-}
-
-async function convert(req: FetchRequest, facts: HeaderFacts, src: string, dst: string, log: Logger): Promise<void> {
-  const total = facts.virtualSize ?? 0;
-  const needed = await qemuImgDataBytes(src, facts.format, signalOpt(req));
-  const free = await freeBytes(req.baseDir);
-  if (needed > free) {
-    // A small file that expands a hundredfold past the free space is a compression bomb, not a big image.
-    if (needed > facts.fileSize * CompressionBombRatio) {
-      throw new ImageRejectedError("compression-bomb", `Refused image "${req.id}": its ${facts.fileSize} bytes expand to ${needed} bytes of data, more than the ${free} bytes free`);
-    }
-    throw new DiskFullError(`Cannot convert image "${req.id}": it holds ${needed} bytes of data and the base dir's filesystem has ${free} bytes free`);
-  }
-  const onProgress = (pct: number) => req.onProgress?.({ phase: "Converting", bytesDone: Math.round((total * pct) / 100), bytesTotal: total });
-  const run = (targetCache: "none" | "writeback") => qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(req), targetCache, onProgress });
-  try {
-    await run("none");
-  } catch (e) {
-    if (!(e instanceof ToolError) || !/O_DIRECT|Invalid argument/i.test(e.details.stderrTail)) throw asDiskFull(e, req.id);
-    // NOTE: tmpfs and some overlay filesystems refuse O_DIRECT; write back through the page cache, then fsync.
-    log.debug({ imageId: req.id }, "Target refused O_DIRECT, converting with writeback and fsync");
-    await unlink(dst).catch(() => undefined);
-    await run("writeback").catch((e2: unknown) => {
-      throw asDiskFull(e2, req.id);
-    });
-    await fsyncFile(dst);
-  }
-}
-
-function sidecarFor(req: FetchRequest, base: string, source: ResolvedSource, facts: HeaderFacts, dl: DownloadResult): BaseSidecar {
+function sidecarFor(req: FetchRequest, base: string, source: ResolvedSource, sourceFormat: string, virtualSize: number, dl: DownloadResult): BaseSidecar {
   return {
     id: req.id,
     base,
-    sourceFormat: facts.format,
-    virtualSize: facts.virtualSize ?? dl.bytes,
+    sourceFormat,
+    virtualSize,
     sha256: dl.sha256,
     ...(dl.extraDigest ? { sha512: dl.extraDigest } : {}),
     source: source.description,
@@ -318,33 +259,14 @@ function sidecarFor(req: FetchRequest, base: string, source: ResolvedSource, fac
   };
 }
 
-function refuseIf(v: ImageVerdict, id: string): void {
-  if (!v.accept) throw new ImageRejectedError(v.reason, `Refused image "${id}": ${v.message}`);
-}
-
-async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, "r+");
-  await fh.sync().finally(() => fh.close());
-}
-
-/** Bytes free for us in the filesystem of `dir`, less a reserve. */
-async function freeBytes(dir: string): Promise<number> {
-  const s = await statfs(dir);
-  const reserve = Math.min(reserveBytes, s.blocks * s.bsize * reserveFraction);
-  return Math.max(0, s.bavail * s.bsize - reserve);
-}
-
-function asDiskFull(e: unknown, id: string): unknown {
-  const enospc = (e as NodeJS.ErrnoException)?.code === "ENOSPC" || (e instanceof ToolError && /No space left on device/i.test(e.details.stderrTail));
-  return enospc ? new DiskFullError(`Cannot store image "${id}": no space left in the base dir's filesystem`, { cause: e }) : e;
-}
-
-function signalOpt(req: FetchRequest): { signal?: AbortSignal } {
-  return req.signal ? { signal: req.signal } : {};
-}
-
-function lastLine(s: string): string {
-  return s.trim().split("\n").pop() ?? "";
+function stepContext(req: FetchRequest, log: Logger): StepContext {
+  return {
+    id: req.id,
+    baseDir: req.baseDir,
+    log,
+    ...(req.signal ? { signal: req.signal } : {}),
+    ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+  };
 }
 
 /** Whether a base for `id` is present in `baseDir`. */

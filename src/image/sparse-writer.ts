@@ -9,6 +9,7 @@ import type { Digests, Hasher } from "./hasher.js";
 /** Size of the blocks tested for zeros; one filesystem block on every filesystem we care about. */
 export const SparseBlockBytes = 4096;
 const flushBytes = 1024 * 1024;
+const maxFlushesInFlight = 4;
 const zeroBlock = Buffer.alloc(SparseBlockBytes);
 const granuleBytes = 64 * 1024;
 const zeroGranule = Buffer.alloc(granuleBytes);
@@ -20,6 +21,10 @@ export class SparseWriter {
   private flushedTo = 0;
   /** Bytes actually written (not skipped as zeros). */
   written = 0;
+  private inFlight: Promise<void>[] = [];
+  /** Hashing happens strictly in order, after each block's write. */
+  private hashChain: Promise<void> = Promise.resolve();
+  private failure?: unknown;
 
   constructor(
     private readonly fh: FileHandle,
@@ -31,15 +36,24 @@ export class SparseWriter {
     return this.flushedTo + this.pendingBytes;
   }
 
-  /** Appends `chunk`; data reaches the file in blocks of about 1 MiB. */
+  /**
+   * Appends `chunk`; data reaches the file in blocks of about 1 MiB. Up to `maxFlushesInFlight` blocks are written
+   * while more bytes arrive, so the socket is not paused on every disk write; the hasher sees them in order.
+   */
   async write(chunk: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= flushBytes) await this.flush(false);
+    if (this.pendingBytes < flushBytes) return;
+    const flushed = this.flush(false);
+    flushed.catch(() => undefined); // observed through `failure`, drain() and the shift below
+    this.inFlight.push(flushed);
+    if (this.inFlight.length > maxFlushesInFlight) await this.inFlight.shift();
   }
 
   /** Drops everything and starts again at offset 0 (a download that must restart). */
   async reset(): Promise<void> {
+    await this.drain();
     this.pending = [];
     this.pendingBytes = 0;
     this.flushedTo = 0;
@@ -53,25 +67,46 @@ export class SparseWriter {
     return this.hasher.digest();
   }
 
+  /** Waits for the blocks being written and hashed; rethrows the first failure. */
+  async drain(): Promise<void> {
+    const all = this.inFlight.splice(0);
+    await Promise.allSettled(all);
+    await this.hashChain.catch(() => undefined);
+    if (this.failure) throw this.failure;
+  }
+
   /** Writes what is pending, sets the final length (trailing holes) and optionally fsyncs. */
   async finish(sync: boolean): Promise<void> {
+    await this.drain();
     await this.flush(true);
+    await this.hashChain;
     await this.fh.truncate(this.flushedTo);
     if (sync) await this.fh.sync();
   }
 
   private async flush(all: boolean): Promise<void> {
     if (this.pendingBytes === 0) return;
-    // Always a fresh buffer of our own, so that the hasher may take it over.
+    // Always a fresh buffer of our own, so that the hasher may take it over once it is written.
     const buf = Buffer.concat(this.pending, this.pendingBytes);
     // Keep block alignment relative to the file: flush whole blocks unless this is the end.
     const usable = all ? buf.length : buf.length - ((this.flushedTo + buf.length) % SparseBlockBytes);
-    await this.writeSparse(buf.subarray(0, usable), this.flushedTo);
+    const at = this.flushedTo;
     this.flushedTo += usable;
     const rest = buf.subarray(usable);
     this.pending = rest.length ? [Buffer.from(rest)] : [];
     this.pendingBytes = rest.length;
-    await this.hasher.update(buf, usable);
+    const written = this.writeSparse(buf.subarray(0, usable), at);
+    this.hashChain = this.hashChain.then(async () => {
+      await written;
+      await this.hasher.update(buf, usable);
+    });
+    this.hashChain.catch((e: unknown) => {
+      this.failure ??= e;
+    });
+    await written.catch((e: unknown) => {
+      this.failure ??= e;
+      throw e;
+    });
   }
 
   private async writeSparse(buf: Buffer, at: number): Promise<void> {

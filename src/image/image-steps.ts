@@ -1,0 +1,115 @@
+/**
+ * The steps of the fetch pipeline after the download: the early header check, both inspection layers, the
+ * conversion to raw with its free-space check, and the small file-system helpers they share.
+ */
+import { open, statfs, unlink } from "node:fs/promises";
+import { evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits, type ImageVerdict } from "../core/image-checks.js";
+import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
+import { DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
+import type { Logger } from "../lib/log.js";
+import { readHeaderFacts } from "./header-read.js";
+import { qemuImgCheck, qemuImgConvertToRaw, qemuImgDataBytes, qemuImgInfo } from "./qemu-img.js";
+
+/** What every step needs to know about the fetch it serves. */
+export interface StepContext {
+  id: string;
+  baseDir: string;
+  log: Logger;
+  signal?: AbortSignal;
+  onProgress?: (p: { phase: "Converting"; bytesDone: number; bytesTotal?: number }) => void;
+}
+
+/** Free space kept in reserve when judging whether an image fits: 64 MiB, or 2% of a small filesystem. */
+const reserveBytes = 64 * 1024 * 1024;
+const reserveFraction = 0.02;
+/** Expansion (data bytes over file bytes) beyond which an image that cannot fit is refused as a compression bomb. */
+const CompressionBombRatio = 100;
+
+/** A qcow2/vmdk/vhdx file may be a little larger than its virtual size (metadata), never by much. */
+export function downloadCap(maxVirtualSize: number): number {
+  return Math.ceil(maxVirtualSize * 1.05) + 64 * 1024 * 1024;
+}
+
+/** Refuses early, from the first 64 KiB, what no later step could accept: saves downloading a hostile image. */
+export function earlyCheck(id: string, head: Buffer, total: number | undefined, limits: ImageLimits): void {
+  if (total === undefined) return;
+  const parse = inspectHeader({ size: total, chunks: [{ offset: 0, data: head.subarray(0, Math.min(head.length, HeaderProbeBytes)) }] });
+  if (!parse.done) return;
+  const early = new Set(["backing-file", "data-file", "encrypted", "unsupported-format", "too-large", "bad-extent", "unknown-feature"]);
+  const v = evaluateHeader(parse.facts, limits);
+  if (!v.accept && early.has(v.reason)) refuseIf(v, id);
+}
+
+/** Both inspection layers; returns our facts and the virtual size qemu-img reads (they agree, up to VHD geometry). */
+export async function inspectImage(ctx: StepContext, part: string, limits: ImageLimits): Promise<{ facts: HeaderFacts; virtualSize: number }> {
+  const facts = await readHeaderFacts(part);
+  ctx.log.debug({ imageId: ctx.id, facts }, "Inspected image header");
+  refuseIf(evaluateHeader(facts, limits), ctx.id);
+  const info = await qemuImgInfo(part, facts.format, signalOpt(ctx)).catch((e: unknown) => {
+    throw e instanceof ToolError ? new ImageRejectedError("corrupt", `Refused image "${ctx.id}": qemu-img cannot open it as ${facts.format}: ${lastLine(e.details.stderrTail)}`, { cause: e }) : e;
+  });
+  refuseIf(evaluateQemuInfo(facts, info, limits), ctx.id);
+  if (CheckableFormats.includes(facts.format)) refuseIf(evaluateQemuCheck(await qemuImgCheck(part, facts.format, signalOpt(ctx))), ctx.id);
+  return { facts, virtualSize: info.virtualSize };
+}
+
+/** Converts `src` to a raw `dst`, durable when it returns, after checking that its data fits the free space. */
+export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: string, dst: string): Promise<void> {
+  const total = facts.virtualSize ?? 0;
+  const needed = await qemuImgDataBytes(src, facts.format, signalOpt(ctx));
+  const free = await freeBytes(ctx.baseDir);
+  if (needed > free) {
+    // A small file that expands a hundredfold past the free space is a compression bomb, not a big image.
+    if (needed > facts.fileSize * CompressionBombRatio) {
+      throw new ImageRejectedError("compression-bomb", `Refused image "${ctx.id}": its ${facts.fileSize} bytes expand to ${needed} bytes of data, more than the ${free} bytes free`);
+    }
+    throw new DiskFullError(`Cannot convert image "${ctx.id}": it holds ${needed} bytes of data and the base dir's filesystem has ${free} bytes free`);
+  }
+  const onProgress = (pct: number) => ctx.onProgress?.({ phase: "Converting", bytesDone: Math.round((total * pct) / 100), bytesTotal: total });
+  const run = (targetCache: "none" | "writeback") => qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(ctx), targetCache, onProgress });
+  try {
+    await run("none");
+  } catch (e) {
+    if (!(e instanceof ToolError) || !/O_DIRECT|Invalid argument/i.test(e.details.stderrTail)) throw asDiskFull(e, ctx.id);
+    // NOTE: tmpfs and some overlay filesystems refuse O_DIRECT; write back through the page cache, then fsync.
+    ctx.log.debug({ imageId: ctx.id }, "Target refused O_DIRECT, converting with writeback and fsync");
+    await unlink(dst).catch(() => undefined);
+    await run("writeback").catch((e2: unknown) => {
+      throw asDiskFull(e2, ctx.id);
+    });
+    await fsyncFile(dst);
+  }
+}
+
+/** Throws ImageRejectedError for a refusing verdict. */
+export function refuseIf(v: ImageVerdict, id: string): void {
+  if (!v.accept) throw new ImageRejectedError(v.reason, `Refused image "${id}": ${v.message}`);
+}
+
+/** fsyncs one file. */
+export async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, "r+");
+  await fh.sync().finally(() => fh.close());
+}
+
+/** Bytes free for us in the filesystem of `dir`, less a reserve. */
+export async function freeBytes(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  const reserve = Math.min(reserveBytes, s.blocks * s.bsize * reserveFraction);
+  return Math.max(0, s.bavail * s.bsize - reserve);
+}
+
+/** Turns ENOSPC (from node or from qemu-img) into DiskFullError; anything else passes through. */
+export function asDiskFull(e: unknown, id: string): unknown {
+  const enospc = (e as NodeJS.ErrnoException)?.code === "ENOSPC" || (e instanceof ToolError && /No space left on device/i.test(e.details.stderrTail));
+  return enospc ? new DiskFullError(`Cannot store image "${id}": no space left in the base dir's filesystem`, { cause: e }) : e;
+}
+
+function signalOpt(ctx: StepContext): { signal?: AbortSignal } {
+  return ctx.signal ? { signal: ctx.signal } : {};
+}
+
+function lastLine(s: string): string {
+  return s.trim().split("\n").pop() ?? "";
+}
+

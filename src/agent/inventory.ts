@@ -132,9 +132,8 @@ export class InstanceDiskScanner {
     const out: DiskScan = { uses: [], uncertainties: walkErrors, disks: files.length, inspected: 0 };
     const seen = new Set<string>();
     for (const file of files) {
-      seen.add(file);
       try {
-        const found = await this.basesOf(file, bases, instRoot, out, 0);
+        const found = await this.basesOf(file, bases, instRoot, { out, seen }, 0);
         for (const base of found) out.uses.push({ base, by: `disk ${file}` });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === "ENOENT") continue; // deleted while we looked: uses nothing
@@ -145,8 +144,9 @@ export class InstanceDiskScanner {
     return out;
   }
 
-  private async basesOf(file: string, bases: BaseDirNames, instRoot: string, out: DiskScan, depth: number): Promise<string[]> {
-    const refs = await this.inspectCached(file, out);
+  private async basesOf(file: string, bases: BaseDirNames, instRoot: string, pass: { out: DiskScan; seen: Set<string> }, depth: number): Promise<string[]> {
+    pass.seen.add(file);
+    const refs = await this.inspectCached(file, pass.out);
     const found: string[] = [];
     for (const ref of [refs.backingFile, refs.dataFile]) {
       if (!ref) continue;
@@ -164,7 +164,7 @@ export class InstanceDiskScanner {
         }
         // An image outside both dirs may itself sit on a base (a chain); one inside the instances dir is scanned on its own.
         if (real.startsWith(instRoot + sep) || depth >= MaxChainDepth) continue;
-        const chained = await this.basesOf(real, bases, instRoot, out, depth + 1).catch((e: NodeJS.ErrnoException) => {
+        const chained = await this.basesOf(real, bases, instRoot, pass, depth + 1).catch((e: NodeJS.ErrnoException) => {
           if (e.code === "ENOENT") return [] as string[];
           throw e;
         });

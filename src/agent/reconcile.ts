@@ -95,12 +95,19 @@ export class NodeAgent {
       baseNameFor,
     });
     for (const id of plan.cancel) this.cancel(id, "its definition changed or it is no longer wanted");
+    this.forgetUnwanted(nic);
     if (!signal.aborted) {
       for (const image of plan.verify) this.launch(image, "verify", nic);
       for (const image of plan.start) this.launch(image, "fetch", nic);
     }
     this.opts.status.offer(plan.status);
     return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+  }
+
+  // What the agent remembers of an image it no longer wants (and does not fetch) goes, so memory stays bounded.
+  private forgetUnwanted(nic: NodeImageCache): void {
+    const wanted = new Set(nic.spec.images.map((i) => i.id));
+    for (const id of Object.keys(this.memory)) if (!wanted.has(id) && !this.tasks.has(id)) delete this.memory[id];
   }
 
   /** Aborts every fetch and waits until each has rolled back its work files. */

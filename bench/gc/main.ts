@@ -104,7 +104,7 @@ async function main() {
       const t1 = performance.now();
       const scan = await scanner.scan(instancesDir, baseDir);
       const t2 = performance.now();
-      const entries: GcEntry[] = listed.map((e) => ({ name: e.name, type: "file", allocatedBytes: e.allocatedBytes, mtimeMs: e.mtimeMs, held: open.has(join(baseDir, e.name)) }));
+      const entries: GcEntry[] = listed.map((e) => ({ name: e.name, type: "file", allocatedBytes: e.allocatedBytes, mtimeMs: e.mtimeMs, held: open.has(e.name) }));
       const plan = planGc({
         now: Date.now(),
         entries,

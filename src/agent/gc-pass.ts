@@ -67,7 +67,7 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
   const refs = await gatherReferences(opts);
   if (!open) refs.uncertainties.push("open files could not be listed");
   const t2 = performance.now();
-  const gathered: Gathered = { entries: toGcEntries(opts.baseDir, listed, open ?? new Set()), ...refs };
+  const gathered: Gathered = { entries: toGcEntries(listed, open ?? new Set()), ...refs };
   const plan = planGc({
     now: opts.clock.now(),
     entries: gathered.entries,
@@ -110,13 +110,13 @@ async function gatherReferences(opts: GcPassOptions): Promise<Omit<Gathered, "en
   };
 }
 
-function toGcEntries(baseDir: string, listed: readonly BaseDirEntry[], open: ReadonlySet<string>): GcEntry[] {
+function toGcEntries(listed: readonly BaseDirEntry[], open: ReadonlySet<string>): GcEntry[] {
   return listed.map((e) => ({
     name: e.name,
     type: "file",
     allocatedBytes: e.allocatedBytes,
     mtimeMs: e.mtimeMs,
-    held: open.has(join(baseDir, e.name)) || (e.heldBy?.alive ?? false),
+    held: open.has(e.name) || (e.heldBy?.alive ?? false),
   }));
 }
 
@@ -165,7 +165,7 @@ async function removeBases(batch: GcDecision[], opts: GcPassOptions, result: GcP
     const wanted = new Set(refs.wanted.map((w) => w.base));
     const used = new Set(refs.uses.map((u) => u.base));
     for (const { d } of held) {
-      const why = recheck(d.name, { wanted, used, open, uncertainties: refs.uncertainties, baseDir: opts.baseDir });
+      const why = recheck(d.name, { wanted, used, open, uncertainties: refs.uncertainties });
       if (why) refuse(d, why, opts, result);
       else await removeBase(d, opts, result);
     }
@@ -177,13 +177,13 @@ async function removeBases(batch: GcDecision[], opts: GcPassOptions, result: GcP
 
 function recheck(
   base: string,
-  now: { wanted: Set<string>; used: Set<string>; open: Set<string> | undefined; uncertainties: string[]; baseDir: string },
+  now: { wanted: Set<string>; used: Set<string>; open: Set<string> | undefined; uncertainties: string[] },
 ): string | undefined {
   if (now.used.has(base)) return "it is in use now";
   if (now.wanted.has(base)) return "it is wanted now";
   if (now.uncertainties.length > 0) return `uses unknown now: ${now.uncertainties[0]}`;
   if (!now.open) return "open files could not be listed";
-  if (now.open.has(join(now.baseDir, base))) return "a process has it open now";
+  if (now.open.has(base)) return "a process has it open now";
   return undefined;
 }
 

@@ -8,8 +8,9 @@ import { GcStateFileName, GcStateTempFileName, emptyGcState, type GcBaseRecord, 
 import type { Logger } from "../lib/log.js";
 
 /**
- * Paths under `dir` that some live process has open, found as `fuser` does by reading /proc/<pid>/fd links.
- * Processes we may not inspect (other users without CAP_SYS_PTRACE) are skipped; see docs/design/gc-rules.md.
+ * Names of the entries of `dir` that some live process has open, found as `fuser` does by reading
+ * /proc/<pid>/fd links (compared by real path, so a symlinked dir still matches). Processes we may not
+ * inspect (other users without CAP_SYS_PTRACE) are skipped; see docs/design/gc-rules.md.
  */
 export async function gatherOpenFiles(dir: string): Promise<Set<string>> {
   const root = await realpath(dir);
@@ -22,7 +23,9 @@ export async function gatherOpenFiles(dir: string): Promise<Set<string>> {
       const fds = await readdir(fdDir).catch(() => [] as string[]);
       for (const fd of fds) {
         const target = await readlink(join(fdDir, fd)).catch(() => undefined);
-        if (target && target.startsWith(prefix)) open.add(target);
+        if (!target?.startsWith(prefix)) continue;
+        const name = target.slice(prefix.length);
+        if (!name.includes(sep)) open.add(name.replace(/ \(deleted\)$/, ""));
       }
     }),
   );

@@ -6,6 +6,8 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
 import { InstanceDiskScanner } from "../../src/agent/inventory.js";
+import { eventually } from "../harness/eventually.js";
+import { startCli } from "../harness/fetch-cli.js";
 import { diskInspector } from "../../src/agent/options.js";
 
 let root: string;
@@ -81,4 +83,19 @@ test("a disk whose references cannot be read, or a missing instances dir, is an 
   await rm(broken);
   const missing = await new InstanceDiskScanner(diskInspector).scan(join(root, "no-such-dir"), baseDir);
   assert.equal(missing.uncertainties.length, 1);
+});
+
+test("a base that a live process holds open is kept, and the decision says so", async () => {
+  const held = base("abs");
+  const holder = execa("sleep", ["60"], { stdin: { file: held }, reject: false });
+  try {
+    await eventually(async () => {
+      const r = await startCli(["gc", "--base-dir", baseDir, "--instances-dir", join(root, "empty"), "--dry-run", "--json"]);
+      const out = JSON.parse(r.stdout) as { decisions: { name: string; reason: string }[] };
+      assert.equal(out.decisions.find((d) => d.name === baseNameFor("abs"))?.reason, "Open");
+    });
+  } finally {
+    holder.kill("SIGKILL");
+    await holder;
+  }
 });

@@ -9,7 +9,7 @@ import { serveEndpoints, type EndpointOptions, type RunningEndpoints } from "../
 import type { Logger } from "../lib/log.js";
 import { createRegistry } from "../lib/metrics.js";
 import { Group } from "../kube/api-types.js";
-import { makeClients, type KubeClients, type RawObject } from "../kube/client.js";
+import { call, makeClients, type KubeClients, type RawObject } from "../kube/client.js";
 import { EventRecorder } from "../kube/events.js";
 import { Informer } from "../kube/informer.js";
 import { LeaderElector, defaultIdentity } from "../kube/lease.js";
@@ -53,7 +53,7 @@ function makeInformers(clients: KubeClients, log: Logger, metrics: ControllerMet
       name: "nodes",
       path: "/api/v1/nodes",
       list: async (o) => {
-        const r = await clients.core.listNode(o);
+        const r = await call("Cannot list nodes", () => clients.core.listNode(o));
         return { items: r.items as unknown as RawObject[], resourceVersion: r.metadata?.resourceVersion ?? "" };
       },
       onError: onError("nodes"),

@@ -54,7 +54,7 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
   const ic = ctx.imageCache(name)!;
   if (ic.metadata.deletionTimestamp) return;
   const current = ctx.currentStatus(name, raw) as ImageCache["status"] | undefined;
-  const now = Date.now();
+  const now = performance.now();
   // Within the interval after a write, look again when it ends instead of computing a status we may not write.
   // A new generation is not held back: observedGeneration should follow a spec change at once.
   const last = ctx.lastStatusWriteAt(name);
@@ -70,7 +70,7 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
     conflicts: g.conflicts,
     overflowIds: g.overflowIds,
     existingConditions: current?.conditions ?? [],
-    now: rfc3339(now),
+    now: rfc3339(Date.now()),
   });
   if (!statusDiffers(current, wanted)) {
     ctx.metrics.unchanged.inc({ resource: "imagecaches/status" });

@@ -41,7 +41,7 @@ function statusBody(body: unknown): StatusBody {
 
 /**
  * Turns whatever a client call threw into a KubeApiError that states `action`, with the HTTP status and
- * at most 300 characters of the API's message. The original error is kept as `cause`.
+ * at most 300 characters of the API's message.
  */
 export function toKubeApiError(err: unknown, action: string): KubeApiError {
   if (err instanceof KubeApiError) return err;
@@ -54,7 +54,11 @@ export function toKubeApiError(err: unknown, action: string): KubeApiError {
   const body = statusBody(e?.body);
   const reason = body.reason ?? "Unknown";
   const message = (body.message ?? "").slice(0, 300);
-  return new KubeApiError(`${action}: HTTP ${status} ${reason}${message ? `: ${message}` : ""}`, status, reason, { cause: err });
+  // NOTE: not `{ cause: err }`: pino's error serializer appends every cause's message, and an ApiException's
+  // message is the whole response body and headers. The original stays reachable, unlogged, as `raw`.
+  const wrapped = new KubeApiError(`${action}: HTTP ${status} ${reason}${message ? `: ${message}` : ""}`, status, reason);
+  Object.defineProperty(wrapped, "raw", { value: err, enumerable: false });
+  return wrapped;
 }
 
 export function isNotFound(err: unknown): boolean {

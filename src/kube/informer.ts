@@ -142,8 +142,8 @@ export class Informer<T extends RawObject> {
       try {
         await this.relist();
         attempt = 0;
-        const relistAt = Date.now() + relistMs * (0.9 + 0.2 * Math.random());
-        while (!signal.aborted && Date.now() < relistAt) await this.watchOnce(signal, relistAt - Date.now());
+        const relistAt = performance.now() + relistMs * (0.9 + 0.2 * Math.random());
+        while (!signal.aborted && performance.now() < relistAt) await this.watchOnce(signal, relistAt - performance.now());
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof ResourceExpired) {

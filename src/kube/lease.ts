@@ -86,16 +86,17 @@ export class LeaderElector {
    * passes without success (resolves "lost"; the caller should exit so that a fresh process starts over).
    */
   async hold(signal: AbortSignal): Promise<"released" | "lost"> {
-    let lastRenew = Date.now();
+    // Durations on the monotonic clock, so that a stepped wall clock cannot end leadership (or prolong it).
+    let lastRenew = performance.now();
     while (!signal.aborted) {
       await sleep(this.retryPeriodMs, signal).catch(() => undefined);
       if (signal.aborted) break;
       if (await this.tryAcquireOrRenew()) {
-        lastRenew = Date.now();
+        lastRenew = performance.now();
         continue;
       }
-      if (Date.now() - lastRenew > this.renewDeadlineMs) {
-        this.log.error({ sinceRenewMs: Date.now() - lastRenew }, "Lost the leader lease");
+      if (performance.now() - lastRenew > this.renewDeadlineMs) {
+        this.log.error({ sinceRenewMs: Math.round(performance.now() - lastRenew) }, "Lost the leader lease");
         this.opts.onLeaderChange?.(false);
         return "lost";
       }
@@ -133,6 +134,7 @@ export class LeaderElector {
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { leases, namespace, name } = this.opts;
     const now = Date.now();
+    const mono = performance.now();
     try {
       let lease: LeaseJson;
       try {
@@ -145,10 +147,10 @@ export class LeaderElector {
       }
       const spec = lease.spec ?? {};
       const record = JSON.stringify([spec.holderIdentity, spec.renewTime, spec.leaseDurationSeconds]);
-      if (this.observed?.record !== record) this.observed = { record, at: now };
+      if (this.observed?.record !== record) this.observed = { record, at: mono };
       const holder = spec.holderIdentity ?? "";
       const durationMs = (spec.leaseDurationSeconds ?? 0) * 1000;
-      if (holder !== "" && holder !== this.identity && this.observed.at + durationMs > now) return false;
+      if (holder !== "" && holder !== this.identity && this.observed.at + durationMs > mono) return false;
       this.current = await leases.replace(namespace, { ...lease, spec: this.desiredSpec(spec, now) }, "basecache-leader-election");
       return true;
     } catch (e) {

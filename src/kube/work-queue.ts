@@ -63,7 +63,7 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.stopping) return;
     if (ms <= 0) return this.add(key);
-    const at = Date.now() + ms;
+    const at = performance.now() + ms;
     const existing = this.timers.get(key);
     if (existing && existing.at <= at) return;
     if (existing) clearTimeout(existing.timer);

@@ -135,8 +135,8 @@ function probe(server: string, path: string, tls: { ca: Buffer; cert: Buffer; ke
 }
 
 async function waitUntil(what: string, daemons: Daemon[], check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + startTimeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + startTimeoutMs;
+  while (performance.now() < deadline) {
     for (const d of daemons) {
       if (exited(d)) throw new Error(`Cannot start the control plane: ${d.name} exited (${d.proc.exitCode ?? d.proc.signalCode})\n${await logTail(d)}`);
     }
@@ -239,9 +239,9 @@ async function boot(bin: string, dir: string, daemons: Daemon[], log: (line: str
   const apiserver = startDaemon(dir, "kube-apiserver", join(bin, "kube-apiserver"), apiserverArgs(dir, apiPort, etcdPort, { ca, serving, sa }));
   daemons.push(apiserver);
   const tls = { ca: await readFile(ca.certPath), cert: await readFile(admin.certPath), key: await readFile(admin.keyPath) };
-  const started = Date.now();
+  const started = performance.now();
   await waitUntil("kube-apiserver /readyz", daemons, async () => (await probe(server, "/readyz", tls)) === 200);
-  log(`kube-apiserver ready at ${server} after ${Date.now() - started} ms`);
+  log(`kube-apiserver ready at ${server} after ${Math.round(performance.now() - started)} ms`);
 
   const caData = await fileBase64(ca.certPath);
   const kubeconfigPath = join(dir, "admin.kubeconfig");

@@ -16,14 +16,15 @@ export interface EventuallyOptions {
 export async function eventually<T>(fn: () => T | Promise<T>, opts: EventuallyOptions = {}): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const intervalMs = opts.intervalMs ?? 100;
-  const deadline = Date.now() + timeoutMs;
+  // Monotonic: the wall clock of a shared VM can be stepped, which would end (or stretch) the wait at random.
+  const deadline = performance.now() + timeoutMs;
   let attempts = 0;
   for (;;) {
     attempts++;
     try {
       return await fn();
     } catch (err) {
-      if (Date.now() >= deadline) {
+      if (performance.now() >= deadline) {
         const what = opts.description ? ` (${opts.description})` : "";
         const last = err instanceof Error ? err.message : String(err);
         throw new Error(`Condition not met within ${timeoutMs} ms after ${attempts} attempts${what}: ${last}`, { cause: err });

@@ -11,6 +11,8 @@ import { isAbsolute } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseChecksum, type Checksum } from "../core/checksum.js";
 import { evaluateConverted, type ImageLimits } from "../core/image-checks.js";
+import { ByteReader } from "../core/byte-window.js";
+import { detectFormat } from "../core/image-header.js";
 import { baseNameFor } from "../core/names.js";
 import { DiskFullError, ImageRejectedError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
@@ -209,7 +211,11 @@ async function download(req: FetchRequest, source: ResolvedSource, part: string,
       ...(req.signal ? { signal: req.signal } : {}),
       log: req.log ?? silentLogger,
       onAnnounce: (a) => checkAnnouncement(req, a),
-      onHead: (head, total) => earlyCheck(req.id, head, total, limits),
+      onHead: (head, total) => {
+        earlyCheck(req.id, head, total, limits);
+        // A source with no known magic is raw: its .part becomes the base, so start writing it back now.
+        sink.syncWhileWriting = detectFormat(new ByteReader({ size: head.length, chunks: [{ offset: 0, data: head }] })) === "raw";
+      },
       onProgress: (done, total) => {
         const now = performance.now();
         if (now - lastProgress < progressEveryMs && done !== total) return;

@@ -10,6 +10,8 @@ import type { Digests, Hasher } from "./hasher.js";
 export const SparseBlockBytes = 4096;
 const flushBytes = 1024 * 1024;
 const maxFlushesInFlight = 4;
+/** With `syncWhileWriting`, start a background fdatasync after this many new bytes reached the file. */
+const syncEveryBytes = 32 * 1024 * 1024;
 const zeroBlock = Buffer.alloc(SparseBlockBytes);
 const granuleBytes = 64 * 1024;
 const zeroGranule = Buffer.alloc(granuleBytes);
@@ -25,6 +27,13 @@ export class SparseWriter {
   /** Hashing happens strictly in order, after each block's write. */
   private hashChain: Promise<void> = Promise.resolve();
   private failure?: unknown;
+  private syncing?: Promise<void>;
+  private unsyncedBytes = 0;
+  /**
+   * Flush written blocks to the disk in the background while the download goes on, so that a final fsync has
+   * little left to do. Worth it when the file itself will become the base (a raw source).
+   */
+  syncWhileWriting = false;
 
   constructor(
     private readonly fh: FileHandle,
@@ -71,6 +80,7 @@ export class SparseWriter {
   async drain(): Promise<void> {
     const all = this.inFlight.splice(0);
     await Promise.allSettled(all);
+    await this.syncing;
     await this.hashChain.catch(() => undefined);
     if (this.failure) throw this.failure;
   }
@@ -95,7 +105,7 @@ export class SparseWriter {
     const rest = buf.subarray(usable);
     this.pending = rest.length ? [Buffer.from(rest)] : [];
     this.pendingBytes = rest.length;
-    const written = this.writeSparse(buf.subarray(0, usable), at);
+    const written = this.writeSparse(buf.subarray(0, usable), at).then(() => this.maybeSync(usable));
     this.hashChain = this.hashChain.then(async () => {
       await written;
       await this.hasher.update(buf, usable);
@@ -107,6 +117,21 @@ export class SparseWriter {
       this.failure ??= e;
       throw e;
     });
+  }
+
+  private maybeSync(bytes: number): void {
+    this.unsyncedBytes += bytes;
+    if (!this.syncWhileWriting || this.syncing || this.unsyncedBytes < syncEveryBytes) return;
+    this.unsyncedBytes = 0;
+    this.syncing = this.fh.datasync().then(
+      () => {
+        this.syncing = undefined;
+      },
+      (e: unknown) => {
+        this.failure ??= e;
+        this.syncing = undefined;
+      },
+    );
   }
 
   private async writeSparse(buf: Buffer, at: number): Promise<void> {

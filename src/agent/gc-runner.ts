@@ -35,6 +35,8 @@ export interface GcRunnerOptions {
   event: (type: "Normal" | "Warning", reason: string, note: string) => void;
   /** Called after a pass that removed something. */
   afterRemoval: () => void;
+  /** Called after each pass under a cache budget with what it found. */
+  onBudget?: (b: { overBudget: boolean; cacheBytes: number; highBytes: number }) => void;
   signal: AbortSignal;
 }
 
@@ -114,6 +116,8 @@ export class GcRunner {
         { removed: r.removed.length, refused: r.refused.length, planned: planned.length, dryRun: r.plan.dryRun, cacheBytes: r.plan.usage.cacheBytes, disks: r.disks.count, durationMs: Math.round(end() * 1000) },
         r.plan.dryRun ? "Planned garbage collection (dry run)" : "Collected garbage",
       );
+      const u = r.plan.usage;
+      if (u.highBytes !== undefined && !r.plan.dryRun) this.opts.onBudget?.({ overBudget: u.overBudget, cacheBytes: u.afterBytes, highBytes: u.highBytes });
       if (r.removed.length > 0) this.opts.afterRemoval();
       return r.plan.usage.fits;
     } catch (e) {

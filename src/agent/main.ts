@@ -69,6 +69,10 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
       agent.refreshUsage();
       queue.add(opts.node);
     },
+    onBudget: (b) => {
+      agent.setBudgetState(b);
+      queue.add(opts.node);
+    },
   });
   const agent = new NodeAgent({
     ...opts,

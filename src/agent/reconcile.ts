@@ -70,6 +70,7 @@ export class NodeAgent {
   private readonly sizes = new Map<string, { mtimeMs: number; virtualSize?: number }>();
   private seeded = false;
   private usage: { at: number; cacheBytes: number; bases: number } | undefined;
+  private budget: { overBudget: boolean; cacheBytes: number; highBytes: number } | undefined;
 
   constructor(private readonly opts: NodeAgentOptions) {}
 
@@ -92,6 +93,7 @@ export class NodeAgent {
       ...(nic.status ? { prior: nic.status } : {}),
       disk,
       concurrency: this.opts.concurrency,
+      ...(this.budget ? { budget: this.budget } : {}),
       baseNameFor,
     });
     for (const id of plan.cancel) this.cancel(id, "its definition changed or it is no longer wanted");
@@ -155,6 +157,11 @@ export class NodeAgent {
       if (kind === "base") bases++;
     }
     return { cacheBytes, bases };
+  }
+
+  /** Records what the last GC pass found under the cache budget, for the CacheWithinBudget condition. */
+  setBudgetState(b: { overBudget: boolean; cacheBytes: number; highBytes: number }): void {
+    this.budget = b;
   }
 
   /** Makes the next pass measure the cache's usage afresh (after GC removed files). */

@@ -90,6 +90,8 @@ export interface AgentPlanInput {
   prior?: AgentStatus;
   disk?: AgentDiskUsage;
   concurrency: number;
+  /** Under a cache budget: what the last GC pass found (absent without a budget, or before the first pass). */
+  budget?: { overBudget: boolean; cacheBytes: number; highBytes: number };
   /** Names each id's base file; passed in so core stays free of node:crypto. */
   baseNameFor: (id: string) => string;
 }
@@ -143,7 +145,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
     observedGeneration: input.generation,
     images,
     ...(input.disk ? { disk: input.disk } : {}),
-    conditions: setConditions(input.prior?.conditions ?? [], [readyCondition(images, input.generation)], new Date(input.now).toISOString()),
+    conditions: setConditions(input.prior?.conditions ?? [], wantedConditions(images, input), new Date(input.now).toISOString()),
   };
   return { start, verify, cancel, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
 }
@@ -195,6 +197,24 @@ function fingerprintOf(input: AgentPlanInput, id: string): string | undefined {
 
 function optional(fields: Record<string, number | undefined>): Record<string, number> {
   return Object.fromEntries(Object.entries(fields).filter((e): e is [string, number] => e[1] !== undefined));
+}
+
+function wantedConditions(images: readonly AgentImageStatus[], input: AgentPlanInput): ConditionInput[] {
+  const out = [readyCondition(images, input.generation)];
+  if (input.budget) out.push(budgetCondition(input.budget, input.generation));
+  return out;
+}
+
+/**
+ * CacheWithinBudget: True while the cache's own bytes stay at or below the high watermark (reason
+ * WithinBudget); False (OverBudget) when GC found nothing more it may evict.
+ */
+export function budgetCondition(b: { overBudget: boolean; cacheBytes: number; highBytes: number }, generation: number): ConditionInput {
+  const common = { type: "CacheWithinBudget", observedGeneration: generation };
+  if (b.overBudget) {
+    return { ...common, status: "False", reason: "OverBudget", message: `The cache holds more than its high watermark of ${b.highBytes} bytes, and every base left is wanted or in use` };
+  }
+  return { ...common, status: "True", reason: "WithinBudget", message: `The cache is at or below its high watermark of ${b.highBytes} bytes` };
 }
 
 /** The node's Ready condition: True when every wanted image is Ready. */

@@ -82,6 +82,10 @@ test("past the high watermark unused bases are evicted for a newcomer, never a u
   assert.ok(names.includes("someone-elses.bin"));
   assert.ok((await cacheBytes()) <= 8 * MiB, `cache holds ${await cacheBytes()} bytes`);
   assert.ok((await eventsAbout(admin, node)).some((e) => e.reason === "BaseRemoved" && e.note.includes("Evicted")));
+  await eventually(async () => {
+    const c = (await admin.nic(node))?.status?.conditions?.find((x) => x.type === "CacheWithinBudget");
+    assert.deepEqual([c?.status, c?.reason], ["True", "WithinBudget"]);
+  });
 
   // Larger than the whole budget: refused with disk-full, and nothing is evicted for it. A slow origin makes
   // sure the size is judged while the download still runs.

@@ -164,3 +164,19 @@ test("a base on disk that its definition rejects (a checksum that does not match
   assert.deepEqual([phaseOf(plan, "a")?.phase, phaseOf(plan, "a")?.reason], ["Failed", "checksum-mismatch"]);
   assert.deepEqual([plan.start, plan.verify], [[], []]);
 });
+
+test("under a cache budget the status carries CacheWithinBudget, False only when GC can evict nothing more", () => {
+  const none = planAgent(input());
+  assert.equal(none.status.conditions?.find((c) => c.type === "CacheWithinBudget"), undefined);
+  const within = planAgent(input({ budget: { overBudget: false, cacheBytes: 10, highBytes: 90 } }));
+  assert.deepEqual(
+    within.status.conditions?.filter((c) => c.type === "CacheWithinBudget").map((c) => [c.status, c.reason]),
+    [["True", "WithinBudget"]],
+  );
+  const over = planAgent(input({ budget: { overBudget: true, cacheBytes: 100, highBytes: 90 }, prior: within.status, now: NOW + 1000 }));
+  const c = over.status.conditions?.find((x) => x.type === "CacheWithinBudget");
+  assert.deepEqual([c?.status, c?.reason, c?.lastTransitionTime], ["False", "OverBudget", new Date(NOW + 1000).toISOString()]);
+  // Usage moving within the same verdict does not change the condition (no status write for it).
+  const again = planAgent(input({ budget: { overBudget: true, cacheBytes: 120, highBytes: 90 }, prior: over.status, now: NOW + 5000 }));
+  assert.deepEqual(again.status.conditions, over.status.conditions);
+});

@@ -48,8 +48,8 @@ async function nodeWithAgent(node: string, wanted: WantedImageInput[], args: str
 test("images arrive on several nodes, with progress in status, then Ready, and nothing half-written", async () => {
   const qcow2 = await images.qcow2("progress.qcow2", 32);
   const size = (await stat(qcow2)).size;
-  // About 15 s of download, so that at least one progress write (every 10 s) lands while it runs.
-  const slowUrl = origin.route("/slow.qcow2", { kind: "slow", chunkBytes: Math.ceil(size / 150), intervalMs: 100, body: { file: qcow2 } });
+  // About 25 s of download, so that at least one progress write (every 10 s) lands while it runs.
+  const slowUrl = origin.route("/slow.qcow2", { kind: "slow", chunkBytes: Math.ceil(size / 250), intervalMs: 100, body: { file: qcow2 } });
   const fastUrl = origin.serve("/fast.qcow2", { file: await images.qcow2("fast.qcow2", 8) });
   const wanted = [
     { id: "slow-image", url: slowUrl },

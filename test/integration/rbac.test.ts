@@ -68,7 +68,7 @@ before(async () => {
   cp = await startControlPlane();
   admin = cp.adminConfig();
   await cp.applyCrds();
-  const manifests = await readManifests(["00-namespace.yaml", "10-controller-rbac.yaml", "11-agent-rbac.yaml", "12-agent-admission-policy.yaml", "13-events-rbac.yaml"].map((f) => join(repoRoot, "deploy", f)));
+  const manifests = await readManifests(["00-namespace.yaml", "10-controller-rbac.yaml", "11-agent-rbac.yaml", "12-agent-admission-policy.yaml", "13-events-rbac.yaml", "14-user-roles.yaml"].map((f) => join(repoRoot, "deploy", f)));
   await applyObjects(admin, manifests);
   const core = admin.makeApiClient(CoreV1Api);
   for (const node of ["rbac-node-a", "rbac-node-b"]) {
@@ -258,6 +258,42 @@ describe("the controller's identity", () => {
     const core = controller.makeApiClient(CoreV1Api);
     await expectStatus(403, () => core.listSecretForAllNamespaces());
     await expectStatus(403, () => core.listPodForAllNamespaces());
+  });
+});
+
+describe("the roles for people", () => {
+  async function userBoundTo(role: string, user: string): Promise<KubeConfig> {
+    await applyObjects(admin, [
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name: `${role}-${user}` },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+        subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: user }],
+      },
+    ]);
+    return cp.userConfig(user);
+  }
+
+  test("basecache-editor manages ImageCaches but writes no status and no NodeImageCache", async () => {
+    const alice = await userBoundTo("basecache-editor", "alice");
+    const api = alice.makeApiClient(CustomObjectsApi);
+    const body = { apiVersion: `${group}/${version}`, kind: "ImageCache", metadata: { name: "alice-cache" }, spec: { images: [{ id: "alice-image", source: { http: { url: "http://127.0.0.1:9/a.img" } } }] } };
+    await api.createClusterCustomObject({ group, version, plural: "imagecaches", body });
+    await api.patchClusterCustomObject({ group, version, plural: "imagecaches", name: "alice-cache", body: { spec: { retention: { unusedFor: "1h" } } } }, mergePatch);
+    await expectStatus(403, () => api.patchClusterCustomObjectStatus({ group, version, plural: "imagecaches", name: "alice-cache", body: { status: { readyNodes: 99 } } }, mergePatch));
+    await api.getClusterCustomObject({ group, version, plural, name: "rbac-node-a" });
+    await expectStatus(403, () => api.createClusterCustomObject({ group, version, plural, body: nodeImageCache("alice-node") }));
+    await expectStatus(403, () => patchStatus(alice, "rbac-node-a", statusPatch("rbac-image", "Ready")));
+    await api.deleteClusterCustomObject({ group, version, plural: "imagecaches", name: "alice-cache" });
+  });
+
+  test("basecache-viewer only reads", async () => {
+    const api = (await userBoundTo("basecache-viewer", "bob")).makeApiClient(CustomObjectsApi);
+    await api.listClusterCustomObject({ group, version, plural: "imagecaches" });
+    await api.getClusterCustomObject({ group, version, plural, name: "rbac-node-a" });
+    const body = { apiVersion: `${group}/${version}`, kind: "ImageCache", metadata: { name: "bob-cache" }, spec: { images: [{ id: "bob-image", source: { http: { url: "http://127.0.0.1:9/b.img" } } }] } };
+    await expectStatus(403, () => api.createClusterCustomObject({ group, version, plural: "imagecaches", body }));
   });
 });
 

@@ -18,6 +18,8 @@ export interface Digests {
  */
 export interface Hasher {
   update(buf: Buffer, length?: number): Promise<void>;
+  /** A buffer given to `update` earlier and done with, for the caller to fill again (fewer allocations, less GC). */
+  takeFree(): Buffer | undefined;
   reset(): void;
   digest(): Promise<Digests>;
   close(): Promise<void>;
@@ -30,7 +32,7 @@ let h, x;
 const fresh = () => { h = createHash("sha256"); x = workerData.extra ? createHash(workerData.extra) : undefined; };
 fresh();
 parentPort.on("message", (m) => {
-  if (m.t === "u") { const b = Buffer.from(m.b, 0, m.n); h.update(b); if (x) x.update(b); parentPort.postMessage({ t: "a", n: m.n }); }
+  if (m.t === "u") { const b = Buffer.from(m.b, 0, m.n); h.update(b); if (x) x.update(b); parentPort.postMessage({ t: "a", n: m.n, b: m.b }, [m.b]); }
   else if (m.t === "r") fresh();
   else if (m.t === "d") { parentPort.postMessage({ t: "d", sha256: h.digest("hex"), extra: x ? x.digest("hex") : undefined }); fresh(); }
 });
@@ -39,16 +41,21 @@ parentPort.on("message", (m) => {
 /** Bytes in flight to the worker before `update` waits for it to catch up. */
 const maxInFlight = 16 * 1024 * 1024;
 
+/** Buffers kept for reuse; beyond this they are left to the garbage collector. */
+const maxFree = 8;
+
 class WorkerHasher implements Hasher {
   private inFlight = 0;
+  private free: Buffer[] = [];
   private waiters: (() => void)[] = [];
   private digestWaiter?: (d: Digests) => void;
   private failure?: Error;
 
   constructor(private readonly worker: Worker) {
-    worker.on("message", (m: { t: string; n?: number; sha256?: string; extra?: string }) => {
+    worker.on("message", (m: { t: string; n?: number; b?: ArrayBuffer; sha256?: string; extra?: string }) => {
       if (m.t === "a") {
         this.inFlight -= m.n ?? 0;
+        if (m.b && this.free.length < maxFree) this.free.push(Buffer.from(m.b));
         if (this.inFlight <= maxInFlight) for (const w of this.waiters.splice(0)) w();
       } else if (m.t === "d") {
         this.digestWaiter?.({ sha256: m.sha256 ?? "", ...(m.extra ? { extra: m.extra } : {}) });
@@ -69,6 +76,10 @@ class WorkerHasher implements Hasher {
     this.inFlight += length;
     this.worker.postMessage({ t: "u", b: ab, n: length }, [ab]);
     if (this.inFlight > maxInFlight) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  takeFree(): Buffer | undefined {
+    return this.free.pop();
   }
 
   reset(): void {
@@ -94,10 +105,17 @@ class InlineHasher implements Hasher {
   constructor(private readonly extra?: string) {
     this.reset();
   }
+  private free?: Buffer;
   async update(buf: Buffer, length = buf.length): Promise<void> {
     const b = buf.subarray(0, length);
     this.h.update(b);
     this.x?.update(b);
+    this.free = buf;
+  }
+  takeFree(): Buffer | undefined {
+    const b = this.free;
+    this.free = undefined;
+    return b;
   }
   reset(): void {
     this.h = createHash("sha256");

@@ -10,6 +10,8 @@ import type { Digests, Hasher } from "./hasher.js";
 export const SparseBlockBytes = 4096;
 const flushBytes = 1024 * 1024;
 const maxFlushesInFlight = 4;
+/** Size of the buffers blocks are gathered in: a flush is 1 MiB plus at most one socket chunk. */
+const bufferBytes = 2 * 1024 * 1024;
 /** With `syncWhileWriting`, start a background fdatasync after this many new bytes reached the file. */
 const syncEveryBytes = 32 * 1024 * 1024;
 const zeroBlock = Buffer.alloc(SparseBlockBytes);
@@ -96,8 +98,9 @@ export class SparseWriter {
 
   private async flush(all: boolean): Promise<void> {
     if (this.pendingBytes === 0) return;
-    // Always a fresh buffer of our own, so that the hasher may take it over once it is written.
-    const buf = Buffer.concat(this.pending, this.pendingBytes);
+    // A buffer of our own (recycled from the hasher when it can), so that the hasher may take it over once written.
+    const full = this.ownBuffer(this.pendingBytes);
+    const buf = full.subarray(0, this.pendingBytes);
     // Keep block alignment relative to the file: flush whole blocks unless this is the end.
     const usable = all ? buf.length : buf.length - ((this.flushedTo + buf.length) % SparseBlockBytes);
     const at = this.flushedTo;
@@ -108,7 +111,7 @@ export class SparseWriter {
     const written = this.writeSparse(buf.subarray(0, usable), at).then(() => this.maybeSync(usable));
     this.hashChain = this.hashChain.then(async () => {
       await written;
-      await this.hasher.update(buf, usable);
+      await this.hasher.update(full, usable);
     });
     this.hashChain.catch((e: unknown) => {
       this.failure ??= e;
@@ -117,6 +120,15 @@ export class SparseWriter {
       this.failure ??= e;
       throw e;
     });
+  }
+
+  /** A whole buffer (it owns its ArrayBuffer) of at least `size` bytes, holding the pending chunks. */
+  private ownBuffer(size: number): Buffer {
+    let buf = this.hasher.takeFree();
+    if (!buf || buf.length < size) buf = Buffer.allocUnsafeSlow(Math.max(size, bufferBytes));
+    let o = 0;
+    for (const c of this.pending) o += c.copy(buf, o);
+    return buf;
   }
 
   private maybeSync(bytes: number): void {

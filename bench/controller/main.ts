@@ -121,6 +121,7 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
   const before0 = await apiserverWrites(admin);
 
   // 1. Fan-out: one ImageCache selecting every bench node.
+  const cpu0 = (await ctl.metrics()).get("basecache_process_cpu_seconds_total") ?? 0;
   t = performance.now();
   await api.createImageCache("bench", { nodeSelector: { matchLabels: { pool: "bench" } }, images, retention: { unusedFor: "24h" } });
   // Completion is watched through the controller's own write counter: listing 1,000 NodeImageCaches every
@@ -138,6 +139,7 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
   );
   results.fanoutMs = Math.round(performance.now() - t);
   results.fanoutControllerWrites = await controllerWrites(ctl, "nodeimagecaches");
+  results.fanoutControllerCpuSeconds = Math.round(((await ctl.metrics()).get("basecache_process_cpu_seconds_total") ?? 0) - cpu0);
   log(`Fan-out converged in ${results.fanoutMs} ms with ${results.fanoutControllerWrites} NodeImageCache writes`);
 
   // 2. Simulated agents. The sample reports everything through the agent's coalescing policy, for real.
@@ -294,6 +296,26 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
   results.writesAfterRestart = (await controllerWrites(ctl, "nodeimagecaches")) + (await controllerWrites(ctl, "imagecaches/status"));
   results.apiserverWritesAfterRestart = delta(afterRestart, beforeRestart, "nodeimagecaches") + delta(afterRestart, beforeRestart, "imagecaches/status");
   results.objectsChangedByRestart = [...rvAfter].filter(([k, v]) => rvBefore.get(k) !== v).length;
+  // 9. Baselines in the same run, with the controller stopped: a plain client doing the same writes at the
+  // same concurrency (4, the controller's --workers). Creating fresh objects like the fan-out did, and patching
+  // the bench NodeImageCaches (with their statuses, as the change above did).
+  await ctl.stop();
+  // names[1]: every tenth node (names[0] among them) was drained above and holds nothing.
+  const wanted = (await api.nic(names[1]!))!.spec.images;
+  if (wanted.length !== IMAGES) throw new Error(`Cannot take the baseline's images from "${names[1]}": it holds ${wanted.length}`);
+  t = performance.now();
+  await pool(names, 4, (n) =>
+    api.custom.createClusterCustomObject({ group: "basecache.io", version: "v1alpha1", plural: "nodeimagecaches", body: { apiVersion: "basecache.io/v1alpha1", kind: "NodeImageCache", metadata: { name: `b-${n}` }, spec: { nodeName: `b-${n}`, images: wanted } } }),
+  );
+  results.baselineCreateMs = Math.round(performance.now() - t);
+  results.fanoutVsBaseline = Number(results.fanoutMs) / Number(results.baselineCreateMs);
+  const rewritten = wanted.map((i) => (i.id === movedId ? { ...i, source: { http: { url: `${images[0]!.source.http.url}?mirror=3` } } } : i));
+  t = performance.now();
+  await pool(names.filter((_, i) => i % 10 !== 0), 4, (n) => api.custom.patchClusterCustomObject({ group: "basecache.io", version: "v1alpha1", plural: "nodeimagecaches", name: n, body: { spec: { images: rewritten } } }, mergePatchOpts));
+  results.baselinePatchMs = Math.round(((performance.now() - t) * N) / (N - moving.length));
+  results.changeFanoutVsBaseline = Number(results.changeFanoutMs) / Number(results.baselinePatchMs);
+  log(`Baselines: create ${results.baselineCreateMs} ms, patch ${results.baselinePatchMs} ms for ${N} objects`);
+
   const end = await apiserverWrites(admin);
   results.apiserverWritesTotal = Object.fromEntries([...end].map(([k, v]) => [k, v - (before0.get(k) ?? 0)]).filter(([, v]) => (v as number) > 0));
   results.loadAverageAtEnd = loadavg()[0];

@@ -208,3 +208,19 @@ test("a restarted controller writes nothing when nothing changed", async () => {
   assert.deepEqual([...m].filter(([k]) => k.startsWith("basecache_controller_writes_total")), []);
   assert.deepEqual(await versions(), before);
 });
+
+test("serves /healthz and /readyz, and Prometheus metrics", async () => {
+  const health = await eventually(() => {
+    const l = ctl.lines.find((x) => x.msg === "Serving HTTP endpoints" && Array.isArray(x.paths) && (x.paths as string[]).includes("/readyz"));
+    if (!l) throw new Error("no health address logged yet");
+    return String(l.address);
+  });
+  for (const path of ["/healthz", "/readyz"]) {
+    const res = await fetch(`http://${health}${path}`);
+    assert.equal(res.status, 200, path);
+    assert.match(await res.text(), /ok/);
+  }
+  const metrics = await ctl.metrics();
+  assert.ok([...metrics.keys()].some((k) => k.startsWith("basecache_controller_reconcile_total")));
+  assert.ok(metrics.has("basecache_process_cpu_seconds_total"));
+});

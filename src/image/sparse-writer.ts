@@ -109,14 +109,14 @@ export class SparseWriter {
     this.pending = rest.length ? [Buffer.from(rest)] : [];
     this.pendingBytes = rest.length;
     const written = this.writeSparse(buf.subarray(0, usable), at).then(() => this.maybeSync(usable));
-    this.hashChain = this.hashChain.then(async () => {
+    // The block counts as flushed once it is written and handed to the hasher: the hasher's own backpressure
+    // (bytes in flight to its worker) then bounds memory when hashing is slower than the network.
+    const hashed = this.hashChain.then(async () => {
       await written;
       await this.hasher.update(full, usable);
     });
-    this.hashChain.catch((e: unknown) => {
-      this.failure ??= e;
-    });
-    await written.catch((e: unknown) => {
+    this.hashChain = hashed;
+    await hashed.catch((e: unknown) => {
       this.failure ??= e;
       throw e;
     });

@@ -109,6 +109,7 @@ export class SparseWriter {
     this.pending = rest.length ? [Buffer.from(rest)] : [];
     this.pendingBytes = rest.length;
     const written = this.writeSparse(buf.subarray(0, usable), at).then(() => this.maybeSync(usable));
+    written.catch(() => undefined); // awaited below, possibly after it fails: keep that from counting as unhandled
     // The block counts as flushed once it is written and handed to the hasher: the hasher's own backpressure
     // (bytes in flight to its worker) then bounds memory when hashing is slower than the network.
     const hashed = this.hashChain.then(async () => {

@@ -39,10 +39,10 @@ parentPort.on("message", (m) => {
 `;
 
 /** Bytes in flight to the worker before `update` waits for it to catch up. */
-const maxInFlight = 16 * 1024 * 1024;
+const maxInFlight = 8 * 1024 * 1024;
 
 /** Buffers kept for reuse; beyond this they are left to the garbage collector. */
-const maxFree = 8;
+const maxFree = 4;
 
 class WorkerHasher implements Hasher {
   private inFlight = 0;

@@ -75,17 +75,22 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
-async function measure(work: string, label: string, fn: (dir: string) => Promise<Run>): Promise<Run[]> {
-  const out: Run[] = [];
+/** Runs each variant once per round, interleaved, so that a burst of load on the shared machine hits all alike. */
+async function measure(work: string, variants: Record<string, (dir: string) => Promise<Run>>): Promise<Record<string, Run[]>> {
+  const out: Record<string, Run[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, [] as Run[]]));
   for (let i = 0; i < reps; i++) {
-    const dir = join(work, `${label}-${i}`);
-    await mkdir(dir, { recursive: true });
-    await execa("sync");
-    out.push(await fn(dir));
-    await rm(dir, { recursive: true, force: true });
+    for (const [label, fn] of Object.entries(variants)) {
+      const dir = join(work, `${label}-${i}`);
+      await mkdir(dir, { recursive: true });
+      await execa("sync");
+      out[label]?.push(await fn(dir));
+      await rm(dir, { recursive: true, force: true });
+    }
   }
-  const phases = out.some((r) => r.untilConvert !== undefined) ? ` (conversion started at ${out.map((r) => r.untilConvert?.toFixed(2) ?? "-").join(" ")} s)` : "";
-  log(`  ${label}: ${out.map((r) => r.seconds.toFixed(2)).join(" ")} s${phases}`);
+  for (const [label, runs] of Object.entries(out)) {
+    const phases = runs.some((r) => r.untilConvert !== undefined) ? ` (conversion started at ${runs.map((r) => r.untilConvert?.toFixed(2) ?? "-").join(" ")} s)` : "";
+    log(`  ${label}: ${runs.map((r) => r.seconds.toFixed(2)).join(" ")} s${phases}`);
+  }
   return out;
 }
 
@@ -110,26 +115,29 @@ async function main(): Promise<void> {
     };
 
     log("qcow2 source");
-    const base1 = await measure(work, "careful", (d) => shell(careful(q, "qcow2"), d, "b"));
-    const base2 = await measure(work, "careful-nohash", (d) => shell(carefulNoHash(q, "qcow2"), d, "b"));
-    const us1 = await measure(work, "ours-qcow2", (d) => ours(d, "q", q));
-    row("qcow2 vs curl+sync+sha256sum+convert", base1, us1, "≤ 0.65");
-    row("qcow2 vs curl+sync+convert (no hash)", base2, us1, "≤ 1.15");
+    const m1 = await measure(work, {
+      careful: (d) => shell(careful(q, "qcow2"), d, "b"),
+      "careful-nohash": (d) => shell(carefulNoHash(q, "qcow2"), d, "b"),
+      ours: (d) => ours(d, "q", q),
+    });
+    row("qcow2 vs curl+sync+sha256sum+convert", m1.careful ?? [], m1.ours ?? [], "≤ 0.65");
+    row("qcow2 vs curl+sync+convert (no hash)", m1["careful-nohash"] ?? [], m1.ours ?? [], "≤ 1.15");
 
     log("compressed qcow2 source");
-    const base3 = await measure(work, "careful-compressed", (d) => shell(careful(c, "qcow2"), d, "b"));
-    const us3 = await measure(work, "ours-compressed", (d) => ours(d, "c", c));
-    row("compressed qcow2 vs careful", base3, us3, "(info)");
+    const m2 = await measure(work, { careful: (d) => shell(careful(c, "qcow2"), d, "b"), ours: (d) => ours(d, "c", c) });
+    row("compressed qcow2 vs careful", m2.careful ?? [], m2.ours ?? [], "(info)");
 
     log("raw source");
-    const base4 = await measure(work, "curl-convert-raw", (d) => shell(rawBaseline(r), d, "b"));
-    const us4 = await measure(work, "ours-raw", (d) => ours(d, "r", r));
+    const m3 = await measure(work, { "curl+convert": (d) => shell(rawBaseline(r), d, "b"), ours: (d) => ours(d, "r", r) });
+    const base4 = m3["curl+convert"] ?? [];
+    const us4 = m3.ours ?? [];
     row("raw vs curl+convert -f raw", base4, us4, "≤ 0.90");
 
     log("peak RSS");
-    const rssSmall = await measure(work, "rss-1g", (d) => ours(d, "s", small));
-    const rssHuge = await measure(work, "rss-huge", (d) => ours(d, "h", huge));
+    const m4 = await measure(work, { "1 GiB": (d) => ours(d, "s", small), huge: (d) => ours(d, "h", huge) });
     const rss = (xs: Run[]) => median(xs.map((x) => x.maxRssBytes ?? NaN));
+    const rssSmall = m4["1 GiB"] ?? [];
+    const rssHuge = m4.huge ?? [];
     const rssRatio = rss(rssHuge) / rss(rssSmall);
 
     const alloc = (xs: Run[]) => median(xs.map((x) => x.allocatedBytes));

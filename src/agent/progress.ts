@@ -1,7 +1,8 @@
 /**
  * The agent's status writer: takes every status the reconciler computes and writes it to the NodeImageCache's
  * status subresource as core/progress.ts decides: nothing when nothing changed, progress at most every 10 s,
- * outcomes within a second. A failed write is retried on the next offer or after a short delay.
+ * outcomes within a second. A failed write is retried after a short delay; offers meanwhile only update what
+ * the retry will write.
  */
 import type { AgentStatus } from "../core/agent-plan.js";
 import { decideStatusWrite, DefaultWritePolicy, type WritePolicy } from "../core/progress.js";
@@ -20,6 +21,10 @@ export class StatusWriter {
   private writtenAt: number | undefined;
   private wanted: AgentStatus | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When `timer` fires, on the writer's clock. */
+  private timerAt: number | undefined;
+  /** After a failed write, no write before this time (on the writer's clock), whatever the policy says. */
+  private retryAt: number | undefined;
   private writing: Promise<void> | undefined;
   private stopped = false;
 
@@ -45,37 +50,62 @@ export class StatusWriter {
     this.schedule();
   }
 
-  /** Writes whatever is pending now, whatever the policy says (used before a graceful stop). */
+  /** Writes whatever is pending now, whatever the policy's delays say (used before a graceful stop). */
   async flush(): Promise<void> {
-    await this.writing;
-    if (this.wanted && decideStatusWrite(this.wanted, this.state(), this.opts.clock.now()).action !== "none") await this.write();
+    // A write that ends may start the next one at once; wait until none is in flight so two never race.
+    while (this.writing) await this.writing;
+    if (this.wanted && this.decide(this.wanted, this.opts.clock.now()).action !== "none") await this.write();
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.disarm();
   }
 
-  private state() {
-    return { ...(this.written ? { written: this.written } : {}), ...(this.writtenAt !== undefined ? { writtenAt: this.writtenAt } : {}) };
+  private decide(wanted: AgentStatus, now: number) {
+    const state = { ...(this.written ? { written: this.written } : {}), ...(this.writtenAt !== undefined ? { writtenAt: this.writtenAt } : {}) };
+    return decideStatusWrite(wanted, state, now, this.opts.policy ?? DefaultWritePolicy);
   }
 
   private schedule(): void {
     if (this.stopped || this.writing || !this.wanted) return;
-    const d = decideStatusWrite(this.wanted, this.state(), this.opts.clock.now(), this.opts.policy ?? DefaultWritePolicy);
-    if (d.action === "none") return;
-    if (d.action === "write") {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
+    const now = this.opts.clock.now();
+    const d = this.decide(this.wanted, now);
+    if (d.action === "none") {
+      this.disarm();
+      return;
+    }
+    // NOTE: a failed write holds back every later one for RetryAfterFailureMs: without it each offer (and the
+    // end of each failed write) would write again at once, hammering an apiserver that is already failing.
+    // Capped, so a clock that went backwards cannot stretch the wait.
+    const retryIn = this.retryAt === undefined ? 0 : Math.min(this.retryAt - now, RetryAfterFailureMs);
+    const afterMs = Math.max(d.action === "wait" ? d.afterMs : 0, retryIn);
+    if (afterMs <= 0) {
+      this.disarm();
       void this.write();
       return;
     }
-    if (this.timer) return; // an earlier wake-up is already set
+    this.arm(now + afterMs, afterMs);
+  }
+
+  // Keeps a wake-up that comes no later than `at`; otherwise replaces it, so an outcome that needs writing within
+  // a second is not held back behind a progress wake-up set up to 10 s earlier.
+  private arm(at: number, afterMs: number): void {
+    if (this.timer && this.timerAt !== undefined && this.timerAt <= at) return;
+    this.disarm();
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.timerAt = undefined;
       this.schedule();
-    }, d.afterMs);
+    }, afterMs);
     this.timer.unref();
+  }
+
+  private disarm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = undefined;
   }
 
   private async write(): Promise<void> {
@@ -86,23 +116,18 @@ export class StatusWriter {
         await this.opts.resource.replaceStatus(this.opts.name, status, FieldManager);
         this.written = status;
         this.writtenAt = this.opts.clock.now();
+        this.retryAt = undefined;
         this.opts.metrics?.statusWrites.inc({ outcome: "written" });
         this.opts.log.debug({ images: status.images?.length ?? 0 }, "Wrote NodeImageCache status");
       } catch (e) {
+        this.retryAt = this.opts.clock.now() + RetryAfterFailureMs;
         this.opts.metrics?.statusWrites.inc({ outcome: "failed" });
         this.opts.log.warn({ err: asError(e) }, "Cannot write NodeImageCache status, retrying");
-        if (!this.stopped) {
-          this.timer ??= setTimeout(() => {
-            this.timer = undefined;
-            this.schedule();
-          }, RetryAfterFailureMs);
-          this.timer.unref();
-        }
       }
     })();
     await this.writing;
     this.writing = undefined;
-    // A newer status may have arrived while this write was in flight.
+    // A newer status may have arrived while this write was in flight; after a failure this sets the retry wake-up.
     this.schedule();
   }
 }

@@ -70,3 +70,46 @@ test("a clock that went backwards waits a full interval instead of writing in a 
   const written = status([{ bytesDone: 1 }]);
   assert.deepEqual(decideStatusWrite(status([{ bytesDone: 2 }]), { written, writtenAt: T + 5_000 }, T), { action: "wait", afterMs: 10_000 });
 });
+
+test("a change confined to disk usage is written only when the cache's bytes or free bytes moved enough", () => {
+  const MiB = 2 ** 20;
+  const GiB = 2 ** 30;
+  const disk = (cacheBytes: number, filesystemBytes: number, filesystemFreeBytes: number) => ({ cacheBytes, filesystemBytes, filesystemFreeBytes });
+  const small = disk(5 * GiB, 50 * GiB, 20 * GiB); // threshold 1 % of the filesystem: 0.5 GiB
+  const large = disk(5 * GiB, 1000 * GiB, 400 * GiB); // threshold capped at 1 GiB
+  const progress = { action: "wait", afterMs: 7_000 };
+  const urgent = { action: "wait", afterMs: DefaultWritePolicy.urgentDelayMs - 300 };
+  const table: { what: string; written: AgentStatus; wanted: AgentStatus; ago: number; want: unknown }[] = [
+    { what: "small drift on a small filesystem", written: status([{}], { disk: small }), wanted: status([{}], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB - 400 * MiB) }), ago: 60_000, want: { action: "none" } },
+    { what: "drift of 1 % on a small filesystem", written: status([{}], { disk: small }), wanted: status([{}], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB + 512 * MiB) }), ago: 3_000, want: progress },
+    { what: "drift of 1 % on a large filesystem, under the cap", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 400 * GiB - 900 * MiB) }), ago: 60_000, want: { action: "none" } },
+    { what: "drift past the cap on a large filesystem", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 400 * GiB - GiB) }), ago: 3_000, want: progress },
+    { what: "drift past the cap, interval passed", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 402 * GiB) }), ago: 10_000, want: { action: "write" } },
+    { what: "cache bytes changed by one byte", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB + 1, 1000 * GiB, 400 * GiB) }), ago: 3_000, want: progress },
+    { what: "filesystem resized", written: status([{}], { disk: small }), wanted: status([{}], { disk: disk(5 * GiB, 60 * GiB, 20 * GiB) }), ago: 3_000, want: progress },
+    { what: "disk usage first reported", written: status([{}]), wanted: status([{}], { disk: small }), ago: 3_000, want: progress },
+    { what: "small drift with an outcome", written: status([{}], { disk: small }), wanted: status([{ phase: "Ready", virtualSize: 100 }], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB - 1) }), ago: 300, want: urgent },
+    { what: "small drift with an outcome, delay passed", written: status([{}], { disk: small }), wanted: status([{ phase: "Failed", reason: "http-status" }], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB - 1) }), ago: 1_000, want: { action: "write" } },
+    { what: "small drift with bytes progress", written: status([{ bytesDone: 1 }], { disk: small }), wanted: status([{ bytesDone: 2 }], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB - 1) }), ago: 3_000, want: progress },
+  ];
+  for (const { what, written, wanted, ago, want } of table) {
+    assert.deepEqual(decideStatusWrite(wanted, { written, writtenAt: T - ago }, T), want, what);
+  }
+});
+
+test("free bytes drift is measured from the last written status, so slow drift adds up", () => {
+  const written = status([{}], { disk: { cacheBytes: 10, filesystemBytes: 100_000, filesystemFreeBytes: 50_000 } });
+  const after = (free: number) => decideStatusWrite(status([{}], { disk: { cacheBytes: 10, filesystemBytes: 100_000, filesystemFreeBytes: free } }), { written, writtenAt: T - 60_000 }, T);
+  // Each step of 500 bytes is under the 1 % threshold on its own; two of them since the last write are not.
+  assert.deepEqual(after(49_500), { action: "none" });
+  assert.deepEqual(after(49_000), { action: "write" });
+});
+
+test("the drift threshold is taken from the policy", () => {
+  const written = status([{}], { disk: { cacheBytes: 10, filesystemBytes: 100_000, filesystemFreeBytes: 50_000 } });
+  const wanted = status([{}], { disk: { cacheBytes: 10, filesystemBytes: 100_000, filesystemFreeBytes: 49_990 } });
+  const state = { written, writtenAt: T - 60_000 };
+  assert.deepEqual(decideStatusWrite(wanted, state, T), { action: "none" });
+  assert.deepEqual(decideStatusWrite(wanted, state, T, { ...DefaultWritePolicy, freeBytesDriftMaxBytes: 10 }), { action: "write" });
+  assert.deepEqual(decideStatusWrite(wanted, state, T, { ...DefaultWritePolicy, freeBytesDriftFraction: 0 }), { action: "write" });
+});

@@ -19,7 +19,10 @@ export interface BaseDirEntry {
   allocatedBytes: number;
   mtimeMs: number;
   atimeMs: number;
-  /** Temp files and locks only: whether a live process holds the base's lock (pid in the lock file). */
+  /**
+   * Temp files and locks only: whether a live process holds the base's lock (pid in the lock file; for a holder in
+   * another pid namespace, a recent heartbeat).
+   */
   heldBy?: { pid: number; alive: boolean };
 }
 
@@ -40,8 +43,8 @@ export async function listBaseDir(baseDir: string): Promise<BaseDirEntry[]> {
     const kind = classifyBaseFileName(name);
     const entry: BaseDirEntry = { name, kind, size: st.size, allocatedBytes: st.blocks * 512, mtimeMs: st.mtimeMs, atimeMs: st.atimeMs };
     if (kind.kind === "temp" || kind.kind === "lock") {
-      const owner = await readLockOwner(join(baseDir, kind.base + LockSuffix));
-      entry.heldBy = owner ? { pid: owner.pid, alive: await isLockOwnerAlive(owner) } : { pid: 0, alive: false };
+      const lock = await readLockOwner(join(baseDir, kind.base + LockSuffix));
+      entry.heldBy = lock ? { pid: lock.owner.pid, alive: await isLockOwnerAlive(lock.owner, lock.mtimeMs) } : { pid: 0, alive: false };
     }
     out.push(entry);
   }

@@ -113,10 +113,15 @@ async function waitOrBreak(path: string, fh: FileHandle, ourNs: string | undefin
 
 async function isStale(owner: LockOwner | undefined, fh: FileHandle, ourNs: string | undefined): Promise<boolean> {
   const st = await fh.stat();
-  const age = Date.now() - st.mtimeMs;
-  if (!owner) return age > emptyStaleMs;
-  if (owner.pidns !== ourNs) return age > foreignStaleMs;
-  return !(await processAlive(owner.pid, owner.start));
+  if (!owner) return Date.now() - st.mtimeMs > emptyStaleMs;
+  return !(await holderAlive(owner, st.mtimeMs, ourNs));
+}
+
+// NOTE: a pid from another pid namespace (a restarted agent container, a CLI in another container) cannot be
+// probed, so there the heartbeat decides: every holder refreshes the lock's mtime each heartbeatMs.
+async function holderAlive(owner: LockOwner, lockMtimeMs: number, ourNs: string | undefined): Promise<boolean> {
+  if (owner.pidns !== ourNs) return Date.now() - lockMtimeMs <= foreignStaleMs;
+  return processAlive(owner.pid, owner.start);
 }
 
 async function breakLock(path: string, stale: LockOwner | undefined): Promise<void> {
@@ -134,15 +139,27 @@ async function breakLock(path: string, stale: LockOwner | undefined): Promise<vo
   await unlink(aside).catch(() => undefined);
 }
 
-/** Reads who holds the lock at `path`, if anyone. */
-export async function readLockOwner(path: string): Promise<LockOwner | undefined> {
-  return parseLock(await readFile(path, "utf8").catch(() => "")).owner;
+/** Reads who holds the lock at `path`, if anyone, and when its holder last beat (the lock file's mtime). */
+export async function readLockOwner(path: string): Promise<{ owner: LockOwner; mtimeMs: number } | undefined> {
+  // One descriptor for both, so the owner and the heartbeat come from the same lock file.
+  const fh = await open(path, "r").catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const { owner } = parseLock(await readAll(fh));
+    return owner ? { owner, mtimeMs: (await fh.stat()).mtimeMs } : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
 }
 
-/** True when `owner` is a live process in our pid namespace (or, for another namespace, when unsure). */
-export async function isLockOwnerAlive(owner: LockOwner): Promise<boolean> {
-  const ns = await pidNamespace();
-  return owner.pidns !== ns ? true : processAlive(owner.pid, owner.start);
+/**
+ * True when `owner` is alive by the rule that breaks stale locks: a live process in our pid namespace, or, for
+ * another namespace, a heartbeat (`lockMtimeMs`) younger than foreignStaleMs.
+ */
+export async function isLockOwnerAlive(owner: LockOwner, lockMtimeMs: number): Promise<boolean> {
+  return holderAlive(owner, lockMtimeMs, await pidNamespace());
 }
 
 function parseLock(text: string): { owner?: LockOwner; outcome?: LockOutcome } {

@@ -2,7 +2,7 @@
  * The agent's GC passes, one at a time: on a timer, on SIGUSR1, on a new `basecache.io/gc-requested` value, at
  * start, and to make room for an arriving image under a cache budget. References come from the informers.
  */
-import { DefaultRetentionMs, imagesFromAnnotation, type GcUse, type GcWant } from "../core/gc.js";
+import { DefaultRetentionMs, imagesFromAnnotation, type GcDecision, type GcUse, type GcWant } from "../core/gc.js";
 import { parseDuration } from "../core/duration.js";
 import { baseNameFor } from "../core/names.js";
 import type { GcBudget } from "../core/watermarks.js";
@@ -11,6 +11,7 @@ import type { RawObject } from "../kube/client.js";
 import type { Clock } from "../lib/clock.js";
 import { asError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
+import { readSidecar } from "../image/base-dir.js";
 import { runGcPass, type GcReferences } from "./gc-pass.js";
 import { InstanceDiskScanner } from "./inventory.js";
 import type { AgentMetrics } from "./metrics.js";
@@ -116,6 +117,8 @@ export class GcRunner {
         { removed: r.removed.length, refused: r.refused.length, planned: planned.length, dryRun: r.plan.dryRun, cacheBytes: r.plan.usage.cacheBytes, disks: r.disks.count, durationMs: Math.round(end() * 1000) },
         r.plan.dryRun ? "Planned garbage collection (dry run)" : "Collected garbage",
       );
+      reportUnknown(r.plan.decisions, log, metrics);
+      if (r.plan.dryRun) await reportDryRun(planned, this.opts.baseDir, log);
       const u = r.plan.usage;
       if (u.highBytes !== undefined && !r.plan.dryRun) this.opts.onBudget?.({ overBudget: u.overBudget, cacheBytes: u.afterBytes, highBytes: u.highBytes });
       if (r.removed.length > 0) this.opts.afterRemoval();
@@ -128,4 +131,31 @@ export class GcRunner {
       return true;
     }
   }
+}
+
+/** Names of unknown files in one warning; the rest only counted, so a dir full of strangers cannot flood the log. */
+const MaxUnknownNamesLogged = 20;
+/** Would-be removals logged one per line in a dry run; the rest only counted. */
+const MaxDryRunLines = 50;
+
+// NOTE: GC never deletes a file it does not recognise; without this only `basecache gc` would ever show them.
+function reportUnknown(decisions: readonly GcDecision[], log: Logger, metrics: AgentMetrics): void {
+  const unknown = decisions.filter((d) => d.kind === "unknown");
+  metrics.unknownFiles.set(unknown.length);
+  if (unknown.length === 0) return;
+  log.warn(
+    { unknownFiles: unknown.slice(0, MaxUnknownNamesLogged).map((d) => d.name), unknownCount: unknown.length, bytes: unknown.reduce((n, d) => n + d.bytes, 0) },
+    "Left unknown files in the base dir alone",
+  );
+}
+
+async function reportDryRun(planned: readonly GcDecision[], baseDir: string, log: Logger): Promise<void> {
+  for (const d of planned.slice(0, MaxDryRunLines)) {
+    // Name the image as a real pass would, even when GC never saw it wanted (the sidecar says what it is).
+    const imageId = d.imageId ?? (d.kind === "base" ? (await readSidecar(baseDir, d.name))?.id : undefined);
+    const fields = { file: d.name, kind: d.kind, reason: d.reason, bytes: d.bytes, ...(imageId ? { imageId } : {}), detail: d.message };
+    if (d.kind === "base") log.info({ ...fields, base: d.name }, "Would delete unused base (dry run)");
+    else log.info(fields, "Would delete stale cache file (dry run)");
+  }
+  if (planned.length > MaxDryRunLines) log.info({ omitted: planned.length - MaxDryRunLines, planned: planned.length }, "Omitted further files a real pass would delete (dry run)");
 }

@@ -2,6 +2,7 @@
 import { open } from "node:fs/promises";
 import { ByteReader } from "../core/byte-window.js";
 import { HeaderProbeBytes, inspectHeader, textualContent, type HeaderFacts } from "../core/image-header.js";
+import { ImageRejectedError } from "../lib/errors.js";
 
 const MaxPasses = 16;
 const MaxRead = 4 * 1024 * 1024;
@@ -24,7 +25,8 @@ export async function readHeaderFacts(path: string): Promise<HeaderFacts> {
       if (r.done) return r.facts;
       chunks.push(await read(r.need.offset, Math.max(r.need.length, 4096)));
     }
-    throw new Error(`Cannot inspect image header of "${path}": it needs more than ${MaxPasses} reads`);
+    // A header that sends us chasing structures all over the file is refused, not an internal error.
+    throw new ImageRejectedError("inspect-failed", `Refused image at "${path}": its header needs more than ${MaxPasses} reads to inspect`);
   } finally {
     await fh.close();
   }

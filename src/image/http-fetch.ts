@@ -26,6 +26,10 @@ export interface RetryPolicy {
 
 /** Defaults: 5 attempts, 0.5 s doubling to 10 s. */
 export const DefaultRetry: RetryPolicy = { attempts: 5, baseMs: 500, maxMs: 10_000 };
+/** An attempt that adds less than this to the download counts as a failed one. */
+export const MinProgressBytes = 64 * 1024;
+/** However much each attempt progresses, a download makes at most this many times `attempts` requests. */
+export const MaxAttemptsPerRetry = 10;
 /** Default idle timeout: no byte for this long counts as a stall. */
 export const DefaultIdleTimeoutMs = 30_000;
 
@@ -97,9 +101,11 @@ export async function downloadSource(opts: DownloadOptions): Promise<DownloadRes
     } catch (e) {
       const err = classifyNetworkError(e, opts.source.description, opts.signal);
       if (!(err instanceof FetchError) || !err.retryable) throw err;
-      if (opts.sink.position > best) best = opts.sink.position;
+      // NOTE: an attempt counts as progress only if it moved the download on by a real amount, and attempts in
+      // all are capped too, so an origin that sends a few bytes and then drops, every time, still runs out.
+      if (opts.sink.position - best >= MinProgressBytes) best = opts.sink.position;
       else failures++;
-      if (failures >= opts.retry.attempts) {
+      if (failures >= opts.retry.attempts || attempts >= opts.retry.attempts * MaxAttemptsPerRetry) {
         throw new FetchError("retries-exhausted", `Cannot download "${opts.source.description}": gave up after ${attempts} attempts, the last ${detail(err.message)}`, {
           ...(err.status === undefined ? {} : { status: err.status }),
           retryable: false,

@@ -49,14 +49,33 @@ export async function inspectImage(ctx: StepContext, part: string, limits: Image
     throw e instanceof ToolError ? new ImageRejectedError("corrupt", `Refused image "${ctx.id}": qemu-img cannot open it as ${facts.format}: ${lastLine(e.details.stderrTail)}`, { cause: e }) : e;
   });
   refuseIf(evaluateQemuInfo(facts, info, limits), ctx.id);
-  if (CheckableFormats.includes(facts.format)) refuseIf(evaluateQemuCheck(await qemuImgCheck(part, facts.format, signalOpt(ctx))), ctx.id);
+  if (CheckableFormats.includes(facts.format)) {
+    const check = await qemuImgCheck(part, facts.format, signalOpt(ctx)).catch((e: unknown) => {
+      throw asInspectFailed(e, ctx, "check");
+    });
+    refuseIf(evaluateQemuCheck(check), ctx.id);
+  }
   return { facts, virtualSize: info.virtualSize };
+}
+
+/**
+ * qemu-img stopped by its resource limits (CPU, address space), by a timeout or by a crash while it reads an image
+ * we already suspect: the image is refused (exit 3), not reported as an internal error. An abort stays an abort.
+ */
+function asInspectFailed(e: unknown, ctx: StepContext, step: string): unknown {
+  if (!(e instanceof ToolError) || ctx.signal?.aborted) return e;
+  // qemu-img that never ran (not installed) is our fault, not the image's.
+  if (!e.details.timedOut && !e.details.signal && e.details.exitCode === undefined) return e;
+  const how = e.details.timedOut ? "timed out" : e.details.signal ? `was killed by ${e.details.signal}` : `exited ${e.details.exitCode ?? "?"}`;
+  return new ImageRejectedError("inspect-failed", `Refused image "${ctx.id}": qemu-img ${step} ${how} under its resource limits: ${lastLine(e.details.stderrTail)}`, { cause: e });
 }
 
 /** Converts `src` to a raw `dst`, durable when it returns, after checking that its data fits the free space. */
 export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: string, dst: string): Promise<void> {
   const total = facts.virtualSize ?? 0;
-  const needed = await qemuImgDataBytes(src, facts.format, signalOpt(ctx));
+  const needed = await qemuImgDataBytes(src, facts.format, signalOpt(ctx)).catch((e: unknown) => {
+    throw asInspectFailed(e, ctx, "map");
+  });
   const free = await freeBytes(ctx.baseDir);
   if (needed > free) {
     // A small file that expands a hundredfold past the free space is a compression bomb, not a big image.

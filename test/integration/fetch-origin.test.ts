@@ -65,6 +65,15 @@ describe("origin faults", () => {
     await assertNothingLeft("down");
   });
 
+  test("retries stay bounded when every connection sends a few bytes and then drops", async () => {
+    const url = origin.route("/dribble", { kind: "drop", afterBytes: 1000, times: 1_000_000, body: { file: qcow2 } });
+    const { code, json } = await runFetch(fetchArgs("dribble", url), { BASECACHE_FETCH_ATTEMPTS: "3" });
+    assert.equal(code, 4, json.message);
+    assert.equal(json.reason, "retries-exhausted");
+    assert.equal(origin.requestsTo("/dribble"), 3);
+    await assertNothingLeft("dribble");
+  });
+
   test("a connection dropped mid-body resumes with Range and If-Range", async () => {
     const url = origin.route("/drop", { kind: "drop", afterBytes: 700 * 1024, times: 2, body: { file: qcow2 } });
     const { code, json } = await runFetch(fetchArgs("drop", url));

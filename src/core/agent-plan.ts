@@ -5,6 +5,7 @@
  *
  * Shapes mirror src/kube/api-types.ts structurally (core may not import kube).
  */
+import { createHash } from "node:crypto";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
 
@@ -31,6 +32,8 @@ export interface AgentImageStatus {
   reason?: string;
   message?: string;
   observedGeneration?: number;
+  /** imageDefinitionHash of the definition this entry reports on, so the roll-up can tell a stale report. */
+  definition?: string;
 }
 
 export interface AgentDiskUsage {
@@ -118,6 +121,14 @@ export function imageFingerprint(image: AgentWantedImage): string {
   return JSON.stringify([source, image.checksum ?? "", image.maxVirtualSize ?? ""]);
 }
 
+/**
+ * A short hash of imageFingerprint, carried in each status entry. The controller computes the same from the
+ * ImageCache, so a node still reporting on an older definition of an id is not counted as holding the new one.
+ */
+export function imageDefinitionHash(image: AgentWantedImage): string {
+  return createHash("sha1").update(imageFingerprint(image), "utf8").digest("hex").slice(0, 16);
+}
+
 /** Plans one agent pass; see the module comment. */
 export function planAgent(input: AgentPlanInput): AgentPlan {
   const wantedIds = new Set(input.wanted.map((w) => w.id));
@@ -159,7 +170,7 @@ type ImageDecision =
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
 function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecision {
   const base = input.baseNameFor(image.id);
-  const entry = { id: image.id, base, observedGeneration: input.generation };
+  const entry = { id: image.id, base, observedGeneration: input.generation, definition: imageDefinitionHash(image) };
   const memory = input.memory[image.id];
   const fingerprint = imageFingerprint(image);
   const failure = memory?.failure;

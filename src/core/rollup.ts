@@ -16,6 +16,8 @@ export interface NodeImageReport {
   phase: NodeImagePhase;
   reason?: string;
   message?: string;
+  /** Hash of the definition the node reported on; absent from agents that predate it. */
+  definition?: string;
 }
 
 export interface ImageCountsView {
@@ -53,6 +55,11 @@ export interface RollupInput {
   nodes: readonly string[];
   /** Node name -> its NodeImageCache status images (absent: no status yet). */
   reports: ReadonlyMap<string, readonly NodeImageReport[]>;
+  /**
+   * Image id -> hash of this ImageCache's definition of it (imageDefinitionHash). A report on another definition
+   * is stale (the node has not caught up with a change) and counts as pending, neither ready nor failed.
+   */
+  definitions?: ReadonlyMap<string, string>;
   /** Every conflict in the cluster; those naming this ImageCache become its Conflict condition. */
   conflicts: readonly Conflict[];
   /** Ids this ImageCache wants that some selected node could not take (NodeImageCache full). */
@@ -103,7 +110,7 @@ interface Tally {
   failures: FailureView[];
 }
 
-function tally(imageIds: readonly string[], nodes: readonly string[], reports: RollupInput["reports"]): Tally {
+function tally(imageIds: readonly string[], nodes: readonly string[], reports: RollupInput["reports"], definitions: RollupInput["definitions"]): Tally {
   const counts = imageIds.map((id) => ({ id, ready: 0, pending: 0, failed: 0 }));
   const failures: FailureView[] = [];
   let readyNodes = 0;
@@ -113,7 +120,9 @@ function tally(imageIds: readonly string[], nodes: readonly string[], reports: R
     let allReady = true;
     let anyPending = false;
     for (const c of counts) {
-      const r = byId.get(c.id);
+      const reported = byId.get(c.id);
+      const want = definitions?.get(c.id);
+      const r = reported?.definition !== undefined && want !== undefined && reported.definition !== want ? undefined : reported;
       if (r?.phase === "Ready") c.ready++;
       else if (r?.phase === "Failed") {
         c.failed++;
@@ -182,6 +191,7 @@ export function planImageCacheStatus(input: RollupInput): RollupStatus {
     input.imageIds.filter((id) => !lost.has(id)),
     input.nodes,
     input.reports,
+    input.definitions,
   );
   const wanted = [...plannedConditions(input, t, lostIds), { ...conflict, observedGeneration: input.generation }];
   return {

@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { baseNameFor } from "../../src/core/names.js";
 import {
   DefaultRetryPolicy,
+  imageDefinitionHash,
   imageFingerprint,
   planAgent,
   recordFailure,
@@ -35,7 +36,15 @@ test("running fetches count against the concurrency", () => {
   const memory: Record<string, ImageMemory> = { a: { running: { fingerprint: imageFingerprint(image("a")), phase: "Converting", bytesDone: 10, bytesTotal: 10 } } };
   const plan = planAgent(input({ wanted: [image("a"), image("b"), image("c")], memory }));
   assert.deepEqual(plan.start.map((i) => i.id), ["b"]);
-  assert.deepEqual(phaseOf(plan, "a"), { id: "a", base: baseNameFor("a"), phase: "Converting", bytesDone: 10, bytesTotal: 10, observedGeneration: 3 });
+  assert.deepEqual(phaseOf(plan, "a"), { id: "a", base: baseNameFor("a"), phase: "Converting", bytesDone: 10, bytesTotal: 10, observedGeneration: 3, definition: imageDefinitionHash(image("a")) });
+});
+
+test("every status entry names the definition it reports on, and a changed definition changes it", () => {
+  const plan = planAgent(input({ wanted: [image("a"), image("b", { checksum: `sha256:${"0".repeat(64)}` })] }));
+  for (const i of plan.status.images ?? []) assert.match(i.definition ?? "", /^[0-9a-f]{16}$/);
+  const variants = [image("a"), image("a", { source: { http: { url: "http://other/a.qcow2" } } }), image("a", { checksum: `sha256:${"1".repeat(64)}` }), image("a", { maxVirtualSize: "1Gi" }), image("a", { source: { registry: { image: "r.example/a:1" } } })];
+  assert.equal(new Set(variants.map(imageDefinitionHash)).size, variants.length);
+  assert.equal(imageDefinitionHash(image("a")), imageDefinitionHash(image("a")));
 });
 
 test("a base already on disk is adopted as Ready, not fetched again", () => {

@@ -110,6 +110,7 @@ test("NodeImageCache spec and status fields match the schema", () => {
       reason: "optional",
       message: "optional",
       observedGeneration: "optional",
+      definition: "optional",
     } satisfies FieldMap<NodeImageStatus>,
   );
   const phases = ["Pending", "Downloading", "Converting", "Ready", "Failed"] as const satisfies readonly ImagePhase[];

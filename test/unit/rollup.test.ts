@@ -95,6 +95,29 @@ test("the status stays under 100 KiB at 5,000 nodes x 50 images with every node 
   assert.equal(s.failedCount, 250_000);
 });
 
+test("a report on an older definition of an image counts as pending until the node catches up", () => {
+  const definitions = new Map([["a", "aaaa"], ["b", "bbbb"]]);
+  const r = new Map<string, NodeImageReport[]>([
+    ["n1", [{ id: "a", phase: "Ready", definition: "aaaa" }, { id: "b", phase: "Ready", definition: "0ld0" }]],
+    // An agent that predates the field is taken at its word.
+    ["n2", [{ id: "a", phase: "Ready" }, { id: "b", phase: "Failed", reason: "corrupt", definition: "0ld0" }]],
+  ]);
+  const s = planImageCacheStatus(input({ reports: r, definitions }));
+  assert.deepEqual(s.images, [
+    { id: "a", ready: 2, pending: 0, failed: 0 },
+    { id: "b", ready: 0, pending: 2, failed: 0 },
+  ]);
+  assert.equal(s.readyNodes, 0);
+  assert.deepEqual(s.failures, []);
+  assert.equal(cond(s, "Ready"), "False/NodesNotReady");
+  assert.equal(cond(s, "Progressing"), "True/Caching");
+  const caughtUp = new Map<string, NodeImageReport[]>([
+    ["n1", [{ id: "a", phase: "Ready", definition: "aaaa" }, { id: "b", phase: "Ready", definition: "bbbb" }]],
+    ["n2", [{ id: "a", phase: "Ready", definition: "aaaa" }, { id: "b", phase: "Ready", definition: "bbbb" }]],
+  ]);
+  assert.equal(cond(planImageCacheStatus(input({ reports: caughtUp, definitions })), "Ready"), "True/AllNodesReady");
+});
+
 test("counts always add up to the selected nodes, whatever the reports", () => {
   const phase = fc.constantFrom("Pending", "Downloading", "Converting", "Ready", "Failed") as fc.Arbitrary<NodeImageReport["phase"]>;
   const arbReports = fc.dictionary(fc.constantFrom("n1", "n2", "n3", "n4"), fc.array(fc.record({ id: fc.constantFrom("a", "b", "c"), phase })));

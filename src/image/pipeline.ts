@@ -108,7 +108,9 @@ export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
       const result = again ?? (await fetchLocked(req, base, checksum, started, log));
       await lock.release({ status: "ready", reason: again ? "cached" : "fetched", message: "Base is ready" });
       return result;
-    } catch (err) {
+    } catch (thrown) {
+      // ENOSPC can strike at any write, the sidecar and the rename included: it is always disk-full (exit 5).
+      const err = asDiskFull(thrown, req.id);
       await removeWorkFiles(req.baseDir, base).catch((e: unknown) => log.error({ err: e }, "Could not remove work files"));
       await lock.release(lockOutcomeFor(err));
       log.warn({ err, imageId: req.id, base, ...describeOutcome(err) }, "Fetch of image failed");

@@ -17,6 +17,8 @@ export interface StepContext {
   log: Logger;
   signal?: AbortSignal;
   onProgress?: (p: { phase: "Converting"; bytesDone: number; bytesTotal?: number }) => void;
+  /** Told the detected format and the header's virtual size before any refusal, so a refusal can name them. */
+  onFacts?: (f: { format: string; virtualSize?: number }) => void;
 }
 
 /** Free space kept in reserve when judging whether an image fits: 64 MiB, or 2% of a small filesystem. */
@@ -44,6 +46,7 @@ export function earlyCheck(id: string, head: Buffer, total: number | undefined, 
 export async function inspectImage(ctx: StepContext, part: string, limits: ImageLimits): Promise<{ facts: HeaderFacts; virtualSize: number }> {
   const facts = await readHeaderFacts(part);
   ctx.log.debug({ imageId: ctx.id, facts }, "Inspected image header");
+  ctx.onFacts?.({ format: facts.format, ...(facts.virtualSize === undefined ? {} : { virtualSize: facts.virtualSize }) });
   refuseIf(evaluateHeader(facts, limits), ctx.id);
   const info = await qemuImgInfo(part, facts.format, signalOpt(ctx)).catch((e: unknown) => {
     throw e instanceof ToolError ? new ImageRejectedError("corrupt", `Refused image "${ctx.id}": qemu-img cannot open it as ${facts.format}: ${lastLine(e.details.stderrTail)}`, { cause: e }) : e;

@@ -35,6 +35,14 @@ export interface FetchProgress {
   bytesTotal?: number;
 }
 
+/** What a fetch has learned so far, reported as it goes so that a failure can still say it (`fetch --json`). */
+export interface FetchFacts {
+  format?: string;
+  virtualSize?: number;
+  bytesDownloaded?: number;
+  sha256?: string;
+}
+
 /** What to fetch and where. */
 export interface FetchRequest {
   /** The `_base` directory; created when missing. */
@@ -49,6 +57,8 @@ export interface FetchRequest {
   signal?: AbortSignal;
   log?: Logger;
   onProgress?: (p: FetchProgress) => void;
+  /** Called with each fact as it is learned: after the download, and once the header is read. */
+  onFacts?: (f: FetchFacts) => void;
   retry?: RetryPolicy;
   /** No byte for this long counts as a stall (then resume or retry). */
   idleTimeoutMs?: number;
@@ -165,6 +175,7 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
   log.info({ imageId: req.id, base, source: source.description }, "Fetching image");
   const dl = await download(req, source, p.part, limits, checksum);
   log.info({ imageId: req.id, bytes: dl.bytes, attempts: dl.attempts }, "Downloaded image");
+  req.onFacts?.({ bytesDownloaded: dl.networkBytes, sha256: dl.sha256 });
   if (checksum) verifyChecksum(req.id, checksum, dl);
   const ctx = stepContext(req, log);
   const { facts, virtualSize } = await inspectImage(ctx, p.part, limits);
@@ -274,6 +285,7 @@ function stepContext(req: FetchRequest, log: Logger): StepContext {
     log,
     ...(req.signal ? { signal: req.signal } : {}),
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
+    ...(req.onFacts ? { onFacts: req.onFacts } : {}),
   };
 }
 

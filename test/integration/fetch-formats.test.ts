@@ -1,5 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -92,6 +93,8 @@ describe("hostile, broken and oversize images are refused with exit 3 and leave 
       assert.equal(json.status, "rejected", json.message);
       assert.equal(json.reason, reason, json.message);
       assert.equal(code, 3);
+      // A refusal after the header was read names the format it saw.
+      if (reason === "corrupt") assert.equal(json.format, "qcow2");
       assert.deepEqual(await filesStartingWith(baseDir, baseNameFor(id)), []);
     });
   }
@@ -115,6 +118,9 @@ describe("hostile, broken and oversize images are refused with exit 3 and leave 
     const { code, json } = await runFetch(["--base-dir", baseDir, "--id", "sum", "--url", origin.serve("/sum.qcow2", { file: img }), "--checksum", `sha256:${"0".repeat(64)}`]);
     assert.equal(code, 3);
     assert.equal(json.reason, "checksum-mismatch");
+    // What the fetch learned before refusing is still reported.
+    assert.equal(json.sha256, createHash("sha256").update(await readFile(img)).digest("hex"));
+    assert.equal(json.bytesDownloaded, (await stat(img)).size);
     assert.deepEqual(await filesStartingWith(baseDir, baseNameFor("sum")), []);
   });
 });

@@ -11,7 +11,7 @@ import { formatBytes, parseByteQuantity } from "../../core/quantity.js";
 import { ConfigError } from "../../lib/errors.js";
 import { ExitCode, exitCodeFor } from "../../lib/exit.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, type RetryPolicy } from "../../image/http-fetch.js";
-import { describeOutcome, fetchImage, type FetchProgress, type FetchRequest, type FetchResult } from "../../image/pipeline.js";
+import { describeOutcome, fetchImage, type FetchFacts, type FetchProgress, type FetchRequest, type FetchResult } from "../../image/pipeline.js";
 import type { Command, CommandContext } from "../command.js";
 
 const usage = `Usage: basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF)
@@ -117,8 +117,10 @@ export const fetchCommand: Command = async (argv, ctx) => {
   const { request, json } = flags;
   const bar = !json && ctx.stderr.isTTY ? progressBar(ctx) : undefined;
   const started = performance.now();
+  const learned: FetchFacts = {};
   try {
-    const result = await fetchImage({ ...request, signal: ctx.signal, log: ctx.log, ...(bar ? { onProgress: bar.update } : {}) });
+    const onFacts = (f: FetchFacts) => Object.assign(learned, f);
+    const result = await fetchImage({ ...request, signal: ctx.signal, log: ctx.log, onFacts, ...(bar ? { onProgress: bar.update } : {}) });
     bar?.clear();
     ctx.stdout.write(json ? JSON.stringify(resultJson(result)) + "\n" : humanLine(result) + "\n");
     return ExitCode.Ok;
@@ -128,13 +130,18 @@ export const fetchCommand: Command = async (argv, ctx) => {
     const outcome = describeOutcome(err);
     if (json) {
       const base = baseNameFor(request.id);
-      ctx.stdout.write(JSON.stringify({ id: request.id, base, path: resolve(request.baseDir, base), ...outcome, format: null, virtualSize: null, bytesDownloaded: null, sha256: null, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }) + "\n");
+      ctx.stdout.write(JSON.stringify({ id: request.id, base, path: resolve(request.baseDir, base), ...outcome, ...factsJson(learned), seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }) + "\n");
     } else {
       ctx.stderr.write(`basecache fetch: ${outcome.message} (${outcome.status}: ${outcome.reason})\n`);
     }
     return code;
   }
 };
+
+/** What a failed fetch had learned before it stopped; null for what it never got to. */
+function factsJson(f: FetchFacts) {
+  return { format: f.format ?? null, virtualSize: f.virtualSize ?? null, bytesDownloaded: f.bytesDownloaded ?? null, sha256: f.sha256 ?? null };
+}
 
 function resultJson(r: FetchResult) {
   return {

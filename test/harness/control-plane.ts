@@ -70,9 +70,6 @@ function installHandlers(): void {
   process.on("exit", emergencyCleanup);
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(sig, () => {
-      // A program that handles the signal itself (the demo) stops its plane in order; the exit hook still
-      // catches whatever it leaves. Only when nobody else listens do we kill and die by the signal.
-      if (process.listenerCount(sig) > 0) return;
       emergencyCleanup();
       process.kill(process.pid, sig);
     });

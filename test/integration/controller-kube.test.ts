@@ -92,7 +92,7 @@ after(async () => {
   await cp?.stop();
 });
 
-test("an informer whose list fails keeps retrying, then syncs and follows adds, updates and deletes", async () => {
+test("an informer whose list fails keeps retrying, then syncs and follows adds, updates and deletes", async (t) => {
   const clients = makeClients(cp.adminConfig());
   const events: string[] = [];
   const informer = new Informer<RawObject>({ name: "imagecaches", kc: clients.kc, path: clients.imageCaches.path, list: (o) => clients.imageCaches.list(o), backoff: { baseMs: 50, maxMs: 500 } });
@@ -100,6 +100,8 @@ test("an informer whose list fails keeps retrying, then syncs and follows adds, 
   informer.on("update", (o) => events.push(`update ${o.metadata?.name}`));
   informer.on("delete", (o) => events.push(`delete ${o.metadata?.name}`));
   const stop = new AbortController();
+  // Stopped even when an assertion fails, or its retries would keep the test process alive.
+  t.after(() => stop.abort());
   // The CRDs are not installed yet: the list answers 404 until they are.
   informer.start(stop.signal);
   await eventually(() => assert.equal(informer.hasSynced, false));

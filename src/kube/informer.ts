@@ -41,6 +41,9 @@ export function objectKey(obj: RawObject): string {
 
 class ResourceExpired extends Error {}
 
+/** A watch that ends sooner than this, twice in a row, is followed by a backoff. */
+const QuickWatchMs = 1_000;
+
 export class Informer<T extends RawObject> {
   private readonly store = new Map<string, T>();
   private readonly handlers: Record<InformerEvent, InformerHandler<T>[]> = { add: [], update: [], delete: [] };
@@ -143,7 +146,15 @@ export class Informer<T extends RawObject> {
         await this.relist();
         attempt = 0;
         const relistAt = performance.now() + relistMs * (0.9 + 0.2 * Math.random());
-        while (!signal.aborted && performance.now() < relistAt) await this.watchOnce(signal, relistAt - performance.now());
+        let quickEnds = 0;
+        while (!signal.aborted && performance.now() < relistAt) {
+          const began = performance.now();
+          await this.watchOnce(signal, relistAt - performance.now());
+          // NOTE: a server that ends every watch at once, without an error, would otherwise be asked again in a
+          // tight loop; back off as after a failure until a watch lasts.
+          quickEnds = performance.now() - began < QuickWatchMs ? quickEnds + 1 : 0;
+          if (quickEnds > 1) await sleep(backoffDelay(policy, quickEnds - 2, Math.random()), signal).catch(() => undefined);
+        }
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof ResourceExpired) {

@@ -3,6 +3,7 @@
  * reconcile. `node:<name>` plans that node's NodeImageCache; `imagecache:<name>` rolls up that ImageCache.
  */
 import { isDeepStrictEqual } from "node:util";
+import { MaxWantedBy } from "../core/desired.js";
 import type { RawObject } from "../kube/client.js";
 import type { WorkQueue } from "../kube/work-queue.js";
 import type { ControllerInformers } from "./context.js";
@@ -17,6 +18,12 @@ function nameOf(obj: RawObject | undefined): string {
 function wantedBy(obj: RawObject | undefined): string[] {
   const images = (obj?.spec as { images?: { wantedBy?: string[] }[] } | undefined)?.images ?? [];
   return images.flatMap((i) => i.wantedBy ?? []);
+}
+
+// A full wantedBy list may leave out ImageCaches that want the image too; they must still see its status.
+function mayBeTruncated(obj: RawObject | undefined): boolean {
+  const images = (obj?.spec as { images?: { wantedBy?: string[] }[] } | undefined)?.images ?? [];
+  return images.some((i) => (i.wantedBy?.length ?? 0) >= MaxWantedBy);
 }
 
 function labelsOf(obj: RawObject | undefined): unknown {
@@ -72,12 +79,14 @@ export function wireEvents(informers: ControllerInformers, queue: WorkQueue): vo
   const onNic = (nic: RawObject, old: RawObject | undefined) => {
     const metaChanged = !isDeepStrictEqual(labelsOf(nic), labelsOf(old)) || !isDeepStrictEqual(nic.metadata?.ownerReferences, old?.metadata?.ownerReferences);
     if (!old || nic.metadata?.generation !== old.metadata?.generation || metaChanged) queue.add(nodeKey(nameOf(nic)));
-    for (const name of new Set([...wantedBy(nic), ...wantedBy(old)])) queue.add(imageCacheKey(name));
+    if (mayBeTruncated(nic) || mayBeTruncated(old)) allImageCaches();
+    else for (const name of new Set([...wantedBy(nic), ...wantedBy(old)])) queue.add(imageCacheKey(name));
   };
   informers.nodeImageCaches.on("add", (nic) => onNic(nic, undefined));
   informers.nodeImageCaches.on("update", onNic);
   informers.nodeImageCaches.on("delete", (nic) => {
     queue.add(nodeKey(nameOf(nic)));
-    for (const name of new Set(wantedBy(nic))) queue.add(imageCacheKey(name));
+    if (mayBeTruncated(nic)) allImageCaches();
+    else for (const name of new Set(wantedBy(nic))) queue.add(imageCacheKey(name));
   });
 }

@@ -121,6 +121,12 @@ function cleanDefinition(d: ImageDefinition): ImageDefinition {
   return out;
 }
 
+/**
+ * The NodeImageCache schema's bound on an image's wantedBy. Past it the list names the first ones by name; what
+ * matters for GC is that the image is wanted at all, and the controller's wiring then wakes every ImageCache.
+ */
+export const MaxWantedBy = 64;
+
 /** The images `node` should hold, given the ImageCaches that select it; ids a conflict took away are skipped. */
 export function planNodeImages(selecting: readonly ImageCacheView[], lost: ReadonlySet<string>): NodeWantedImage[] {
   const byId = new Map<string, { def: ImageDefinition; wantedBy: string[]; unusedForMs: number }>();
@@ -139,7 +145,7 @@ export function planNodeImages(selecting: readonly ImageCacheView[], lost: Reado
     }
   }
   return [...byId.values()]
-    .map((e) => ({ ...e.def, wantedBy: [...e.wantedBy].sort(compareStrings), unusedFor: formatDuration(e.unusedForMs) }))
+    .map((e) => ({ ...e.def, wantedBy: [...e.wantedBy].sort(compareStrings).slice(0, MaxWantedBy), unusedFor: formatDuration(e.unusedForMs) }))
     .sort((a, b) => compareStrings(a.id, b.id));
 }
 

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { capImages, definitionKey, findConflicts, planDesiredState, type ImageCacheView, type ImageDefinition, type NodeView } from "../../src/core/desired.js";
+import { capImages, definitionKey, findConflicts, MaxWantedBy, planDesiredState, type ImageCacheView, type ImageDefinition, type NodeView } from "../../src/core/desired.js";
 import { selectorMatches } from "../../src/core/label-selector.js";
 
 function img(id: string, url = `https://images.example/${id}.qcow2`, extra: Partial<ImageDefinition> = {}): ImageDefinition {
@@ -26,6 +26,14 @@ test("fans images out to the nodes the selector matches, and none to the others"
   assert.equal(state.nodes.has("n2"), false);
   assert.deepEqual(state.selected.get("gpu"), ["n1", "n3"]);
   assert.deepEqual(state.nodes.get("n1")?.[0], { id: "a", source: { http: { url: "https://images.example/a.qcow2" } }, wantedBy: ["gpu"], unusedFor: "24h" });
+});
+
+test("wantedBy stays within the schema's bound however many ImageCaches share an image, and the image stays wanted", () => {
+  const names = Array.from({ length: MaxWantedBy + 6 }, (_, i) => `ic-${String(i).padStart(3, "0")}`);
+  const state = planDesiredState(names.map((n) => ic(n, [img("shared")])), [node("n1")]);
+  const shared = state.nodes.get("n1")?.find((i) => i.id === "shared");
+  assert.deepEqual(shared?.wantedBy, names.slice(0, MaxWantedBy));
+  for (const n of names) assert.deepEqual(state.selected.get(n), ["n1"]);
 });
 
 test("an empty selector selects every node", () => {

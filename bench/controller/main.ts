@@ -19,7 +19,8 @@ import { startController, type ControllerProcess } from "../../test/harness/cont
 import { eventually } from "../../test/harness/eventually.js";
 import { Api, type StoredNodeImageCache } from "../../test/harness/kube-api.js";
 import { enableKeepAlive, mergePatchOptions as mergePatchOpts } from "../../src/kube/client.js";
-import { benchImages, SimNode } from "./sim-agent.js";
+import { imageDefinitionHash } from "../../src/core/agent-plan.js";
+import { benchImages, DefaultSim, SimNode } from "./sim-agent.js";
 
 const { values } = parseArgs({
   options: {
@@ -144,7 +145,8 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
 
   // 2. Simulated agents. The sample reports everything through the agent's coalescing policy, for real.
   const generation = new Map(nics.map((n) => [n.metadata.name, (n.metadata as { generation?: number }).generation ?? 1]));
-  const sims = names.map((n, i) => new SimNode(n, images.map((x) => x.id), i + 1));
+  const definitions = new Map(images.map((x) => [x.id, imageDefinitionHash(x)]));
+  const sims = names.map((n, i) => new SimNode(n, images.map((x) => x.id), i + 1, DefaultSim, definitions));
   const sample = sims.slice(0, SAMPLE);
   const beforeAgents = await apiserverWrites(admin);
   t = performance.now();
@@ -211,7 +213,7 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
   await eventually(async () => {
     if ((await api.nicImageIds("calibration-0"))?.length !== calImages.length) throw new Error("calibration NodeImageCache not ready");
   });
-  const cal = new SimNode("calibration-0", calImages.map((x) => x.id), 1);
+  const cal = new SimNode("calibration-0", calImages.map((x) => x.id), 1, DefaultSim, new Map(calImages.map((x) => [x.id, imageDefinitionHash(x)])));
   const beforeCal = await apiserverWrites(admin);
   // Ticks of 20 ms (at most 1.1 MB, under 1% of the smallest image), so every whole percent is its own write.
   for (let k = 0; !cal.finished; k++) {

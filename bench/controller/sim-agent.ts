@@ -61,6 +61,8 @@ export class SimNode {
     imageIds: readonly string[],
     seed: number,
     private readonly opts: SimOptions = DefaultSim,
+    /** Image id -> imageDefinitionHash, stamped on each entry as the real agent does. */
+    private readonly definitions: ReadonlyMap<string, string> = new Map(),
   ) {
     const rnd = prng(seed);
     // Cloud base images: 300 MB to 1.5 GB compressed, 2 to 20 GiB virtual.
@@ -124,6 +126,8 @@ export class SimNode {
       const done = quantum > 0 ? Math.floor(i.done / (i.size * quantum)) * Math.floor(i.size * quantum) : Math.floor(i.done);
       cache += i.phase === "Ready" ? i.virtualSize / 8 : done;
       const s: AgentImageStatus = { id: i.id, base: baseNameFor(i.id), phase: i.phase, bytesDone: i.phase === "Ready" ? i.size : done, bytesTotal: i.size, observedGeneration: generation };
+      const definition = this.definitions.get(i.id);
+      if (definition) s.definition = definition;
       if (i.phase === "Ready") s.virtualSize = i.virtualSize;
       if (i.reason) s.reason = i.reason;
       if (i.message) s.message = i.message;

@@ -213,7 +213,7 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
   await eventually(async () => {
     if ((await api.nicImageIds("calibration-0"))?.length !== calImages.length) throw new Error("calibration NodeImageCache not ready");
   });
-  const cal = new SimNode("calibration-0", calImages.map((x) => x.id), 1, DefaultSim, new Map(calImages.map((x) => [x.id, imageDefinitionHash(x)])));
+  const cal = new SimNode("calibration-0", calImages.map((x) => x.id), 1, DefaultSim, definitions);
   const beforeCal = await apiserverWrites(admin);
   // Ticks of 20 ms (at most 1.1 MB, under 1% of the smallest image), so every whole percent is its own write.
   for (let k = 0; !cal.finished; k++) {

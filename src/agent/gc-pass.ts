@@ -187,13 +187,16 @@ function recheck(
   return undefined;
 }
 
+/** The image a decision is about: as GC saw it wanted, else, for a base, as its sidecar says. */
+export async function imageIdOf(d: GcDecision, baseDir: string): Promise<string | undefined> {
+  // Name the image in logs and Events even when GC never saw it wanted (the sidecar says what it is).
+  return d.imageId ?? (d.kind === "base" ? (await readSidecar(baseDir, d.name))?.id : undefined);
+}
+
 async function removeBase(d: GcDecision, opts: GcPassOptions, result: GcPassResult): Promise<void> {
   const p = basePaths(opts.baseDir, d.name);
-  // Name the image in logs and Events even when GC never saw it wanted (the sidecar says what it is).
-  if (!d.imageId) {
-    const id = (await readSidecar(opts.baseDir, d.name))?.id;
-    if (id) d.imageId = id;
-  }
+  const id = await imageIdOf(d, opts.baseDir);
+  if (id) d.imageId = id;
   try {
     await unlink(p.base);
   } catch (e) {

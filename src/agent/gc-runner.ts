@@ -11,8 +11,7 @@ import type { RawObject } from "../kube/client.js";
 import type { Clock } from "../lib/clock.js";
 import { asError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
-import { readSidecar } from "../image/base-dir.js";
-import { runGcPass, type GcReferences } from "./gc-pass.js";
+import { imageIdOf, runGcPass, type GcReferences } from "./gc-pass.js";
 import { InstanceDiskScanner } from "./inventory.js";
 import type { AgentMetrics } from "./metrics.js";
 import { diskInspector } from "./options.js";
@@ -151,8 +150,7 @@ function reportUnknown(decisions: readonly GcDecision[], log: Logger, metrics: A
 
 async function reportDryRun(planned: readonly GcDecision[], baseDir: string, log: Logger): Promise<void> {
   for (const d of planned.slice(0, MaxDryRunLines)) {
-    // Name the image as a real pass would, even when GC never saw it wanted (the sidecar says what it is).
-    const imageId = d.imageId ?? (d.kind === "base" ? (await readSidecar(baseDir, d.name))?.id : undefined);
+    const imageId = await imageIdOf(d, baseDir);
     const fields = { file: d.name, kind: d.kind, reason: d.reason, bytes: d.bytes, ...(imageId ? { imageId } : {}), detail: d.message };
     if (d.kind === "base") log.info({ ...fields, base: d.name }, "Would delete unused base (dry run)");
     else log.info(fields, "Would delete stale cache file (dry run)");

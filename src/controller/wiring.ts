@@ -15,15 +15,17 @@ function nameOf(obj: RawObject | undefined): string {
   return obj?.metadata?.name ?? "";
 }
 
+function specImages(obj: RawObject | undefined): { wantedBy?: string[] }[] {
+  return (obj?.spec as { images?: { wantedBy?: string[] }[] } | undefined)?.images ?? [];
+}
+
 function wantedBy(obj: RawObject | undefined): string[] {
-  const images = (obj?.spec as { images?: { wantedBy?: string[] }[] } | undefined)?.images ?? [];
-  return images.flatMap((i) => i.wantedBy ?? []);
+  return specImages(obj).flatMap((i) => i.wantedBy ?? []);
 }
 
 // A full wantedBy list may leave out ImageCaches that want the image too; they must still see its status.
 function mayBeTruncated(obj: RawObject | undefined): boolean {
-  const images = (obj?.spec as { images?: { wantedBy?: string[] }[] } | undefined)?.images ?? [];
-  return images.some((i) => (i.wantedBy?.length ?? 0) >= MaxWantedBy);
+  return specImages(obj).some((i) => (i.wantedBy?.length ?? 0) >= MaxWantedBy);
 }
 
 function labelsOf(obj: RawObject | undefined): unknown {

@@ -126,7 +126,11 @@ export function imageFingerprint(image: AgentWantedImage): string {
  * ImageCache, so a node still reporting on an older definition of an id is not counted as holding the new one.
  */
 export function imageDefinitionHash(image: AgentWantedImage): string {
-  return createHash("sha1").update(imageFingerprint(image), "utf8").digest("hex").slice(0, 16);
+  return hashOfFingerprint(imageFingerprint(image));
+}
+
+function hashOfFingerprint(fingerprint: string): string {
+  return createHash("sha1").update(fingerprint, "utf8").digest("hex").slice(0, 16);
 }
 
 /** Plans one agent pass; see the module comment. */
@@ -170,9 +174,9 @@ type ImageDecision =
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
 function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecision {
   const base = input.baseNameFor(image.id);
-  const entry = { id: image.id, base, observedGeneration: input.generation, definition: imageDefinitionHash(image) };
-  const memory = input.memory[image.id];
   const fingerprint = imageFingerprint(image);
+  const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfFingerprint(fingerprint) };
+  const memory = input.memory[image.id];
   const failure = memory?.failure;
   const sameFailure = failure !== undefined && sameDefinition(failure, fingerprint, input.generation);
   if (failure && sameFailure && failure.kind === "rejected") {

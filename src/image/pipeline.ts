@@ -237,8 +237,7 @@ async function download(req: FetchRequest, source: ResolvedSource, part: string,
       },
     });
     // Not fsynced here: only a raw source becomes the base as is, and that path fsyncs before the rename.
-  } catch (e) {
-    throw asDiskFull(e, req.id);
+    // ENOSPC while writing becomes disk-full in fetchImage, which maps it for every step.
   } finally {
     await hasher.close();
     await fh.close();

@@ -1,6 +1,7 @@
 /**
  * The controller process: leader election, informers on ImageCaches, Nodes and NodeImageCaches, one work
- * queue whose keys are `node:<name>` (fan-out) and `imagecache:<name>` (roll-up), health and metrics endpoints.
+ * queue whose keys are `node:<name>` (fan-out), `imagecache:<name>` (roll-up) and `placement:<name>` (a Node's
+ * labels and taint), health and metrics endpoints.
  */
 import type { Registry } from "prom-client";
 import { ConfigError, asError } from "../lib/errors.js";
@@ -18,6 +19,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { ControllerContext, type ControllerInformers } from "./context.js";
 import { reconcileNode } from "./fanout.js";
 import { createControllerMetrics, type ControllerMetrics } from "./metrics.js";
+import { reconcilePlacement, wirePlacement } from "./node-placement.js";
 import { reconcileImageCache } from "./rollup.js";
 import { wireEvents } from "./wiring.js";
 
@@ -103,6 +105,7 @@ export async function runController(opts: ControllerOptions, signal: AbortSignal
   try {
     if (!opts.leaderElect) {
       state.leading = true;
+      metrics.leader.set(1);
       await runLeading(opts, clients, metrics, state, identity, signal, log);
       return ExitCode.Ok;
     }
@@ -155,6 +158,7 @@ async function runLeading(opts: ControllerOptions, clients: KubeClients, metrics
     log,
     reconcile: async (key) => {
       const [kind, name = ""] = splitKey(key);
+      if (kind === "placement") return reconcilePlacement(ctx, name);
       return kind === "node" ? reconcileNode(ctx, name) : reconcileImageCache(ctx, name, opts.statusIntervalMs);
     },
     observe: (outcome, ms, key) => {
@@ -165,6 +169,7 @@ async function runLeading(opts: ControllerOptions, clients: KubeClients, metrics
     },
   });
   wireEvents(informers, queue);
+  wirePlacement(informers, queue);
   for (const inf of Object.values(informers)) inf.start(signal);
   try {
     await Promise.all(Object.values(informers).map((inf) => inf.waitForSync(signal)));

@@ -45,10 +45,17 @@ export interface LabelSelector {
   matchExpressions?: LabelSelectorRequirement[];
 }
 
+/** How the controller marks nodes holding the images (core/node-placement.ts). */
+export interface PlacementSpec {
+  /** Hold the basecache.io/warming NoSchedule taint on each selected node until its first sync. */
+  taintUntilReady?: boolean;
+}
+
 export interface ImageCacheSpec {
   nodeSelector?: LabelSelector;
   images: ImageSpec[];
   retention?: { unusedFor?: string };
+  placement?: PlacementSpec;
 }
 
 export interface ImageCounts {

@@ -53,6 +53,7 @@ export function parseImageCache(raw: RawObject): ImageCache {
     },
   };
   if (isRecord(spec.nodeSelector)) ic.spec.nodeSelector = spec.nodeSelector as ImageCache["spec"]["nodeSelector"] & object;
+  if (isRecord(spec.placement)) ic.spec.placement = { taintUntilReady: spec.placement.taintUntilReady === true };
   if (isRecord(raw.status)) ic.status = raw.status as ImageCache["status"];
   return ic;
 }

@@ -20,6 +20,7 @@ import type {
   NodeImageCacheSpec,
   NodeImageCacheStatus,
   NodeImageStatus,
+  PlacementSpec,
   WantedImage,
 } from "../../src/kube/api-types.js";
 
@@ -64,7 +65,8 @@ const wantedImage = { ...imageSpec, wantedBy: "required", unusedFor: "optional" 
 const condition = { type: "required", status: "required", reason: "required", message: "required", lastTransitionTime: "required", observedGeneration: "optional" } satisfies FieldMap<Condition>;
 
 test("ImageCache spec fields match the schema", () => {
-  assertMatches(ic, "spec", { nodeSelector: "optional", images: "required", retention: "optional" } satisfies FieldMap<ImageCacheSpec>);
+  assertMatches(ic, "spec", { nodeSelector: "optional", images: "required", retention: "optional", placement: "optional" } satisfies FieldMap<ImageCacheSpec>);
+  assertMatches(ic, "spec.placement", { taintUntilReady: "optional" } satisfies FieldMap<PlacementSpec>);
   assertMatches(ic, "spec.images.[]", imageSpec);
   assertMatches(ic, "spec.nodeSelector", { matchLabels: "optional", matchExpressions: "optional" } satisfies FieldMap<LabelSelector>);
   assertMatches(ic, "spec.nodeSelector.matchExpressions.[]", { key: "required", operator: "required", values: "optional" } satisfies FieldMap<LabelSelectorRequirement>);

@@ -39,3 +39,7 @@ app.kubernetes.io/component: agent
 {{- define "basecache.agent.username" -}}
 system:serviceaccount:{{ .Release.Namespace }}:basecache-agent
 {{- end }}
+
+{{- define "basecache.controller.username" -}}
+system:serviceaccount:{{ .Release.Namespace }}:basecache-controller
+{{- end }}

@@ -49,6 +49,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   const removed = await removeStaleTempFiles(opts.baseDir);
   if (removed.length > 0) log.info({ files: removed }, "Removed work files of an earlier run");
   const metrics = createAgentMetrics();
+  if (opts.budget) metrics.cacheHighWatermarkBytes.set(Math.floor(opts.budget.limitBytes * opts.budget.highWatermark));
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));
   const { nics, pods, nic } = makeInformers(clients, opts.node, log);
   const queue = new WorkQueue({ name: "node", log, reconcile: (_key, s) => agent.reconcile(s), observe: (outcome) => log.debug({ outcome }, "Reconciled node") });

@@ -18,6 +18,7 @@ export interface AgentMetrics {
   imageBytesTotal: Gauge<"image_id">;
   bases: Gauge;
   cacheBytes: Gauge;
+  cacheHighWatermarkBytes: Gauge;
   unknownFiles: Gauge;
   gcPasses: Counter<"outcome">;
   gcSeconds: Histogram;
@@ -48,6 +49,11 @@ export function createAgentMetrics(): AgentMetrics {
     imageBytesTotal: new Gauge({ name: "basecache_fetch_size_bytes", help: "Expected bytes of each fetch under way", labelNames: ["image_id"], registers }),
     bases: new Gauge({ name: "basecache_bases", help: "Complete bases in the base dir", registers }),
     cacheBytes: new Gauge({ name: "basecache_cache_bytes", help: "Bytes the cache's own files occupy on disk (allocated blocks)", registers }),
+    cacheHighWatermarkBytes: new Gauge({
+      name: "basecache_cache_high_watermark_bytes",
+      help: "The cache budget's high watermark in bytes, past which GC evicts unused bases; 0 without a budget",
+      registers,
+    }),
     unknownFiles: new Gauge({ name: "basecache_unknown_files", help: "Files in the base dir whose names basecache does not write (reported, never deleted)", registers }),
     gcPasses: new Counter({ name: "basecache_gc_passes_total", help: "Garbage-collection passes, by outcome", labelNames: ["outcome"], registers }),
     gcSeconds: new Histogram({ name: "basecache_gc_duration_seconds", help: "Duration of garbage-collection passes", buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers }),

@@ -16,6 +16,7 @@ import { Informer } from "../kube/informer.js";
 import { LeaderElector, defaultIdentity } from "../kube/lease.js";
 import { WorkQueue } from "../kube/work-queue.js";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { registerImageCacheGauges } from "./cache-metrics.js";
 import { ControllerContext, type ControllerInformers } from "./context.js";
 import { reconcileNode } from "./fanout.js";
 import { createControllerMetrics, type ControllerMetrics } from "./metrics.js";
@@ -101,6 +102,7 @@ export async function runController(opts: ControllerOptions, signal: AbortSignal
   const clients = makeClients(opts.kc);
   const identity = defaultIdentity();
   const state: State = { leading: false, informers: undefined };
+  registerImageCacheGauges(registry, () => (state.leading ? state.informers?.imageCaches : undefined));
   const endpoints = await startEndpoints(opts, registry, state, log);
   try {
     if (!opts.leaderElect) {

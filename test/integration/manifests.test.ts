@@ -13,6 +13,7 @@ import { startControlPlane, type ControlPlane } from "../harness/control-plane.j
 import { applyObjects, expandedArgs, readManifests, type ManifestObject } from "../harness/manifests.js";
 import { parseAgentFlags } from "../../src/cli/commands/agent.js";
 import { parseControllerFlags } from "../../src/cli/commands/controller.js";
+import { placementLabel } from "../../src/core/placement-keys.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const deployDir = join(repoRoot, "deploy");
@@ -153,6 +154,9 @@ describe("deploy/, read as files", () => {
     const init = (pod.spec as V1PodSpec).initContainers?.find((c) => c.name === "instance-disk");
     const script = (init?.args ?? []).join(" ");
     assert.match(script, new RegExp(`basecache disk create --base-dir /var/lib/basecache/_base --id ${ids[0] ?? ""} `));
+    // It waits for a node where the ImageCache is Ready: the controller's placement label.
+    const terms = (pod.spec as V1PodSpec).affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
+    assert.deepEqual(terms, [{ matchExpressions: [{ key: placementLabel(cache.metadata.name), operator: "In", values: ["ready"] }] }]);
   });
 });
 

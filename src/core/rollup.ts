@@ -7,6 +7,7 @@
  */
 import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
 import type { Conflict } from "./desired.js";
+import { placementLabel } from "./placement-keys.js";
 
 export type NodeImagePhase = "Pending" | "Downloading" | "Converting" | "Ready" | "Failed";
 
@@ -44,6 +45,8 @@ export interface RollupStatus {
   failures: FailureView[];
   failuresTruncated: boolean;
   conditions: Condition[];
+  /** The Node label key the controller sets where this ImageCache is Ready (core/placement-keys.ts). */
+  nodeLabel: string;
 }
 
 export interface RollupInput {
@@ -204,5 +207,6 @@ export function planImageCacheStatus(input: RollupInput): RollupStatus {
     failures: t.failures.slice(0, MaxFailures),
     failuresTruncated: t.failures.length > MaxFailures,
     conditions: setConditions(input.existingConditions ?? [], wanted, input.now),
+    nodeLabel: placementLabel(input.name),
   };
 }

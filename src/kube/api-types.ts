@@ -87,6 +87,8 @@ export interface ImageCacheStatus {
   failures?: NodeFailure[];
   failuresTruncated?: boolean;
   conditions?: Condition[];
+  /** The Node label `<nodeLabel>=ready` marks the nodes where this ImageCache is Ready. */
+  nodeLabel?: string;
 }
 
 export interface ObjectMeta {

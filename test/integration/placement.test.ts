@@ -160,6 +160,7 @@ describe("placement labels", () => {
     const key = placementLabel(name);
     assert.match(key, /^imagecache\.basecache\.io\/long-name\.long-name\.long-name\.long-name\.lo_[0-9a-f]{20}$/);
     await eventually(async () => assert.equal((await node("long-1")).labels[key], "ready"));
+    assert.equal((await api.imageCache(name)).status?.nodeLabel, key, "the status names the key");
   });
 });
 

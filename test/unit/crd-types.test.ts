@@ -87,6 +87,7 @@ test("ImageCache status fields match the schema", () => {
       images: "optional",
       failures: "optional",
       failuresTruncated: "optional",
+      nodeLabel: "optional",
       conditions: "optional",
     } satisfies FieldMap<ImageCacheStatus>,
   );

@@ -28,6 +28,7 @@ test("counts ready, pending and failed per image, and ready nodes", () => {
   assert.equal(s.desiredNodes, 2);
   assert.equal(s.ready, "1/2");
   assert.equal(s.observedGeneration, 3);
+  assert.equal(s.nodeLabel, "imagecache.basecache.io/ic");
   assert.deepEqual(s.failures, [{ node: "n2", id: "a", reason: "ChecksumMismatch", message: "ChecksumMismatch on n2" }]);
   assert.equal(cond(s, "Ready"), "False/NodesNotReady");
   assert.equal(cond(s, "Progressing"), "True/Caching");

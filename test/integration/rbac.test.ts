@@ -367,7 +367,9 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       ...accesses({ group: bc, resource: "imagecaches" }, ["get", "list", "watch"]),
       ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["patch"]),
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch", "create", "patch", "delete"]),
-      ...accesses({ resource: "nodes" }, ["get", "list", "watch"]),
+      // patch: its placement labels and warming taint only, which the node admission policy enforces
+      // (test/integration/placement.test.ts).
+      ...accesses({ resource: "nodes" }, ["get", "list", "watch", "patch"]),
       ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns }, ["create"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "basecache-controller" }, ["get", "update"]),
@@ -377,7 +379,8 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["update"]),
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["update", "deletecollection"]),
       ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["update", "patch"]),
-      ...accesses({ resource: "nodes" }, ["create", "update", "patch", "delete"]),
+      ...accesses({ resource: "nodes" }, ["create", "update", "delete", "deletecollection"]),
+      ...accesses({ resource: "nodes", subresource: "status" }, ["update", "patch"]),
       ...accesses({ resource: "pods" }, ["get", "list", "watch", "create", "delete"]),
       ...accesses({ resource: "secrets" }, ["get", "list", "watch"]),
       ...accesses({ resource: "configmaps" }, ["get", "list"]),

@@ -1,4 +1,4 @@
-import { ConfigError, asError } from "../lib/errors.js";
+import { AbortedError, ConfigError, asError } from "../lib/errors.js";
 import { ExitCode, exit, exitCodeFor } from "../lib/exit.js";
 import { createRootLogger } from "../lib/log.js";
 import type { Command, CommandContext } from "./command.js";
@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<ExitCode> {
     signals++;
     if (signals === 1) {
       log.info({ signal: sig }, "Received signal, stopping");
-      controller.abort(new Error(`Received ${sig}`));
+      controller.abort(new AbortedError(`Received ${sig}`));
     } else {
       log.warn({ signal: sig }, "Received second signal, forcing stop");
       exit(ExitCode.Forced);

@@ -80,6 +80,7 @@ test("images arrive on several nodes, with progress in status, then Ready, and n
         assert.equal(nic?.status?.conditions?.find((c) => c.type === "Ready")?.status, "True");
         assert.equal(nic?.status?.observedGeneration, nic?.metadata.generation);
         assert.ok((nic?.status?.disk?.cacheBytes ?? 0) > 0);
+        assert.match(nic?.status?.disk?.cache ?? "", /^[0-9.]+ (KiB|MiB|GiB)$/, "the Cache column's human quantity");
       },
       { timeoutMs: 90_000, description: `${node} Ready` },
     );

@@ -31,7 +31,7 @@ async function main(argv: string[]): Promise<ExitCode> {
   }
   const entry = commands[name];
   if (!entry) {
-    process.stderr.write(`basecache: unknown command "${name}"\n\n${usage()}\n`);
+    process.stderr.write(`basecache: Cannot run "${name}": no such command\n\n${usage()}\n`);
     return ExitCode.Usage;
   }
   const log = createRootLogger(name);

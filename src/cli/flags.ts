@@ -53,7 +53,7 @@ const HelpColumn = 28;
 
 /** The `--help` text of a command, flags and their defaults included. */
 export function renderHelp<S extends FlagSpecs>(spec: CommandSpec<S>): string {
-  const lines = [`Usage: basecache ${spec.name} ${spec.synopsis}`, "", spec.description, "", "Flags:"];
+  const lines = [`Usage: basecache ${spec.name}${spec.synopsis ? ` ${spec.synopsis}` : ""}`, "", spec.description, "", "Flags:"];
   for (const [name, f] of Object.entries(spec.flags)) {
     const left = `  --${name}${f.value ? ` ${f.value}` : ""}`;
     const shown = f.defaultText ?? (f.default === undefined ? undefined : f.default === "" ? '""' : f.default);

@@ -4,7 +4,6 @@
  * and stops gracefully: fetches are aborted and roll back before it returns.
  */
 import { mkdir } from "node:fs/promises";
-import type { Server } from "node:http";
 import { DefaultRetentionMs } from "../core/gc.js";
 import type { BackoffPolicy } from "../core/backoff.js";
 import type { GcBudget } from "../core/watermarks.js";
@@ -17,9 +16,10 @@ import { Informer } from "../kube/informer.js";
 import { parseNodeImageCache } from "../kube/parse.js";
 import { WorkQueue } from "../kube/work-queue.js";
 import { sleep, type Clock } from "../lib/clock.js";
+import { startEndpoints, type RunningEndpoints } from "../lib/health.js";
 import type { Logger } from "../lib/log.js";
 import { GcRunner, podUsesFrom, wantedFrom, type PodMeta } from "./gc-runner.js";
-import { createAgentMetrics, healthHandler, metricsHandler, serveHttp, type AgentMetrics } from "./metrics.js";
+import { createAgentMetrics, type AgentMetrics } from "./metrics.js";
 import { StatusWriter } from "./progress.js";
 import { NodeAgent } from "./reconcile.js";
 
@@ -36,8 +36,11 @@ export interface AgentOptions {
   defaultRetentionMs?: number;
   budget?: GcBudget;
   dryRunGc: boolean;
-  metricsAddr?: string;
-  healthAddr?: string;
+  /** Where to serve /metrics and /healthz + /readyz; undefined serves nothing. */
+  metricsAddr?: string | undefined;
+  healthAddr?: string | undefined;
+  /** The addresses are the defaults: when one is taken, serve on a free port instead of failing. */
+  defaultAddrs?: boolean;
   clock: Clock;
   retry?: BackoffPolicy;
   fetchRetry?: RetryPolicy;
@@ -52,7 +55,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   if (opts.budget) metrics.cacheHighWatermarkBytes.set(Math.floor(opts.budget.limitBytes * opts.budget.highWatermark));
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));
   const { nics, pods, nic } = makeInformers(clients, opts.node, log);
-  const queue = new WorkQueue({ name: "node", log, reconcile: (_key, s) => agent.reconcile(s), observe: (outcome) => log.debug({ outcome }, "Reconciled node") });
+  const queue = new WorkQueue({ name: "node", log, metrics: metrics.queue, reconcile: (_key, s) => agent.reconcile(s) });
   const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
   const events = new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log });
   const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
@@ -87,7 +90,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   });
   watchNodeImageCache(nics, () => queue.add(opts.node), () => void gc.run("requested"));
   let ready = false;
-  const servers = await startEndpoints(opts, metrics, signal, () => ready, log);
+  const servers = await startAgentEndpoints(opts, metrics, signal, () => ready, log);
   const onUsr1 = () => void gc.run("signal");
   process.on("SIGUSR1", onUsr1);
   nics.start(signal);
@@ -110,7 +113,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
     await status.flush().catch(() => undefined);
     status.stop();
     await Promise.all([nics.stopped(), pods.stopped()]);
-    for (const s of servers) s.close();
+    await Promise.all(servers.map((s) => s.close()));
     log.info("Agent stopped");
   }
 }
@@ -149,19 +152,11 @@ function watchNodeImageCache(nics: Informer<RawObject>, enqueue: () => void, req
   nics.on("delete", enqueue);
 }
 
-async function startEndpoints(opts: AgentOptions, metrics: AgentMetrics, signal: AbortSignal, ready: () => boolean, log: Logger): Promise<Server[]> {
-  const servers: Server[] = [];
-  if (opts.metricsAddr) {
-    const s = await serveHttp(opts.metricsAddr, metricsHandler(metrics.registry));
-    servers.push(s.server);
-    log.info({ port: s.port, endpoint: "metrics" }, "Serving metrics");
-  }
-  if (opts.healthAddr) {
-    const s = await serveHttp(opts.healthAddr, healthHandler({ live: () => !signal.aborted, ready: () => (ready() ? undefined : "informers not synced") }));
-    servers.push(s.server);
-    log.info({ port: s.port, endpoint: "health" }, "Serving health");
-  }
-  return servers;
+function startAgentEndpoints(opts: AgentOptions, metrics: AgentMetrics, signal: AbortSignal, ready: () => boolean, log: Logger): Promise<RunningEndpoints[]> {
+  const addrs = { metricsAddr: opts.metricsAddr, healthAddr: opts.healthAddr, defaultAddrs: opts.defaultAddrs ?? false };
+  const healthz = { agent: () => (signal.aborted ? "stopping" : true) };
+  const readyz = { informers: () => (ready() ? true : "informers not synced") };
+  return startEndpoints(addrs, { healthz, readyz, registry: metrics.registry }, log);
 }
 
 async function gcLoop(gc: GcRunner, intervalMs: number, signal: AbortSignal): Promise<void> {

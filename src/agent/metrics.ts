@@ -1,15 +1,15 @@
 /**
- * The agent's Prometheus metrics and its two small HTTP endpoints: `/metrics` on --metrics-addr, and
- * `/healthz` + `/readyz` on --health-addr. Byte-level fetch progress lives here, not in the API.
+ * The agent's Prometheus metrics, on the process's one registry (lib/metrics.ts), served by the endpoints
+ * of lib/health.ts. Byte-level fetch progress lives here, not in the API.
  */
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { ConfigError } from "../lib/errors.js";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { createQueueMetrics, createRegistry, type QueueMetrics } from "../lib/metrics.js";
 
 /** Every metric the agent exports, on a registry of its own. */
 export interface AgentMetrics {
   registry: Registry;
+  /** The node queue's passes: `basecache_agent_reconcile_total` and so on, as the controller counts its own. */
+  queue: QueueMetrics;
   bytesFetched: Counter<"image_id">;
   fetchSeconds: Histogram<"outcome">;
   fetches: Counter<"outcome" | "reason">;
@@ -28,13 +28,12 @@ export interface AgentMetrics {
   statusWrites: Counter<"outcome">;
 }
 
-/** Creates the agent's metrics on a fresh registry, with Node's default process metrics. */
-export function createAgentMetrics(): AgentMetrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+/** Creates the agent's metrics on a fresh registry, with the default process metrics (prefixed `basecache_`). */
+export function createAgentMetrics(registry: Registry = createRegistry()): AgentMetrics {
   const registers = [registry];
   return {
     registry,
+    queue: createQueueMetrics(registry, "agent"),
     bytesFetched: new Counter({ name: "basecache_fetch_bytes_total", help: "Bytes downloaded from image sources", labelNames: ["image_id"], registers }),
     fetchSeconds: new Histogram({
       name: "basecache_fetch_duration_seconds",
@@ -61,54 +60,5 @@ export function createAgentMetrics(): AgentMetrics {
     gcRemovedBytes: new Counter({ name: "basecache_gc_removed_bytes_total", help: "Allocated bytes freed by garbage collection", labelNames: ["reason"], registers }),
     gcRefusals: new Counter({ name: "basecache_gc_refusals_total", help: "Removals refused because their premise no longer held, or passes that could not see every use", labelNames: ["reason"], registers }),
     statusWrites: new Counter({ name: "basecache_status_writes_total", help: "NodeImageCache status writes, by outcome", labelNames: ["outcome"], registers }),
-  };
-}
-
-/** Parses `:8080`, `127.0.0.1:0` or `[::1]:9090` into a host and port. */
-export function parseListenAddr(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError(`Cannot listen on "${addr}": expected host:port, :port or [ipv6]:port`);
-  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
-}
-
-export type Handler = (path: string) => Promise<{ status: number; type: string; body: string }>;
-
-/** Serves `handler` on `addr`; resolves with the server and the port it bound (useful with port 0). */
-export async function serveHttp(addr: string, handler: Handler): Promise<{ server: Server; port: number }> {
-  const { host, port } = parseListenAddr(addr);
-  const server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0] ?? "/";
-    handler(path).then(
-      (r) => res.writeHead(r.status, { "content-type": r.type }).end(r.body),
-      (e: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`${e instanceof Error ? e.message : String(e)}\n`),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port };
-}
-
-/** The handler of `/metrics`. */
-export function metricsHandler(registry: Registry): Handler {
-  return async (path) => {
-    if (path !== "/metrics") return { status: 404, type: "text/plain", body: "Not found\n" };
-    return { status: 200, type: registry.contentType, body: await registry.metrics() };
-  };
-}
-
-/** The handler of `/healthz` (the process serves) and `/readyz` (the agent has synced and scanned its disk). */
-export function healthHandler(checks: { live: () => boolean; ready: () => string | undefined }): Handler {
-  return async (path) => {
-    if (path === "/healthz" || path === "/livez") {
-      return checks.live() ? { status: 200, type: "text/plain", body: "ok\n" } : { status: 503, type: "text/plain", body: "stopping\n" };
-    }
-    if (path === "/readyz") {
-      const notReady = checks.ready();
-      return notReady === undefined ? { status: 200, type: "text/plain", body: "ok\n" } : { status: 503, type: "text/plain", body: `${notReady}\n` };
-    }
-    return { status: 404, type: "text/plain", body: "Not found\n" };
   };
 }

@@ -1,4 +1,4 @@
-import { ConfigError, asError } from "../lib/errors.js";
+import { AbortedError, ConfigError, asError } from "../lib/errors.js";
 import { ExitCode, exit, exitCodeFor } from "../lib/exit.js";
 import { createRootLogger } from "../lib/log.js";
 import type { Command, CommandContext } from "./command.js";
@@ -31,7 +31,7 @@ async function main(argv: string[]): Promise<ExitCode> {
   }
   const entry = commands[name];
   if (!entry) {
-    process.stderr.write(`basecache: unknown command "${name}"\n\n${usage()}\n`);
+    process.stderr.write(`basecache: Cannot run "${name}": no such command\n\n${usage()}\n`);
     return ExitCode.Usage;
   }
   const log = createRootLogger(name);
@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<ExitCode> {
     signals++;
     if (signals === 1) {
       log.info({ signal: sig }, "Received signal, stopping");
-      controller.abort(new Error(`Received ${sig}`));
+      controller.abort(new AbortedError(`Received ${sig}`));
     } else {
       log.warn({ signal: sig }, "Received second signal, forcing stop");
       exit(ExitCode.Forced);

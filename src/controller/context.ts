@@ -7,8 +7,9 @@ import type { KubeClients, RawObject } from "../kube/client.js";
 import type { EventRecorder } from "../kube/events.js";
 import type { Informer } from "../kube/informer.js";
 import { ownerReferencesOf, parseImageCache, parseNode, parseNodeImageCache } from "../kube/parse.js";
+import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
-import type { OwnerRef } from "./fanout.js";
+import type { OwnerRef } from "../core/fanout.js";
 import type { ControllerMetrics } from "./metrics.js";
 
 export interface ControllerInformers {
@@ -23,6 +24,12 @@ export function newerVersion(a: string | undefined, b: string | undefined): bool
   return BigInt(a) > BigInt(b);
 }
 
+/** The controller's clocks: `wall` stamps status times, `monotonic` measures intervals between writes. */
+export interface ControllerClocks {
+  wall: Clock;
+  monotonic: Clock;
+}
+
 export class ControllerContext {
   readonly fieldManager = "basecache-controller";
   private readonly written = new Map<string, RawObject>();
@@ -34,6 +41,7 @@ export class ControllerContext {
     readonly informers: ControllerInformers,
     readonly metrics: ControllerMetrics,
     readonly events: EventRecorder,
+    readonly clocks: ControllerClocks,
     readonly log: Logger,
   ) {}
 

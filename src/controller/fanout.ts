@@ -1,44 +1,18 @@
 /**
  * The fan-out pass for one node: gather the node, every ImageCache and the node's NodeImageCache from the
- * informer caches; plan the NodeImageCache it should have (pure); apply with one create, merge patch or
- * delete, or nothing when nothing changed.
+ * informer caches; plan the NodeImageCache it should have (core/fanout.ts); apply with one create, merge
+ * patch or delete, or nothing when nothing changed.
  */
-import { isDeepStrictEqual } from "node:util";
-import { capImages, findConflicts, lostDefinitions, planNodeImages, selectingImageCaches, type ImageCacheView, type NodeWantedImage } from "../core/desired.js";
-import { ApiVersion, NodeImageCacheKind, NodeLabel, type ImageCache, type NodeImageCache, type NodeInfo } from "../kube/api-types.js";
-import { isNotFound, type RawObject } from "../kube/client.js";
-import { normalizeJson } from "../kube/status.js";
+import type { ImageCacheView } from "../core/desired.js";
+import { planFanout, type FanoutInput, type FanoutPlan } from "../core/fanout.js";
+import { ApiVersion, NodeImageCacheKind, NodeLabel, type ImageCache } from "../kube/api-types.js";
+import { isNotFound, KubeApiError, type RawObject } from "../kube/client.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
+import { TerminalError } from "../lib/errors.js";
+import type { Logger } from "../lib/log.js";
 import type { ControllerContext } from "./context.js";
 
-/** Label on every NodeImageCache the controller manages. */
-export const ManagedByLabel = "app.kubernetes.io/managed-by";
-export const ManagedByValue = "basecache-controller";
-
-export interface FanoutInput {
-  nodeName: string;
-  node: NodeInfo | undefined;
-  imageCaches: readonly ImageCache[];
-  /** The NodeImageCache as last seen (cache, or our own newer write). */
-  current: NodeImageCache | undefined;
-  currentOwners: readonly OwnerRef[];
-}
-
-export interface OwnerRef {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-}
-
-export type FanoutPlan =
-  | { action: "none"; reason: string }
-  | { action: "create"; body: RawObject; images: NodeWantedImage[] }
-  | { action: "patch"; patch: object; images: NodeWantedImage[] }
-  | { action: "delete"; uid: string | undefined }
-  | { action: "wait"; reason: string };
-
-/** An ImageCache as the pure planner sees it. */
+/** An ImageCache as the pure planners see it. */
 export function imageCacheView(ic: ImageCache): ImageCacheView {
   const view: ImageCacheView = { name: ic.metadata.name, images: ic.spec.images };
   if (ic.metadata.creationTimestamp) view.creationTimestamp = ic.metadata.creationTimestamp;
@@ -47,67 +21,35 @@ export function imageCacheView(ic: ImageCache): ImageCacheView {
   return view;
 }
 
-function ownerRefFor(node: NodeInfo): OwnerRef {
-  return { apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid };
-}
-
-function labelsFor(nodeName: string): Record<string, string> {
-  // A label value holds at most 63 characters; longer node names go without the node label.
-  return nodeName.length <= 63 ? { [ManagedByLabel]: ManagedByValue, [NodeLabel]: nodeName } : { [ManagedByLabel]: ManagedByValue };
-}
-
-/** Decides what to write for one node; pure. */
-export function planFanout(input: FanoutInput): FanoutPlan {
-  const { node, current } = input;
-  if (!node) {
-    return current ? { action: "delete", uid: current.metadata.uid } : { action: "none", reason: "node and NodeImageCache are both gone" };
-  }
-  if (current?.metadata.deletionTimestamp) return { action: "wait", reason: "NodeImageCache is being deleted" };
-  const views = input.imageCaches.filter((ic) => !ic.metadata.deletionTimestamp).map(imageCacheView);
-  const lost = lostDefinitions(findConflicts(views));
-  const { kept } = capImages(planNodeImages(selectingImageCaches(views, node.labels), lost));
-  const images = normalizeJson(kept);
-  const owner = ownerRefFor(node);
-  const labels = labelsFor(node.name);
-  if (!current) {
-    if (images.length === 0) return { action: "none", reason: "no ImageCache selects the node" };
-    return {
-      action: "create",
-      images,
-      body: { apiVersion: ApiVersion, kind: NodeImageCacheKind, metadata: { name: node.name, labels, ownerReferences: [owner] }, spec: { nodeName: node.name, images } },
-    };
-  }
-  const sameImages = isDeepStrictEqual(normalizeJson(current.spec.images), images);
-  const sameOwner = input.currentOwners.length === 1 && isDeepStrictEqual(normalizeJson(input.currentOwners[0]), owner);
-  const missingLabels = Object.entries(labels).some(([k, v]) => current.metadata.labels?.[k] !== v);
-  if (sameImages && sameOwner && !missingLabels) return { action: "none", reason: "up to date" };
-  const patch: { metadata: object; spec?: object } = { metadata: { labels, ownerReferences: [owner] } };
-  if (!sameImages) patch.spec = { images };
-  return { action: "patch", patch, images };
-}
-
 /** Runs the fan-out pass for `nodeName`. */
-export async function reconcileNode(ctx: ControllerContext, nodeName: string): Promise<ReconcileResult> {
+export async function reconcileNode(ctx: ControllerContext, nodeName: string, log: Logger): Promise<ReconcileResult> {
   const input = gatherFanout(ctx, nodeName);
   const plan = planFanout(input);
-  return applyFanout(ctx, nodeName, plan);
+  return applyFanout(ctx, nodeName, plan, log.child({ node: nodeName }));
 }
 
 function gatherFanout(ctx: ControllerContext, nodeName: string): FanoutInput {
   const nodeRaw = ctx.informers.nodes.get(nodeName);
-  const nicRaw = ctx.nicView(nodeName);
+  const seen = ctx.nicView(nodeName);
+  const meta = seen?.nic.metadata;
   return {
-    nodeName,
     node: nodeRaw ? ctx.parse.node(nodeRaw) : undefined,
-    imageCaches: ctx.allImageCaches(),
-    current: nicRaw?.nic,
-    currentOwners: nicRaw?.owners ?? [],
+    imageCaches: ctx.allImageCaches().filter((ic) => !ic.metadata.deletionTimestamp).map(imageCacheView),
+    current: seen && meta
+      ? {
+          ...(meta.uid ? { uid: meta.uid } : {}),
+          ...(meta.deletionTimestamp ? { deletionTimestamp: meta.deletionTimestamp } : {}),
+          labels: meta.labels ?? {},
+          images: seen.nic.spec.images,
+          owners: seen.owners,
+        }
+      : undefined,
+    nodeLabel: NodeLabel,
   };
 }
 
-async function applyFanout(ctx: ControllerContext, nodeName: string, plan: FanoutPlan): Promise<ReconcileResult> {
+async function applyFanout(ctx: ControllerContext, nodeName: string, plan: FanoutPlan, log: Logger): Promise<ReconcileResult> {
   const { nodeImageCaches } = ctx.clients;
-  const log = ctx.log.child({ node: nodeName });
   switch (plan.action) {
     case "none":
       ctx.metrics.unchanged.inc({ resource: "nodeimagecaches" });
@@ -115,14 +57,15 @@ async function applyFanout(ctx: ControllerContext, nodeName: string, plan: Fanou
     case "wait":
       return { requeueAfterMs: 1_000 };
     case "create": {
-      const created = await nodeImageCaches.create(plan.body, ctx.fieldManager);
+      const body: RawObject = { apiVersion: ApiVersion, kind: NodeImageCacheKind, metadata: { name: nodeName, labels: plan.labels, ownerReferences: [plan.owner] }, spec: { nodeName, images: plan.images } };
+      const created = await refuseInvalid(ctx, nodeName, () => nodeImageCaches.create(body, ctx.fieldManager));
       ctx.remember(created);
       ctx.metrics.writes.inc({ resource: "nodeimagecaches", verb: "create" });
       log.info({ images: plan.images.length }, "Created NodeImageCache");
       return;
     }
     case "patch": {
-      const patched = await nodeImageCaches.mergePatch(nodeName, plan.patch, ctx.fieldManager);
+      const patched = await refuseInvalid(ctx, nodeName, () => nodeImageCaches.mergePatch(nodeName, plan.patch, ctx.fieldManager));
       ctx.remember(patched);
       ctx.metrics.writes.inc({ resource: "nodeimagecaches", verb: "patch" });
       log.info({ images: plan.images.length }, "Updated NodeImageCache");
@@ -141,3 +84,19 @@ async function applyFanout(ctx: ControllerContext, nodeName: string, plan: Fanou
   }
 }
 
+/**
+ * Runs a write of the node's NodeImageCache. The API server refusing the object as invalid (422) is terminal:
+ * the same inputs give the same object, so retrying cannot help; a Warning Event on the Node says why, and
+ * the key comes back when an ImageCache or the node changes.
+ */
+async function refuseInvalid(ctx: ControllerContext, nodeName: string, write: () => Promise<RawObject>): Promise<RawObject> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!(err instanceof KubeApiError) || err.status !== 422) throw err;
+    const node = ctx.informers.nodes.get(nodeName);
+    const uid = node?.metadata?.uid;
+    ctx.events.record({ apiVersion: "v1", kind: "Node", name: nodeName, ...(uid ? { uid } : {}) }, "Warning", "InvalidNodeImageCache", "Reconcile", err.message);
+    throw new TerminalError(`Cannot write NodeImageCache "${nodeName}": the API server refused it as invalid`, { cause: err });
+  }
+}

@@ -4,9 +4,10 @@
  * labels and taint), health and metrics endpoints.
  */
 import type { Registry } from "prom-client";
-import { ConfigError, asError } from "../lib/errors.js";
+import { monotonicClock, systemClock, type Clock } from "../lib/clock.js";
+import { AbortedError, asError } from "../lib/errors.js";
 import { ExitCode } from "../lib/exit.js";
-import { serveEndpoints, type EndpointOptions, type RunningEndpoints } from "../lib/health.js";
+import { startEndpoints, type EndpointAddresses, type RunningEndpoints } from "../lib/health.js";
 import type { Logger } from "../lib/log.js";
 import { createRegistry } from "../lib/metrics.js";
 import { Group } from "../kube/api-types.js";
@@ -24,20 +25,18 @@ import { reconcilePlacement, wirePlacement } from "./node-placement.js";
 import { reconcileImageCache } from "./rollup.js";
 import { wireEvents } from "./wiring.js";
 
-export interface ControllerOptions {
+export interface ControllerOptions extends EndpointAddresses {
   kc: KubeConfig;
   leaderElect: boolean;
   leaseNamespace: string;
   leaseName: string;
   leaseDurationMs: number;
-  metricsAddr: string | undefined;
-  healthAddr: string | undefined;
-  /** The addresses are defaults: when one is taken, serve on a free port instead of failing. */
-  defaultAddrs?: boolean;
   workers: number;
   /** Minimum time between two status writes of one ImageCache. */
   statusIntervalMs: number;
   relistIntervalMs: number;
+  /** The wall clock for status times, the Lease and Events; default the system clock. */
+  clock?: Clock;
 }
 
 interface State {
@@ -64,35 +63,15 @@ function makeInformers(clients: KubeClients, log: Logger, metrics: ControllerMet
   };
 }
 
-async function startEndpoints(opts: ControllerOptions, registry: Registry, state: State, log: Logger): Promise<RunningEndpoints[]> {
-  const health = {
-    healthz: { ping: () => true },
-    readyz: {
-      informers: () => {
-        if (!state.leading) return true; // A standby is ready: it waits for the lease.
-        const inf = state.informers;
-        return !!inf && inf.imageCaches.hasSynced && inf.nodes.hasSynced && inf.nodeImageCaches.hasSynced ? true : "informers not synced";
-      },
+function startControllerEndpoints(opts: ControllerOptions, registry: Registry, state: State, log: Logger): Promise<RunningEndpoints[]> {
+  const readyz = {
+    informers: () => {
+      if (!state.leading) return true; // A standby is ready: it waits for the lease.
+      const inf = state.informers;
+      return !!inf && inf.imageCaches.hasSynced && inf.nodes.hasSynced && inf.nodeImageCaches.hasSynced ? true : "informers not synced";
     },
   };
-  const serve = async (addr: string, o: EndpointOptions) => {
-    try {
-      return await serveEndpoints(addr, o, log);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "EADDRINUSE" || !opts.defaultAddrs) throw new ConfigError(`Cannot listen on "${addr}": ${code ?? asError(err).message}`, { cause: err });
-      log.warn({ address: addr }, "Default address in use, serving on a free port instead");
-      return serveEndpoints(addr.replace(/:[0-9]+$/, ":0"), o, log);
-    }
-  };
-  const running: RunningEndpoints[] = [];
-  if (opts.metricsAddr && opts.metricsAddr === opts.healthAddr) {
-    running.push(await serve(opts.metricsAddr, { ...health, registry }));
-    return running;
-  }
-  if (opts.metricsAddr) running.push(await serve(opts.metricsAddr, { registry }));
-  if (opts.healthAddr) running.push(await serve(opts.healthAddr, health));
-  return running;
+  return startEndpoints(opts, { healthz: { ping: () => true }, readyz, registry }, log);
 }
 
 /** Runs the controller until `signal` aborts (exit 0) or leadership is lost (exit 1, so a fresh process starts). */
@@ -103,7 +82,7 @@ export async function runController(opts: ControllerOptions, signal: AbortSignal
   const identity = defaultIdentity();
   const state: State = { leading: false, informers: undefined };
   registerImageCacheGauges(registry, () => (state.leading ? state.informers?.imageCaches : undefined));
-  const endpoints = await startEndpoints(opts, registry, state, log);
+  const endpoints = await startControllerEndpoints(opts, registry, state, log);
   try {
     if (!opts.leaderElect) {
       state.leading = true;
@@ -120,6 +99,7 @@ export async function runController(opts: ControllerOptions, signal: AbortSignal
       renewDeadlineMs: Math.round(opts.leaseDurationMs * (2 / 3)),
       retryPeriodMs: Math.max(500, Math.round(opts.leaseDurationMs / 7.5)),
       log,
+      clock: opts.clock ?? systemClock,
       onLeaderChange: (leading) => metrics.leader.set(leading ? 1 : 0),
     });
     if (!(await elector.acquire(signal))) return ExitCode.Ok;
@@ -132,7 +112,7 @@ export async function runController(opts: ControllerOptions, signal: AbortSignal
     const holding = elector.hold(hold.signal).then((outcome) => {
       if (outcome === "lost") {
         lost = true;
-        work.abort(new Error("Lost the leader lease"));
+        work.abort(new AbortedError("Lost the leader lease"));
       }
     });
     await runLeading(opts, clients, metrics, state, identity, work.signal, log);
@@ -152,22 +132,18 @@ export async function runController(opts: ControllerOptions, signal: AbortSignal
 async function runLeading(opts: ControllerOptions, clients: KubeClients, metrics: ControllerMetrics, state: State, identity: string, signal: AbortSignal, log: Logger): Promise<void> {
   const informers = makeInformers(clients, log, metrics, opts.relistIntervalMs);
   state.informers = informers;
-  const events = new EventRecorder({ events: clients.events, controller: `${Group}/controller`, instance: identity, log });
-  const ctx = new ControllerContext(clients, informers, metrics, events, log);
+  const wall = opts.clock ?? systemClock;
+  const events = new EventRecorder({ events: clients.events, controller: `${Group}/controller`, instance: identity, log, clock: wall });
+  const ctx = new ControllerContext(clients, informers, metrics, events, { wall, monotonic: monotonicClock }, log);
   const queue = new WorkQueue({
     name: "controller",
     workers: opts.workers,
     log,
-    reconcile: async (key) => {
+    metrics: metrics.queue,
+    reconcile: async (key, _signal, passLog) => {
       const [kind, name = ""] = splitKey(key);
       if (kind === "placement") return reconcilePlacement(ctx, name);
-      return kind === "node" ? reconcileNode(ctx, name) : reconcileImageCache(ctx, name, opts.statusIntervalMs);
-    },
-    observe: (outcome, ms, key) => {
-      const kind = splitKey(key)[0];
-      metrics.reconciles.inc({ kind, outcome });
-      metrics.reconcileSeconds.observe({ kind }, ms / 1000);
-      metrics.queueDepth.set(queue.length);
+      return kind === "node" ? reconcileNode(ctx, name, passLog) : reconcileImageCache(ctx, name, opts.statusIntervalMs, passLog);
     },
   });
   wireEvents(informers, queue);

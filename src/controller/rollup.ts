@@ -11,8 +11,10 @@ import { planImageCacheStatus, type NodeImageReport, type RollupStatus } from ".
 import { ApiVersion, ImageCacheKind, type ImageCache } from "../kube/api-types.js";
 import { isNotFound } from "../kube/client.js";
 import { parseNodeImageCache } from "../kube/parse.js";
+import { normalizeJson } from "../core/json.js";
 import { statusDiffers } from "../kube/status.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
+import type { Logger } from "../lib/log.js";
 import type { ControllerContext } from "./context.js";
 import { imageCacheView } from "./fanout.js";
 
@@ -46,7 +48,7 @@ function gatherRollup(ctx: ControllerContext, ic: ImageCache, all: ImageCache[])
 }
 
 /** Runs the roll-up pass for the ImageCache `name`. */
-export async function reconcileImageCache(ctx: ControllerContext, name: string, statusIntervalMs: number): Promise<ReconcileResult> {
+export async function reconcileImageCache(ctx: ControllerContext, name: string, statusIntervalMs: number, log: Logger): Promise<ReconcileResult> {
   const raw = ctx.informers.imageCaches.get(name);
   if (!raw) {
     ctx.forgetStatus(name);
@@ -55,7 +57,7 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
   const ic = ctx.imageCache(name)!;
   if (ic.metadata.deletionTimestamp) return;
   const current = ctx.currentStatus(name, raw) as ImageCache["status"] | undefined;
-  const now = performance.now();
+  const now = ctx.clocks.monotonic.now();
   // Within the interval after a write, look again when it ends instead of computing a status we may not write.
   // A new generation is not held back: observedGeneration should follow a spec change at once.
   const last = ctx.lastStatusWriteAt(name);
@@ -72,16 +74,16 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
     conflicts: g.conflicts,
     overflowIds: g.overflowIds,
     existingConditions: current?.conditions ?? [],
-    now: rfc3339(Date.now()),
+    now: rfc3339(ctx.clocks.wall.now()),
   });
   if (!statusDiffers(current, wanted)) {
     ctx.metrics.unchanged.inc({ resource: "imagecaches/status" });
     return;
   }
-  return writeStatus(ctx, ic, current, wanted, now);
+  return writeStatus(ctx, ic, current, wanted, now, log.child({ imageCache: name }));
 }
 
-async function writeStatus(ctx: ControllerContext, ic: ImageCache, current: ImageCache["status"] | undefined, wanted: RollupStatus, now: number): Promise<ReconcileResult> {
+async function writeStatus(ctx: ControllerContext, ic: ImageCache, current: ImageCache["status"] | undefined, wanted: RollupStatus, now: number, log: Logger): Promise<ReconcileResult> {
   const name = ic.metadata.name;
   let written;
   try {
@@ -90,16 +92,15 @@ async function writeStatus(ctx: ControllerContext, ic: ImageCache, current: Imag
     if (isNotFound(err)) return;
     throw err;
   }
-  ctx.rememberStatus(name, written.metadata?.resourceVersion ?? "", JSON.parse(JSON.stringify(wanted)), now);
+  ctx.rememberStatus(name, written.metadata?.resourceVersion ?? "", normalizeJson(wanted), now);
   ctx.metrics.writes.inc({ resource: "imagecaches/status", verb: "patch" });
-  ctx.log.debug({ imageCache: name, ready: wanted.ready }, "Updated ImageCache status");
-  recordFlips(ctx, ic, current, wanted);
+  log.debug({ ready: wanted.ready }, "Updated ImageCache status");
+  recordFlips(ctx, ic, current, wanted, log);
 }
 
-function recordFlips(ctx: ControllerContext, ic: ImageCache, current: ImageCache["status"] | undefined, wanted: RollupStatus): void {
+function recordFlips(ctx: ControllerContext, ic: ImageCache, current: ImageCache["status"] | undefined, wanted: RollupStatus, log: Logger): void {
   const subject = { apiVersion: ApiVersion, kind: ImageCacheKind, name: ic.metadata.name, ...(ic.metadata.uid ? { uid: ic.metadata.uid } : {}) };
   const flipped = (type: string, status: string) => findCondition(wanted.conditions, type)?.status === status && findCondition(current?.conditions, type)?.status !== status;
-  const log = ctx.log.child({ imageCache: ic.metadata.name });
   if (flipped("Conflict", "True")) {
     const c = findCondition(wanted.conditions, "Conflict")!;
     ctx.events.record(subject, "Warning", c.reason, "Reconcile", c.message);

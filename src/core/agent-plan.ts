@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
+import { formatBytes } from "./quantity.js";
 
 export type AgentSource = { http: { url: string } } | { registry: { image: string } };
 
@@ -42,11 +43,17 @@ export interface AgentDiskUsage {
   filesystemFreeBytes: number;
 }
 
+/** The disk usage as status reports it: the bytes, and `cache` for humans (kubectl's Cache column). */
+export interface AgentDiskStatus extends AgentDiskUsage {
+  /** cacheBytes as formatBytes writes it, e.g. "24.0 MiB"; absent in a status an older agent wrote. */
+  cache?: string;
+}
+
 /** The NodeImageCache status the agent writes. */
 export interface AgentStatus {
   observedGeneration?: number;
   images?: AgentImageStatus[];
-  disk?: AgentDiskUsage;
+  disk?: AgentDiskStatus;
   conditions?: Condition[];
 }
 
@@ -159,7 +166,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
   const status: AgentStatus = {
     observedGeneration: input.generation,
     images,
-    ...(input.disk ? { disk: input.disk } : {}),
+    ...(input.disk ? { disk: { ...input.disk, cache: formatBytes(input.disk.cacheBytes) } } : {}),
     conditions: setConditions(input.prior?.conditions ?? [], wantedConditions(images, input), new Date(input.now).toISOString()),
   };
   return { start, verify, cancel, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };

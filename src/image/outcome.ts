@@ -2,7 +2,7 @@
  * The one mapping from the end of a fetch (a result or a thrown error) to status, reason and message, shared by
  * `basecache fetch --json`, the agent's status and the lock outcome that coalesced waiters read.
  */
-import { DiskFullError, FetchError, ImageRejectedError, ToolError, type FetchFailReason, type RejectReason } from "../lib/errors.js";
+import { AbortedError, DeadlineError, DiskFullError, FetchError, ImageRejectedError, ToolError, type FetchFailReason, type RejectReason } from "../lib/errors.js";
 import type { LockOutcome } from "./lock.js";
 
 /** Status of a fetch: the base is ready, the image was refused, or the fetch failed. */
@@ -11,7 +11,7 @@ export type FetchStatus = "ready" | "rejected" | "failed";
 /** A stable, machine-readable description of how a fetch ended. */
 export interface FetchOutcome {
   status: FetchStatus;
-  /** "cached", "fetched", a RejectReason, a FetchFailReason, "disk-full", "tool-failed", "aborted" or "internal". */
+  /** "cached", "fetched", a RejectReason, a FetchFailReason, "disk-full", "tool-failed", "aborted", "deadline" or "internal". */
   reason: string;
   message: string;
 }
@@ -22,7 +22,8 @@ export function describeOutcome(err: unknown): FetchOutcome {
   if (err instanceof FetchError) return { status: "failed", reason: err.reason, message: err.message };
   if (err instanceof DiskFullError) return { status: "failed", reason: err.reason, message: err.message };
   if (err instanceof ToolError) return { status: "failed", reason: "tool-failed", message: err.message };
-  if (err instanceof Error && (err.name === "AbortError" || /^Received SIG/.test(err.message))) return { status: "failed", reason: "aborted", message: err.message };
+  if (err instanceof DeadlineError) return { status: "failed", reason: "deadline", message: err.message };
+  if (err instanceof AbortedError || (err instanceof Error && err.name === "AbortError")) return { status: "failed", reason: "aborted", message: err.message };
   return { status: "failed", reason: "internal", message: err instanceof Error ? err.message : String(err) };
 }
 

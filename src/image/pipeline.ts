@@ -102,7 +102,7 @@ export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
   await mkdir(req.baseDir, { recursive: true });
   const hit = await cachedResult(req, base, checksum, started);
   if (hit) return hit;
-  await removeStaleTempFiles(req.baseDir).catch((err: unknown) => log.warn({ err }, "Could not remove stale work files"));
+  await removeStaleTempFiles(req.baseDir).catch((err: unknown) => log.warn({ err }, "Cannot remove stale work files"));
   for (;;) {
     const attempt = await acquireLock(paths.lock, req.signal);
     if (!attempt.held) {
@@ -121,7 +121,7 @@ export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
     } catch (thrown) {
       // ENOSPC can strike at any write, the sidecar and the rename included: it is always disk-full (exit 5).
       const err = asDiskFull(thrown, req.id);
-      await removeWorkFiles(req.baseDir, base).catch((e: unknown) => log.error({ err: e }, "Could not remove work files"));
+      await removeWorkFiles(req.baseDir, base).catch((e: unknown) => log.error({ err: e }, "Cannot remove work files"));
       await lock.release(lockOutcomeFor(err));
       log.warn({ err, imageId: req.id, base, ...describeOutcome(err) }, "Fetch of image failed");
       throw err;

@@ -5,7 +5,7 @@
  */
 import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { ToolError } from "../lib/errors.js";
+import { AbortedError, ToolError } from "../lib/errors.js";
 import { parseQemuInfo, type QemuCheckResult, type QemuImageInfo } from "../core/image-checks.js";
 
 /** Resource limits applied to qemu-img inspection. NOTE: util-linux prlimit parses "2GiB" as 2 bytes, so bytes it is. */
@@ -57,7 +57,7 @@ async function run(
 
 function asAbort(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
-  return reason instanceof Error ? reason : new Error("Aborted");
+  return reason instanceof Error ? reason : new AbortedError("Cannot run qemu-img: aborted");
 }
 
 function lastLine(s: string): string {

@@ -140,7 +140,8 @@ export interface NodeImageStatus {
 export interface NodeImageCacheStatus {
   observedGeneration?: number;
   images?: NodeImageStatus[];
-  disk?: { cacheBytes: number; filesystemBytes: number; filesystemFreeBytes: number };
+  /** `cache` is cacheBytes for humans ("24.0 MiB"), for kubectl's Cache column, which cannot format a number. */
+  disk?: { cacheBytes: number; cache?: string; filesystemBytes: number; filesystemFreeBytes: number };
   conditions?: Condition[];
 }
 

@@ -6,11 +6,11 @@
 import { existsSync } from "node:fs";
 import type { AgentOptions } from "node:https";
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { ConfigError } from "../lib/errors.js";
+import { BasecacheError, ConfigError } from "../lib/errors.js";
 import { Group, ImageCachePlural, NodeImageCachePlural, Version } from "./api-types.js";
 
 /** A failed API request: HTTP status, the API's reason (`NotFound`, `Conflict`, ...) and its short message. */
-export class KubeApiError extends Error {
+export class KubeApiError extends BasecacheError {
   readonly code = "KUBE_API";
   constructor(
     message: string,
@@ -19,7 +19,6 @@ export class KubeApiError extends Error {
     options?: ErrorOptions,
   ) {
     super(message, options);
-    this.name = "KubeApiError";
   }
 }
 

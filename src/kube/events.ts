@@ -3,6 +3,7 @@
  * window creates an Event; repeats only bump its series count, written at most once per `seriesFlushMs`, so a
  * flapping condition cannot flood the API server. Recording never throws: an Event is best effort.
  */
+import { systemClock, type Clock } from "../lib/clock.js";
 import { asError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
 import type { NamespacedResource } from "./client.js";
@@ -31,6 +32,8 @@ export interface EventRecorderOptions {
   log?: Logger;
   /** At most this many distinct aggregates are remembered; the oldest go first. */
   maxTracked?: number;
+  /** Stamps Events and measures their windows; default the system clock. */
+  clock?: Clock;
 }
 
 interface Aggregate {
@@ -53,7 +56,7 @@ export class EventRecorder {
 
   /** Records an Event about `subject`; `action` says what the reporter did, `note` is for humans (max 1 KiB). */
   record(subject: EventSubject, type: EventType, reason: string, action: string, note: string): void {
-    const now = Date.now();
+    const now = (this.opts.clock ?? systemClock).now();
     const key = `${subject.kind}/${subject.namespace ?? ""}/${subject.name}/${subject.uid ?? ""}/${type}/${reason}`;
     const agg = this.seen.get(key);
     if (agg && now - agg.firstAt < (this.opts.windowMs ?? 600_000)) {

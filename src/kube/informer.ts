@@ -7,9 +7,9 @@
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
 import { backoffDelay, type BackoffPolicy } from "../core/backoff.js";
 import { asError } from "../lib/errors.js";
-import { sleep } from "../lib/clock.js";
+import { monotonicClock, sleep, type Clock } from "../lib/clock.js";
 import { silentLogger, type Logger } from "../lib/log.js";
-import type { ListOptions, ListResult, RawObject } from "./client.js";
+import { toKubeApiError, type ListOptions, type ListResult, type RawObject } from "./client.js";
 
 export type InformerEvent = "add" | "update" | "delete";
 export type InformerHandler<T> = (obj: T, old: T | undefined) => void;
@@ -31,6 +31,8 @@ export interface InformerOptions<T extends RawObject> {
   log?: Logger;
   /** Called after each failed list or watch, for metrics. */
   onError?: (err: Error) => void;
+  /** Measures relist intervals and watch lifetimes; default the process's monotonic clock. */
+  clock?: Clock;
 }
 
 /** The object's cache key: `namespace/name`, or `name` for cluster-scoped objects. */
@@ -140,19 +142,20 @@ export class Informer<T extends RawObject> {
   private async run(signal: AbortSignal): Promise<void> {
     const policy = this.opts.backoff ?? { baseMs: 500, maxMs: 30_000 };
     const relistMs = this.opts.relistIntervalMs ?? 600_000;
+    const clock = this.opts.clock ?? monotonicClock;
     let attempt = 0;
     while (!signal.aborted) {
       try {
         await this.relist();
         attempt = 0;
-        const relistAt = performance.now() + relistMs * (0.9 + 0.2 * Math.random());
+        const relistAt = clock.now() + relistMs * (0.9 + 0.2 * Math.random());
         let quickEnds = 0;
-        while (!signal.aborted && performance.now() < relistAt) {
-          const began = performance.now();
-          await this.watchOnce(signal, relistAt - performance.now());
+        while (!signal.aborted && clock.now() < relistAt) {
+          const began = clock.now();
+          await this.watchOnce(signal, relistAt - clock.now());
           // NOTE: a server that ends every watch at once, without an error, would otherwise be asked again in a
           // tight loop; back off as after a failure until a watch lasts.
-          quickEnds = performance.now() - began < QuickWatchMs ? quickEnds + 1 : 0;
+          quickEnds = clock.now() - began < QuickWatchMs ? quickEnds + 1 : 0;
           if (quickEnds > 1) await sleep(backoffDelay(policy, quickEnds - 2, Math.random()), signal).catch(() => undefined);
         }
       } catch (e) {
@@ -185,7 +188,8 @@ export class Informer<T extends RawObject> {
         signal.removeEventListener("abort", onAbort);
         const status = (err as { statusCode?: number } | null)?.statusCode;
         if (expired || status === 410) reject(new ResourceExpired());
-        else if (err && !signal.aborted) reject(asError(err));
+        // A KubeApiError, so that a refusal such as a 429 logs as one line with its status, not a stack.
+        else if (err && !signal.aborted) reject(toKubeApiError(err, `Cannot watch ${this.opts.name}`));
         else resolve();
       };
       const onEvent = (type: string, obj: unknown) => {

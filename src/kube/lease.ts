@@ -8,7 +8,7 @@
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import { asError } from "../lib/errors.js";
-import { sleep } from "../lib/clock.js";
+import { monotonicClock, sleep, systemClock, type Clock } from "../lib/clock.js";
 import { silentLogger, type Logger } from "../lib/log.js";
 import { isAlreadyExists, isConflict, isNotFound, type NamespacedResource, type RawObject } from "./client.js";
 
@@ -34,6 +34,10 @@ export interface LeaderElectionOptions {
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
   log?: Logger;
+  /** Stamps acquire and renew times; default the system clock. */
+  clock?: Clock;
+  /** Measures how long a holder has not renewed and how long since our last renewal; default performance.now. */
+  monotonic?: Clock;
   /** Told whenever this process starts or stops leading, for metrics. */
   onLeaderChange?: (leading: boolean) => void;
 }
@@ -53,6 +57,8 @@ export class LeaderElector {
   private readonly renewDeadlineMs: number;
   private readonly retryPeriodMs: number;
   private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly mono: Clock;
   private observed: { record: string; at: number } | undefined;
   private current: LeaseJson | undefined;
 
@@ -65,6 +71,8 @@ export class LeaderElector {
       throw new RangeError("Cannot elect a leader: need leaseDuration > renewDeadline > retryPeriod");
     }
     this.log = (opts.log ?? silentLogger).child({ lease: `${opts.namespace}/${opts.name}`, identity: this.identity });
+    this.clock = opts.clock ?? systemClock;
+    this.mono = opts.monotonic ?? monotonicClock;
   }
 
   /** Waits until this process holds the Lease; resolves false when `signal` aborts first. */
@@ -87,16 +95,17 @@ export class LeaderElector {
    */
   async hold(signal: AbortSignal): Promise<"released" | "lost"> {
     // Durations on the monotonic clock, so that a stepped wall clock cannot end leadership (or prolong it).
-    let lastRenew = performance.now();
+    let lastRenew = this.mono.now();
     while (!signal.aborted) {
       await sleep(this.retryPeriodMs, signal).catch(() => undefined);
       if (signal.aborted) break;
       if (await this.tryAcquireOrRenew()) {
-        lastRenew = performance.now();
+        lastRenew = this.mono.now();
         continue;
       }
-      if (performance.now() - lastRenew > this.renewDeadlineMs) {
-        this.log.error({ sinceRenewMs: Math.round(performance.now() - lastRenew) }, "Lost the leader lease");
+      const sinceRenewMs = this.mono.now() - lastRenew;
+      if (sinceRenewMs > this.renewDeadlineMs) {
+        this.log.error({ sinceRenewMs: Math.round(sinceRenewMs) }, "Lost the leader lease");
         this.opts.onLeaderChange?.(false);
         return "lost";
       }
@@ -110,7 +119,7 @@ export class LeaderElector {
   async release(): Promise<void> {
     const lease = this.current;
     if (!lease || lease.spec?.holderIdentity !== this.identity) return;
-    const now = Date.now();
+    const now = this.clock.now();
     try {
       await this.opts.leases.replace(this.opts.namespace, { ...lease, spec: { ...lease.spec, holderIdentity: null, leaseDurationSeconds: 1, renewTime: microTime(now), acquireTime: microTime(now) } }, "basecache-leader-election");
       this.log.info("Released the leader lease");
@@ -133,8 +142,8 @@ export class LeaderElector {
 
   private async tryAcquireOrRenew(): Promise<boolean> {
     const { leases, namespace, name } = this.opts;
-    const now = Date.now();
-    const mono = performance.now();
+    const now = this.clock.now();
+    const mono = this.mono.now();
     try {
       let lease: LeaseJson;
       try {

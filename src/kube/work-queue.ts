@@ -3,15 +3,21 @@
  * key is queued at most once and never processed by two workers at once. A pass that throws is retried with
  * capped per-key exponential backoff and jitter; a TerminalError is not retried; a 409 conflict re-enters
  * through the same limiter but is logged at debug; a pass may ask to be run again after a delay (polling).
+ * Each pass gets a logger bound to a fresh `reconcileId` (as controller-runtime binds one per pass), and every
+ * outcome is counted in the process's queue metrics.
  */
+import { randomUUID } from "node:crypto";
 import { backoffDelay, type BackoffPolicy } from "../core/backoff.js";
+import { monotonicClock, type Clock } from "../lib/clock.js";
 import { TerminalError, asError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
+import type { QueueMetrics } from "../lib/metrics.js";
 import { isConflict } from "./client.js";
 
 /** What a pass returns: nothing, or a delay after which to look again (for polling, never for errors). */
 export type ReconcileResult = void | { requeueAfterMs?: number };
-export type Reconciler = (key: string, signal: AbortSignal) => Promise<ReconcileResult>;
+/** One pass for `key`; `log` is bound to the key and this pass's reconcileId. */
+export type Reconciler = (key: string, signal: AbortSignal, log: Logger) => Promise<ReconcileResult>;
 
 export type ReconcileOutcome = "success" | "requeue" | "error" | "conflict" | "terminal";
 
@@ -24,8 +30,14 @@ export interface WorkQueueOptions {
   log?: Logger;
   /** Randomness for jitter, in [0, 1). */
   random?: () => number;
-  /** Called after every pass, for metrics. */
-  observe?: (outcome: ReconcileOutcome, durationMs: number, key: string) => void;
+  /** Measures passes and delays; default the process's monotonic clock. */
+  clock?: Clock;
+  /** Counts every pass by kind and outcome. */
+  metrics?: QueueMetrics;
+  /** The metrics' `kind` of a key; default the part before ":", or the queue's name. */
+  kindOf?: (key: string) => string;
+  /** A new reconcileId; default a random UUID. */
+  newId?: () => string;
 }
 
 export class WorkQueue {
@@ -39,12 +51,14 @@ export class WorkQueue {
   private readonly idleWaiters: (() => void)[] = [];
   private readonly log: Logger;
   private readonly policy: BackoffPolicy;
+  private readonly clock: Clock;
   private stopping = false;
   private workers: Promise<void>[] = [];
 
   constructor(private readonly opts: WorkQueueOptions) {
     this.log = (opts.log ?? silentLogger).child({ queue: opts.name });
     this.policy = opts.backoff ?? { baseMs: 200, maxMs: 60_000 };
+    this.clock = opts.clock ?? monotonicClock;
   }
 
   /** Queues `key` now, unless it is already queued. */
@@ -63,7 +77,7 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.stopping) return;
     if (ms <= 0) return this.add(key);
-    const at = performance.now() + ms;
+    const at = this.clock.now() + ms;
     const existing = this.timers.get(key);
     if (existing && existing.at <= at) return;
     if (existing) clearTimeout(existing.timer);
@@ -131,29 +145,41 @@ export class WorkQueue {
       const key = await this.next();
       if (key === undefined) return;
       this.processing.add(key);
-      const started = performance.now();
-      let outcome: ReconcileOutcome;
-      try {
-        const result = await this.opts.reconcile(key, signal);
-        this.failures.delete(key);
-        const after = result?.requeueAfterMs;
-        outcome = after !== undefined && after >= 0 ? "requeue" : "success";
-        if (outcome === "requeue") this.addAfter(key, after!);
-      } catch (e) {
-        outcome = this.handleFailure(key, asError(e), signal);
-      }
-      this.opts.observe?.(outcome, performance.now() - started, key);
+      await this.pass(key, signal);
       this.processing.delete(key);
       if (this.dirty.delete(key)) this.add(key);
       if (this.idle) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 
-  private handleFailure(key: string, err: Error, signal: AbortSignal): ReconcileOutcome {
+  private async pass(key: string, signal: AbortSignal): Promise<void> {
+    const log = this.log.child({ key, reconcileId: (this.opts.newId ?? randomUUID)() });
+    const started = this.clock.now();
+    let outcome: ReconcileOutcome;
+    try {
+      const result = await this.opts.reconcile(key, signal, log);
+      this.failures.delete(key);
+      const after = result?.requeueAfterMs;
+      outcome = after !== undefined && after >= 0 ? "requeue" : "success";
+      if (outcome === "requeue") this.addAfter(key, after!);
+    } catch (e) {
+      outcome = this.handleFailure(key, asError(e), signal, log);
+    }
+    const durationMs = this.clock.now() - started;
+    log.debug({ outcome, durationMs: Math.round(durationMs) }, "Reconciled key");
+    const m = this.opts.metrics;
+    if (!m) return;
+    const kind = this.opts.kindOf?.(key) ?? (key.includes(":") ? key.slice(0, key.indexOf(":")) : this.opts.name);
+    m.reconciles.inc({ kind, outcome });
+    m.reconcileSeconds.observe({ kind }, durationMs / 1000);
+    m.queueDepth.set(this.queue.size);
+  }
+
+  private handleFailure(key: string, err: Error, signal: AbortSignal, log: Logger): ReconcileOutcome {
     if (signal.aborted) return "error";
     if (err instanceof TerminalError) {
       this.failures.delete(key);
-      this.log.error({ err, key }, "Reconcile failed and will not be retried");
+      log.error({ err }, "Reconcile failed and will not be retried");
       return "terminal";
     }
     const attempt = this.failures.get(key) ?? 0;
@@ -161,10 +187,10 @@ export class WorkQueue {
     const delayMs = backoffDelay(this.policy, attempt, (this.opts.random ?? Math.random)());
     this.addAfter(key, delayMs);
     if (isConflict(err)) {
-      this.log.debug({ key, delayMs }, "Reconcile hit a conflict, retrying");
+      log.debug({ delayMs }, "Reconcile hit a conflict, retrying");
       return "conflict";
     }
-    this.log.warn({ err, key, attempt: attempt + 1, delayMs }, "Reconcile failed, retrying");
+    log.warn({ err, attempt: attempt + 1, delayMs }, "Reconcile failed, retrying");
     return "error";
   }
 }

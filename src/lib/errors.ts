@@ -31,7 +31,12 @@ export type FetchFailReason =
   | "stalled"
   | "registry";
 
-abstract class BasecacheError extends Error {
+/**
+ * The base of every error the project throws on purpose. Such an error is an expected outcome (a refused
+ * image, a failed source, a full disk, a bad flag, an API refusal): logs show its code, reason and message on
+ * one line, never its stack, which lib/log.ts keeps for the unexpected.
+ */
+export abstract class BasecacheError extends Error {
   abstract readonly code: string;
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
@@ -99,14 +104,25 @@ export class ConfigError extends BasecacheError {
   readonly code = "CONFIG_INVALID";
 }
 
-/** A reconcile error that retrying cannot fix; it goes to status and an Event instead of the retry queue. */
+/**
+ * A reconcile error that retrying cannot fix (the API server refuses the object we computed as invalid): the
+ * work queue does not retry it; the key comes back when an object it depends on changes.
+ */
 export class TerminalError extends BasecacheError {
   readonly code = "TERMINAL";
 }
 
-/** A CLI deadline ran out. */
+/** A CLI deadline ran out (`basecache fetch --timeout`); exit 124, as timeout(1) does. */
 export class DeadlineError extends BasecacheError {
   readonly code = "DEADLINE";
+}
+
+/**
+ * Work stopped on purpose: a signal, a shutdown, a cancelled fetch, a lost lease. The reason an
+ * AbortController is aborted with, so that whoever catches the error can tell a stop from a failure.
+ */
+export class AbortedError extends BasecacheError {
+  readonly code = "ABORTED";
 }
 
 /** Narrows an unknown thrown value to an Error, wrapping anything else. */

@@ -1,6 +1,6 @@
 /**
- * The HTTP endpoints a long-running command serves: /healthz (alive), /readyz (ready to work) and /metrics
- * (Prometheus). One server per address; metrics and health may share one.
+ * The HTTP endpoints the controller and the agent serve: /healthz (alive), /readyz (ready to work) and
+ * /metrics (Prometheus). One server per address; metrics and health may share one.
  */
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
@@ -14,6 +14,18 @@ export interface EndpointOptions {
   healthz?: Record<string, Check>;
   readyz?: Record<string, Check>;
   registry?: Registry;
+}
+
+/** The addresses `--metrics-addr` and `--health-addr` default to, in both commands. */
+export const DefaultMetricsAddr = ":8080";
+export const DefaultHealthAddr = ":8081";
+
+/** Where to serve; an undefined address serves nothing. */
+export interface EndpointAddresses {
+  metricsAddr: string | undefined;
+  healthAddr: string | undefined;
+  /** The addresses are the defaults: when one is taken, serve on a free port instead of failing. */
+  defaultAddrs?: boolean;
 }
 
 export interface RunningEndpoints {
@@ -101,4 +113,37 @@ export async function serveEndpoints(address: string, opts: EndpointOptions, log
     address: actual,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * Serves /metrics on `metricsAddr` and /healthz + /readyz on `healthAddr` (one server when they are equal).
+ * @throws ConfigError when an address cannot be listened on (unless it is a default that is taken)
+ */
+export async function startEndpoints(addrs: EndpointAddresses, opts: EndpointOptions, log: Logger): Promise<RunningEndpoints[]> {
+  const health = { ...(opts.healthz ? { healthz: opts.healthz } : {}), ...(opts.readyz ? { readyz: opts.readyz } : {}) };
+  const metrics = opts.registry ? { registry: opts.registry } : {};
+  const serve = async (addr: string, o: EndpointOptions) => {
+    try {
+      return await serveEndpoints(addr, o, log);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EADDRINUSE" || !addrs.defaultAddrs) throw new ConfigError(`Cannot listen on "${addr}": ${code ?? (err as Error).message}`, { cause: err });
+      // NOTE: two processes started by hand on one host must not fail on the default ports.
+      log.warn({ address: addr }, "Default address in use, serving on a free port instead");
+      return serveEndpoints(addr.replace(/:[0-9]+$/, ":0"), o, log);
+    }
+  };
+  const running: RunningEndpoints[] = [];
+  try {
+    if (addrs.metricsAddr && addrs.metricsAddr === addrs.healthAddr) {
+      running.push(await serve(addrs.metricsAddr, { ...health, ...metrics }));
+      return running;
+    }
+    if (addrs.metricsAddr) running.push(await serve(addrs.metricsAddr, metrics));
+    if (addrs.healthAddr) running.push(await serve(addrs.healthAddr, health));
+    return running;
+  } catch (err) {
+    await Promise.all(running.map((r) => r.close()));
+    throw err;
+  }
 }

@@ -60,6 +60,8 @@ export interface AgentProcess {
   readonly pid: number;
   readonly lines: LogLine[];
   waitForLog(msg: string, match?: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** The address it serves `path` (/metrics, /healthz, /readyz) on, from its log. */
+  address(path: string): Promise<string>;
   /** Fetches and parses /metrics: `name{labels}` -> value. */
   metrics(): Promise<Map<string, number>>;
   kill(signal?: NodeJS.Signals): void;
@@ -74,10 +76,13 @@ export interface StartAgentOptions {
   kubeconfigPath: string;
   args?: string[];
   env?: Record<string, string>;
+  /** Leave out --metrics-addr and --health-addr, so that the agent serves on its defaults. */
+  defaultAddrs?: boolean;
 }
 
 export function startAgent(o: StartAgentOptions): AgentProcess {
-  const args = ["--node", o.node, "--base-dir", o.dirs.base, "--instances-dir", o.dirs.instances, "--kubeconfig", o.kubeconfigPath, "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0", "--retry-base", "1s", "--retry-max", "2s", ...(o.args ?? [])];
+  const addrs = o.defaultAddrs ? [] : ["--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"];
+  const args = ["--node", o.node, "--base-dir", o.dirs.base, "--instances-dir", o.dirs.instances, "--kubeconfig", o.kubeconfigPath, ...addrs, "--retry-base", "1s", "--retry-max", "2s", ...(o.args ?? [])];
   const proc: ResultPromise = execa("node", ["--import", "tsx", "src/cli/main.ts", "agent", ...args], {
     cwd: repoRoot,
     reject: false,
@@ -113,13 +118,18 @@ export function startAgent(o: StartAgentOptions): AgentProcess {
       },
       { timeoutMs, intervalMs: 100 },
     );
+  const address = async (path: string) => {
+    const line = await waitForLog("Serving HTTP endpoints", (l) => Array.isArray(l.paths) && (l.paths as string[]).includes(path));
+    // An address on every interface is reached on loopback.
+    return String(line.address).replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
+  };
   return {
     pid: proc.pid ?? 0,
     lines,
     waitForLog,
+    address,
     async metrics() {
-      const line = await waitForLog("Serving metrics");
-      const res = await fetch(`http://127.0.0.1:${String(line.port)}/metrics`);
+      const res = await fetch(`http://${await address("/metrics")}/metrics`);
       const out = new Map<string, number>();
       for (const l of (await res.text()).split("\n")) {
         if (!l || l.startsWith("#")) continue;

@@ -35,12 +35,12 @@ after(async () => {
   await Promise.all(dirs.map(removeNodeDirs));
 });
 
-async function nodeWithAgent(node: string, wanted: WantedImageInput[], args: string[] = []): Promise<{ agent: AgentProcess; dirs: NodeDirs }> {
+async function nodeWithAgent(node: string, wanted: WantedImageInput[], args: string[] = [], defaultAddrs = false): Promise<{ agent: AgentProcess; dirs: NodeDirs }> {
   await admin.createNode(node);
   await createNic(admin, node, wanted);
   const d = await makeNodeDirs(node);
   dirs.push(d);
-  const agent = startAgent({ node, dirs: d, kubeconfigPath: await agentKubeconfig(cp, node, d.root), args });
+  const agent = startAgent({ node, dirs: d, kubeconfigPath: await agentKubeconfig(cp, node, d.root), args, defaultAddrs });
   agents.push(agent);
   return { agent, dirs: d };
 }
@@ -80,6 +80,7 @@ test("images arrive on several nodes, with progress in status, then Ready, and n
         assert.equal(nic?.status?.conditions?.find((c) => c.type === "Ready")?.status, "True");
         assert.equal(nic?.status?.observedGeneration, nic?.metadata.generation);
         assert.ok((nic?.status?.disk?.cacheBytes ?? 0) > 0);
+        assert.match(nic?.status?.disk?.cache ?? "", /^[0-9.]+ (KiB|MiB|GiB)$/, "the Cache column's human quantity");
       },
       { timeoutMs: 90_000, description: `${node} Ready` },
     );
@@ -92,11 +93,13 @@ test("images arrive on several nodes, with progress in status, then Ready, and n
       expected.sort(),
     );
   }
-  const health = await started[0]!.agent.waitForLog("Serving health");
-  for (const path of ["/healthz", "/readyz"]) assert.equal((await fetch(`http://127.0.0.1:${String(health.port)}${path}`)).status, 200, path);
+  for (const path of ["/healthz", "/readyz"]) assert.equal((await fetch(`http://${await started[0]!.agent.address(path)}${path}`)).status, 200, path);
   const m = await started[0]!.agent.metrics();
   assert.ok((m.get('basecache_fetch_bytes_total{image_id="slow-image"}') ?? 0) >= size);
   assert.equal(m.get("basecache_bases"), 2);
+  // Its queue's passes are counted as the controller's are, and its process metrics carry the same prefix.
+  assert.ok((m.get('basecache_agent_reconcile_total{kind="node",outcome="success"}') ?? 0) > 0);
+  assert.ok(m.has("basecache_process_cpu_seconds_total"));
   const events = await eventsAbout(admin, "node-a");
   // The recorder folds repeats of one reason into a series, so the note names the first image that was ready.
   assert.ok(events.some((e) => e.reason === "ImageReady" && e.type === "Normal"));
@@ -146,4 +149,16 @@ test("a failed source is retried with backoff until it serves", async () => {
   await eventually(async () => assert.equal((await imageStatus(admin, "node-d", "flaky-image"))?.phase, "Failed"), { timeoutMs: 60_000 });
   await eventually(async () => assert.equal((await imageStatus(admin, "node-d", "flaky-image"))?.phase, "Ready"), { timeoutMs: 90_000 });
   assert.ok((await eventsAbout(admin, "node-d")).some((e) => e.reason === "FetchFailed"));
+});
+
+test("with no address flags the agent serves /metrics on :8080 and health on :8081, as its help says", async () => {
+  const { agent } = await nodeWithAgent("node-e", [], [], true);
+  const metricsAt = await agent.address("/metrics");
+  const healthAt = await agent.address("/healthz");
+  // Another process on this host may hold a default port: then the agent serves on a free one and says so.
+  const fellBack = agent.lines.some((l) => l.msg === "Default address in use, serving on a free port instead");
+  if (!fellBack) assert.deepEqual([metricsAt.split(":").pop(), healthAt.split(":").pop()], ["8080", "8081"]);
+  assert.equal((await fetch(`http://${metricsAt}/metrics`)).status, 200);
+  await eventually(async () => assert.equal((await fetch(`http://${healthAt}/readyz`)).status, 200));
+  assert.equal((await fetch(`http://${healthAt}/healthz`)).status, 200);
 });

@@ -126,3 +126,17 @@ test("kubectl get shows READY as readyNodes/desiredNodes, and short names are se
   assert.equal(byName.get("imagecaches")?.namespaced, false);
   assert.ok(byName.has("imagecaches/status") && byName.has("nodeimagecaches/status"));
 });
+
+test("kubectl get -o wide shows a NodeImageCache's CACHE as a human quantity, not raw bytes", async () => {
+  await api.custom.createClusterCustomObject({
+    group: "basecache.io",
+    version: "v1alpha1",
+    plural: "nodeimagecaches",
+    body: { apiVersion: "basecache.io/v1alpha1", kind: "NodeImageCache", metadata: { name: "printed-node" }, spec: { nodeName: "printed-node", images: [] } },
+  });
+  await api.writeNicStatus("printed-node", { disk: { cacheBytes: 25_174_016, cache: "24.0 MiB", filesystemBytes: 1024 ** 3, filesystemFreeBytes: 1024 ** 2 } });
+  const table = await getTable(cp.adminConfig(), "/apis/basecache.io/v1alpha1/nodeimagecaches/printed-node");
+  const cache = table.columnDefinitions.findIndex((c) => c.name === "Cache");
+  assert.ok(cache > 0, "a Cache column");
+  assert.equal(table.rows[0]!.cells[cache], "24.0 MiB");
+});

@@ -78,6 +78,7 @@ describe("deploy/, read as files", () => {
     const [cmd, ...controllerArgs] = expandedArgs(deployment, "controller", { POD_NAMESPACE: "basecache-system" });
     assert.equal(cmd, "controller");
     const controller = parseControllerFlags(controllerArgs, {});
+    assert.ok(controller !== "help");
     assert.equal(controller.leaderElect, true);
     assert.equal(controller.leaseNamespace, "basecache-system");
     assert.equal(controller.leaseName, "basecache-controller", "the Lease the leader-election Role names");

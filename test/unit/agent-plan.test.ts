@@ -189,3 +189,8 @@ test("under a cache budget the status carries CacheWithinBudget, False only when
   const again = planAgent(input({ budget: { overBudget: true, cacheBytes: 120, highBytes: 90 }, prior: over.status, now: NOW + 5000 }));
   assert.deepEqual(again.status.conditions, over.status.conditions);
 });
+
+test("the status reports the cache's usage in bytes and for humans, for kubectl's Cache column", () => {
+  const plan = planAgent(input({ disk: { cacheBytes: 25_174_016, filesystemBytes: 10 * 1024 ** 3, filesystemFreeBytes: 1024 ** 3 } }));
+  assert.deepEqual(plan.status.disk, { cacheBytes: 25_174_016, cache: "24.0 MiB", filesystemBytes: 10 * 1024 ** 3, filesystemFreeBytes: 1024 ** 3 });
+});

@@ -121,7 +121,7 @@ test("NodeImageCache spec and status fields match the schema", () => {
   assert.ok(allPhases);
   assert.deepEqual(at(nic, "status.images.[].phase").enum, [...phases]);
   assertMatches(nic, "status.conditions.[]", condition);
-  assert.deepEqual(Object.keys(at(nic, "status.disk").properties ?? {}).sort(), ["cacheBytes", "filesystemBytes", "filesystemFreeBytes"]);
+  assert.deepEqual(Object.keys(at(nic, "status.disk").properties ?? {}).sort(), ["cache", "cacheBytes", "filesystemBytes", "filesystemFreeBytes"]);
 });
 
 test("core's plain records and the API types are assignable both ways", () => {

@@ -2,107 +2,70 @@
  * `basecache agent --node NAME --base-dir DIR --instances-dir DIR [...]`: the node agent (src/agent/main.ts).
  */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { parseDuration } from "../../core/duration.js";
 import { DefaultRetryPolicy } from "../../core/agent-plan.js";
+import { formatDuration } from "../../core/duration.js";
+import { DefaultRetentionMs } from "../../core/gc.js";
 import { runAgent, type AgentOptions } from "../../agent/main.js";
-import { clockFromEnv, parseBudgetFlags } from "../../agent/options.js";
-import { ConfigError } from "../../lib/errors.js";
+import { clockFromEnv } from "../../lib/clock.js";
 import { ExitCode } from "../../lib/exit.js";
+import { DefaultHealthAddr, DefaultMetricsAddr } from "../../lib/health.js";
 import type { Command } from "../command.js";
+import { DefaultHighWatermark, DefaultLowWatermark, addressFlag, budgetFlags, durationFlag, intFlag, parseFlags, renderHelp, requireFlag, type CommandSpec } from "../flags.js";
 
-const usage = `Usage: basecache agent --node NAME --base-dir DIR --instances-dir DIR [--kubeconfig PATH]
-                       [--concurrency 2] [--gc-interval 40m] [--retention 24h] [--dry-run-gc]
-                       [--cache-budget SIZE --high-watermark 0.9 --low-watermark 0.8]
-                       [--retry-base 5s --retry-max 2m] [--metrics-addr :8080] [--health-addr :8081]
+const flags = {
+  node: { type: "string", value: "NAME", defaultText: "$NODE_NAME", help: "this node's name" },
+  "base-dir": { type: "string", value: "DIR", help: "the node's base dir (`_base`); required" },
+  "instances-dir": { type: "string", value: "DIR", help: "where instance disks live (read only); required" },
+  kubeconfig: { type: "string", value: "PATH", defaultText: "$KUBECONFIG, ~/.kube/config, or in-cluster", help: "cluster access" },
+  concurrency: { type: "string", value: "N", default: "2", help: "images fetched at a time" },
+  "gc-interval": { type: "string", value: "DUR", default: "40m", help: "time between GC passes\n(also one on SIGUSR1, or on a new basecache.io/gc-requested annotation)" },
+  retention: { type: "string", value: "DUR", default: formatDuration(DefaultRetentionMs), help: "retention of an unused base whose ImageCache named none" },
+  "dry-run-gc": { type: "boolean", help: "GC passes only report what they would remove" },
+  "cache-budget": { type: "string", value: "SIZE", help: "bytes the cache may hold (1Ti, 500Gi); past the high watermark,\nunused bases go least recently used first down to the low watermark" },
+  "high-watermark": { type: "string", value: "FRACTION", defaultText: String(DefaultHighWatermark), help: "with --cache-budget: where eviction starts" },
+  "low-watermark": { type: "string", value: "FRACTION", defaultText: String(DefaultLowWatermark), help: "with --cache-budget: where eviction stops" },
+  "retry-base": { type: "string", value: "DUR", default: formatDuration(DefaultRetryPolicy.baseMs), help: "first backoff after a failed source" },
+  "retry-max": { type: "string", value: "DUR", default: formatDuration(DefaultRetryPolicy.maxMs), help: "longest backoff after a failed source" },
+  "metrics-addr": { type: "string", value: "HOST:PORT", default: DefaultMetricsAddr, help: 'serve /metrics here; "" disables\n(a free port instead when no address is given and the default is taken)' },
+  "health-addr": { type: "string", value: "HOST:PORT", default: DefaultHealthAddr, help: 'serve /healthz and /readyz here; "" disables' },
+} as const;
 
-Keeps this node's base dir in step with its NodeImageCache, reports progress in its status, and
-garbage-collects bases that nothing wants or uses.
-  --node            this node's name (default: $NODE_NAME)
-  --kubeconfig      cluster access (default: $KUBECONFIG, then in-cluster)
-  --concurrency     images fetched at a time
-  --gc-interval     time between GC passes; also on SIGUSR1 or a new value of the NodeImageCache's
-                    basecache.io/gc-requested annotation
-  --retention       retention of an unused base whose ImageCache named none
-  --dry-run-gc      GC passes only report what they would remove
-  --cache-budget    bytes the cache may hold (1Ti, 500Gi); past the high watermark, unused bases go
-                    least recently used first down to the low watermark
-  --retry-base, --retry-max   backoff of a failed source
-  --metrics-addr    serve /metrics; --health-addr serves /healthz and /readyz`;
+const spec: CommandSpec<typeof flags> = {
+  name: "agent",
+  synopsis: "--node NAME --base-dir DIR --instances-dir DIR [flags]",
+  description: "Keeps this node's base dir in step with its NodeImageCache, reports progress in its status, and\ngarbage-collects bases that nothing wants or uses. Stops gracefully on SIGTERM or SIGINT.",
+  flags,
+};
 
 /** Parses argv. @throws ConfigError on a usage error */
 export function parseAgentFlags(argv: string[], env: NodeJS.ProcessEnv): AgentOptions | "help" {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        node: { type: "string" },
-        "base-dir": { type: "string" },
-        "instances-dir": { type: "string" },
-        kubeconfig: { type: "string" },
-        concurrency: { type: "string", default: "2" },
-        "gc-interval": { type: "string", default: "40m" },
-        retention: { type: "string" },
-        "dry-run-gc": { type: "boolean", default: false },
-        "cache-budget": { type: "string" },
-        "high-watermark": { type: "string" },
-        "low-watermark": { type: "string" },
-        "retry-base": { type: "string" },
-        "retry-max": { type: "string" },
-        "metrics-addr": { type: "string" },
-        "health-addr": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message}\n\n${usage}`);
-  }
-  if (values.help) return "help";
-  const node = values.node ?? env.NODE_NAME;
-  if (!node) throw new ConfigError(`--node (or NODE_NAME) is required\n\n${usage}`);
-  if (!values["base-dir"] || !values["instances-dir"]) throw new ConfigError(`--base-dir and --instances-dir are required\n\n${usage}`);
-  const concurrency = Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new ConfigError(`Cannot use --concurrency "${values.concurrency}": expected a whole number from 1 to 64`);
-  const gcIntervalMs = duration(values["gc-interval"], "--gc-interval");
-  if (gcIntervalMs < 1000) throw new ConfigError("Cannot use --gc-interval below 1s");
-  const budget = parseBudgetFlags(values["cache-budget"], values["high-watermark"], values["low-watermark"]);
-  const retry = {
-    baseMs: values["retry-base"] ? duration(values["retry-base"], "--retry-base") : DefaultRetryPolicy.baseMs,
-    maxMs: values["retry-max"] ? duration(values["retry-max"], "--retry-max") : DefaultRetryPolicy.maxMs,
-  };
+  const parsed = parseFlags(argv, spec);
+  if (parsed === "help") return "help";
+  const v = parsed.values;
+  const budget = budgetFlags(v["cache-budget"], v["high-watermark"], v["low-watermark"]);
   return {
-    node,
-    baseDir: resolve(values["base-dir"]),
-    instancesDir: resolve(values["instances-dir"]),
-    ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
-    concurrency,
-    gcIntervalMs,
-    ...(values.retention ? { defaultRetentionMs: duration(values.retention, "--retention") } : {}),
+    node: requireFlag(spec, "node", v.node, env.NODE_NAME),
+    baseDir: resolve(requireFlag(spec, "base-dir", v["base-dir"])),
+    instancesDir: resolve(requireFlag(spec, "instances-dir", v["instances-dir"])),
+    ...(v.kubeconfig ? { kubeconfig: v.kubeconfig } : {}),
+    concurrency: intFlag("concurrency", v.concurrency, 1, 64),
+    gcIntervalMs: durationFlag("gc-interval", v["gc-interval"], 1000),
+    defaultRetentionMs: durationFlag("retention", v.retention),
     ...(budget ? { budget } : {}),
-    dryRunGc: values["dry-run-gc"],
-    ...(values["metrics-addr"] ? { metricsAddr: values["metrics-addr"] } : {}),
-    ...(values["health-addr"] ? { healthAddr: values["health-addr"] } : {}),
+    dryRunGc: v["dry-run-gc"],
+    metricsAddr: addressFlag("metrics-addr", v["metrics-addr"]),
+    healthAddr: addressFlag("health-addr", v["health-addr"]),
+    defaultAddrs: !parsed.given.has("metrics-addr") && !parsed.given.has("health-addr"),
     clock: clockFromEnv(env),
-    retry,
+    retry: { baseMs: durationFlag("retry-base", v["retry-base"]), maxMs: durationFlag("retry-max", v["retry-max"]) },
   };
-}
-
-function duration(text: string, flag: string): number {
-  try {
-    return parseDuration(text);
-  } catch (e) {
-    throw new ConfigError(`${flag}: ${(e as Error).message}`);
-  }
 }
 
 /** Runs the node agent until SIGTERM/SIGINT. */
 export const agentCommand: Command = async (argv, ctx) => {
   const opts = parseAgentFlags(argv, ctx.env);
   if (opts === "help") {
-    ctx.stdout.write(usage + "\n");
+    ctx.stdout.write(renderHelp(spec));
     return ExitCode.Ok;
   }
   await runAgent(opts, ctx.log.child({ node: opts.node }), ctx.signal);

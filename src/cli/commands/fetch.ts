@@ -1,95 +1,71 @@
 /**
  * `basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF) [--checksum ALGO:HEX]
- *  [--max-virtual-size SIZE] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
- * Exit 0 ready, 3 rejected, 4 source failed, 5 disk full, 2 usage, 1 anything else.
+ *  [--max-virtual-size SIZE] [--timeout DUR] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
+ * Exit 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 deadline, 2 usage, 1 anything else.
  */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { parseChecksum } from "../../core/checksum.js";
+import { formatDuration } from "../../core/duration.js";
 import { baseNameFor } from "../../core/names.js";
-import { formatBytes, parseByteQuantity } from "../../core/quantity.js";
-import { ConfigError } from "../../lib/errors.js";
+import { formatBytes } from "../../core/quantity.js";
+import { ConfigError, DeadlineError } from "../../lib/errors.js";
 import { ExitCode, exitCodeFor } from "../../lib/exit.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, type RetryPolicy } from "../../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchFacts, type FetchProgress, type FetchRequest, type FetchResult } from "../../image/pipeline.js";
 import type { Command, CommandContext } from "../command.js";
+import { bytesFlag, durationFlag, flagValue, parseFlags, renderHelp, requireFlag, usageError, type CommandSpec } from "../flags.js";
 
-const usage = `Usage: basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF)
-                       [--checksum ALGO:HEX] [--max-virtual-size SIZE] [--json]
+const flags = {
+  "base-dir": { type: "string", value: "DIR", help: "the base dir (`_base`); required" },
+  id: { type: "string", value: "ID", help: "the image id; the base is DIR/sha1(ID); required" },
+  url: { type: "string", value: "URL", help: "an http or https source" },
+  "registry-image": { type: "string", value: "REF", help: "an OCI registry source (a containerDisk image)" },
+  checksum: { type: "string", value: "ALGO:HEX", help: "sha256:<hex> or sha512:<hex> of the image file as served" },
+  "max-virtual-size": { type: "string", value: "SIZE", help: "largest virtual size accepted: bytes or a quantity (1Gi, 500M)" },
+  timeout: { type: "string", value: "DUR", help: "give up after this long (90s, 10m, 1h): roll back, exit 124;\nno deadline when absent" },
+  json: { type: "boolean", help: "print one JSON object with the result" },
+} as const;
 
-Makes the image a ready raw base at DIR/sha1(ID): downloads, verifies, inspects, converts.
-  --checksum          sha256:<hex> or sha512:<hex> of the image file as served
-  --max-virtual-size  largest virtual size accepted: bytes or a quantity (1Gi, 500M)
-  --json              print one JSON object with the result
-
-Exit codes: 0 ready, 3 rejected, 4 source failed, 5 disk full, 2 usage error, 1 other.
-Tuning (environment): BASECACHE_FETCH_ATTEMPTS, BASECACHE_FETCH_RETRY_BASE_MS, BASECACHE_FETCH_RETRY_MAX_MS,
-BASECACHE_FETCH_IDLE_TIMEOUT_MS.`;
+const spec: CommandSpec<typeof flags> = {
+  name: "fetch",
+  synopsis: "--base-dir DIR --id ID (--url URL | --registry-image REF) [flags]",
+  description: "Makes the image a ready raw base at DIR/sha1(ID): downloads, verifies, inspects, converts.",
+  flags,
+  footer: [
+    "Exit codes: 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 --timeout ran out, 2 usage error, 1 other.",
+    "Tuning (environment): BASECACHE_FETCH_ATTEMPTS, BASECACHE_FETCH_RETRY_BASE_MS, BASECACHE_FETCH_RETRY_MAX_MS,",
+    "BASECACHE_FETCH_IDLE_TIMEOUT_MS.",
+  ].join("\n"),
+};
 
 /** Parsed flags of `basecache fetch`. */
 interface FetchFlags {
   request: FetchRequest;
   json: boolean;
+  /** --timeout: the whole fetch's deadline. */
+  timeoutMs?: number;
 }
 
 /** Parses argv into a fetch request. @throws ConfigError on a usage error */
 export function parseFetchFlags(argv: string[], env: NodeJS.ProcessEnv): FetchFlags | "help" {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        "base-dir": { type: "string" },
-        id: { type: "string" },
-        url: { type: "string" },
-        "registry-image": { type: "string" },
-        checksum: { type: "string" },
-        "max-virtual-size": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message}\n\n${usage}`);
-  }
-  if (values.help) return "help";
-  const need = (name: string, v: string | undefined) => {
-    if (v === undefined || v === "") throw new ConfigError(`missing --${name}\n\n${usage}`);
-    return v;
-  };
-  const baseDir = resolve(need("base-dir", values["base-dir"]));
-  const id = need("id", values.id);
-  if ((values.url === undefined) === (values["registry-image"] === undefined)) throw new ConfigError(`give exactly one of --url and --registry-image\n\n${usage}`);
-  const request: FetchRequest = { baseDir, id, source: values.url !== undefined ? { http: { url: values.url } } : { registry: { image: values["registry-image"] ?? "" } } };
-  if (values.url !== undefined) {
-    let u: URL;
-    try {
-      u = new URL(values.url);
-    } catch {
-      throw new ConfigError(`--url "${values.url}" is not a URL`);
-    }
-    if (u.protocol !== "http:" && u.protocol !== "https:") throw new ConfigError(`--url "${values.url}" must be http or https`);
-  }
-  if (values.checksum !== undefined) {
-    try {
-      parseChecksum(values.checksum);
-    } catch (e) {
-      throw new ConfigError(`--checksum: ${(e as Error).message}`);
-    }
-    request.checksum = values.checksum;
-  }
-  if (values["max-virtual-size"] !== undefined) {
-    try {
-      request.maxVirtualSize = parseByteQuantity(values["max-virtual-size"]);
-    } catch (e) {
-      throw new ConfigError(`--max-virtual-size: ${(e as Error).message}`);
-    }
-  }
+  const parsed = parseFlags(argv, spec);
+  if (parsed === "help") return "help";
+  const v = parsed.values;
+  const baseDir = resolve(requireFlag(spec, "base-dir", v["base-dir"]));
+  const id = requireFlag(spec, "id", v.id);
+  if ((v.url === undefined) === (v["registry-image"] === undefined)) throw usageError(spec, "give exactly one of --url and --registry-image");
+  const request: FetchRequest = { baseDir, id, source: v.url !== undefined ? { http: { url: httpUrl(v.url) } } : { registry: { image: v["registry-image"] ?? "" } } };
+  if (v.checksum !== undefined) request.checksum = flagValue("--checksum", v.checksum, (t) => (parseChecksum(t), t));
+  if (v["max-virtual-size"] !== undefined) request.maxVirtualSize = bytesFlag("max-virtual-size", v["max-virtual-size"]);
   request.retry = retryFromEnv(env);
   request.idleTimeoutMs = positiveInt(env, "BASECACHE_FETCH_IDLE_TIMEOUT_MS", DefaultIdleTimeoutMs);
-  return { request, json: values.json };
+  return { request, json: v.json, ...(v.timeout !== undefined ? { timeoutMs: durationFlag("timeout", v.timeout, 1000) } : {}) };
+}
+
+function httpUrl(text: string): string {
+  const u = flagValue("--url", text, (t) => new URL(t));
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new ConfigError(`Cannot use --url "${text}": expected an http or https URL`);
+  return text;
 }
 
 function retryFromEnv(env: NodeJS.ProcessEnv): RetryPolicy {
@@ -103,7 +79,7 @@ function retryFromEnv(env: NodeJS.ProcessEnv): RetryPolicy {
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const v = env[name];
   if (v === undefined || v === "") return fallback;
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new ConfigError(`${name}="${v}" is not a positive integer`);
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new ConfigError(`Cannot use ${name} "${v}": expected a positive whole number`);
   return Number(v);
 }
 
@@ -111,21 +87,24 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
 export const fetchCommand: Command = async (argv, ctx) => {
   const flags = parseFetchFlags(argv, ctx.env);
   if (flags === "help") {
-    ctx.stdout.write(usage + "\n");
+    ctx.stdout.write(renderHelp(spec));
     return ExitCode.Ok;
   }
   const { request, json } = flags;
   const bar = !json && ctx.stderr.isTTY ? progressBar(ctx) : undefined;
   const started = performance.now();
   const learned: FetchFacts = {};
+  const deadline = deadlineSignal(flags, ctx.signal);
   try {
     const onFacts = (f: FetchFacts) => Object.assign(learned, f);
-    const result = await fetchImage({ ...request, signal: ctx.signal, log: ctx.log, onFacts, ...(bar ? { onProgress: bar.update } : {}) });
+    const result = await fetchImage({ ...request, signal: deadline.signal, log: ctx.log, onFacts, ...(bar ? { onProgress: bar.update } : {}) });
     bar?.clear();
     ctx.stdout.write(json ? JSON.stringify(resultJson(result)) + "\n" : humanLine(result) + "\n");
     return ExitCode.Ok;
-  } catch (err) {
+  } catch (thrown) {
     bar?.clear();
+    // Whatever the pipeline was doing when the deadline struck (a read, qemu-img), the outcome is the deadline.
+    const err = deadline.expired() ? deadline.signal.reason : thrown;
     const code = exitCodeFor(err);
     const outcome = describeOutcome(err);
     if (json) {
@@ -135,8 +114,19 @@ export const fetchCommand: Command = async (argv, ctx) => {
       ctx.stderr.write(`basecache fetch: ${outcome.message} (${outcome.status}: ${outcome.reason})\n`);
     }
     return code;
+  } finally {
+    deadline.clear();
   }
 };
+
+/** The fetch's signal: the process's stop signal, and the --timeout deadline when one is given. */
+function deadlineSignal(flags: FetchFlags, stop: AbortSignal): { signal: AbortSignal; expired: () => boolean; clear: () => void } {
+  const { timeoutMs } = flags;
+  if (timeoutMs === undefined) return { signal: stop, expired: () => false, clear: () => undefined };
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DeadlineError(`Cannot fetch image "${flags.request.id}": --timeout ${formatDuration(timeoutMs)} ran out`)), timeoutMs);
+  return { signal: AbortSignal.any([stop, controller.signal]), expired: () => controller.signal.aborted && !stop.aborted, clear: () => clearTimeout(timer) };
+}
 
 /** What a failed fetch had learned before it stopped; null for what it never got to. */
 function factsJson(f: FetchFacts) {

@@ -3,30 +3,43 @@
  * one garbage-collection pass on demand, with the agent's rules (docs/design/gc-rules.md).
  */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
+import type { GcBudget } from "../../core/watermarks.js";
 import { DefaultRetentionMs, type GcDecision } from "../../core/gc.js";
-import { parseDuration } from "../../core/duration.js";
+import { formatDuration } from "../../core/duration.js";
 import { formatBytes } from "../../core/quantity.js";
 import { runGcPass, type GcPassResult, type GcReferences } from "../../agent/gc-pass.js";
 import { InstanceDiskScanner } from "../../agent/inventory.js";
-import { clockFromEnv, diskInspector, parseBudgetFlags } from "../../agent/options.js";
-import { ConfigError } from "../../lib/errors.js";
+import { diskInspector } from "../../agent/options.js";
+import { clockFromEnv } from "../../lib/clock.js";
 import { ExitCode } from "../../lib/exit.js";
 import type { Command, CommandContext } from "../command.js";
+import { DefaultHighWatermark, DefaultLowWatermark, budgetFlags, durationFlag, parseFlags, renderHelp, requireFlag, type CommandSpec } from "../flags.js";
 
-const usage = `Usage: basecache gc --base-dir DIR --instances-dir DIR [--node NAME] [--kubeconfig PATH]
-                    [--retention 24h] [--cache-budget SIZE --high-watermark 0.9 --low-watermark 0.8]
-                    [--dry-run] [--json]
+const flags = {
+  "base-dir": { type: "string", value: "DIR", help: "the base dir (`_base`); required" },
+  "instances-dir": { type: "string", value: "DIR", help: "where instance disks live (read only); required" },
+  node: {
+    type: "string",
+    value: "NAME",
+    defaultText: "$NODE_NAME",
+    help: "this node's name\n(with cluster access, pods on the node and its NodeImageCache count as uses;\nwithout it no base is removed, only work files)",
+  },
+  kubeconfig: { type: "string", value: "PATH", defaultText: "$KUBECONFIG, ~/.kube/config, or in-cluster", help: "cluster access" },
+  retention: { type: "string", value: "DUR", default: formatDuration(DefaultRetentionMs), help: "retention of an unused base whose ImageCache named none" },
+  "cache-budget": { type: "string", value: "SIZE", help: "bytes the cache may hold (1Ti, 500Gi); past the high watermark,\nunused bases go least recently used first down to the low watermark" },
+  "high-watermark": { type: "string", value: "FRACTION", defaultText: String(DefaultHighWatermark), help: "with --cache-budget: where eviction starts" },
+  "low-watermark": { type: "string", value: "FRACTION", defaultText: String(DefaultLowWatermark), help: "with --cache-budget: where eviction stops" },
+  "dry-run": { type: "boolean", help: "report what a pass would remove and why; change nothing" },
+  json: { type: "boolean", help: "print one JSON object with every decision" },
+} as const;
 
-Runs one garbage-collection pass: removes work files no live process holds, and bases that no ImageCache
-wants on this node, that nothing uses, and that have been unused for the retention age (or, above the
-cache budget's high watermark, least recently used first down to the low watermark).
-  --node            this node's name (default: $NODE_NAME); with cluster access, pods on the node and the
-                    node's NodeImageCache count as uses. Without it no base is removed, only work files.
-  --kubeconfig      cluster access (default: $KUBECONFIG, then in-cluster)
-  --retention       retention of an unused base whose ImageCache named none (default 24h)
-  --dry-run         report what a pass would remove and why; change nothing
-  --json            print one JSON object with every decision`;
+const spec: CommandSpec<typeof flags> = {
+  name: "gc",
+  synopsis: "--base-dir DIR --instances-dir DIR [flags]",
+  description:
+    "Runs one garbage-collection pass: removes work files no live process holds, and bases that no ImageCache\nwants on this node, that nothing uses, and that have been unused for the retention age (or, above the\ncache budget's high watermark, least recently used first down to the low watermark).",
+  flags,
+};
 
 interface GcFlags {
   baseDir: string;
@@ -34,56 +47,27 @@ interface GcFlags {
   node?: string;
   kubeconfig?: string;
   retentionMs: number;
-  budget?: ReturnType<typeof parseBudgetFlags>;
+  budget?: GcBudget;
   dryRun: boolean;
   json: boolean;
 }
 
 /** Parses argv. @throws ConfigError on a usage error */
 export function parseGcFlags(argv: string[], env: NodeJS.ProcessEnv): GcFlags | "help" {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        "base-dir": { type: "string" },
-        "instances-dir": { type: "string" },
-        node: { type: "string" },
-        kubeconfig: { type: "string" },
-        retention: { type: "string" },
-        "cache-budget": { type: "string" },
-        "high-watermark": { type: "string" },
-        "low-watermark": { type: "string" },
-        "dry-run": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message}\n\n${usage}`);
-  }
-  if (values.help) return "help";
-  if (!values["base-dir"] || !values["instances-dir"]) throw new ConfigError(`--base-dir and --instances-dir are required\n\n${usage}`);
-  let retentionMs = DefaultRetentionMs;
-  try {
-    if (values.retention !== undefined) retentionMs = parseDuration(values.retention);
-  } catch (e) {
-    throw new ConfigError((e as Error).message);
-  }
-  const node = values.node ?? env.NODE_NAME;
-  const kubeconfig = values.kubeconfig;
-  const budget = parseBudgetFlags(values["cache-budget"], values["high-watermark"], values["low-watermark"]);
+  const parsed = parseFlags(argv, spec);
+  if (parsed === "help") return "help";
+  const v = parsed.values;
+  const node = v.node || env.NODE_NAME;
+  const budget = budgetFlags(v["cache-budget"], v["high-watermark"], v["low-watermark"]);
   return {
-    baseDir: resolve(values["base-dir"]),
-    instancesDir: resolve(values["instances-dir"]),
+    baseDir: resolve(requireFlag(spec, "base-dir", v["base-dir"])),
+    instancesDir: resolve(requireFlag(spec, "instances-dir", v["instances-dir"])),
     ...(node ? { node } : {}),
-    ...(kubeconfig ? { kubeconfig } : {}),
-    retentionMs,
+    ...(v.kubeconfig ? { kubeconfig: v.kubeconfig } : {}),
+    retentionMs: durationFlag("retention", v.retention),
     ...(budget ? { budget } : {}),
-    dryRun: values["dry-run"],
-    json: values.json,
+    dryRun: v["dry-run"],
+    json: v.json,
   };
 }
 
@@ -91,7 +75,7 @@ export function parseGcFlags(argv: string[], env: NodeJS.ProcessEnv): GcFlags | 
 export const gcCommand: Command = async (argv, ctx) => {
   const flags = parseGcFlags(argv, ctx.env);
   if (flags === "help") {
-    ctx.stdout.write(usage + "\n");
+    ctx.stdout.write(renderHelp(spec));
     return ExitCode.Ok;
   }
   const references = await referencesFor(flags, ctx);

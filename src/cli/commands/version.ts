@@ -1,6 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { ExitCode } from "../../lib/exit.js";
 import type { Command } from "../command.js";
+import { parseFlags, renderHelp, type CommandSpec } from "../flags.js";
+
+const spec: CommandSpec<Record<string, never>> = { name: "version", synopsis: "", description: "Prints the basecache version.", flags: {} };
 
 // The package root is three levels up from src/cli/commands and four from dist/src/cli/commands.
 async function readPackageVersion(): Promise<string> {
@@ -16,7 +19,11 @@ async function readPackageVersion(): Promise<string> {
 }
 
 /** Prints the basecache version. */
-export const versionCommand: Command = async (_argv, ctx) => {
+export const versionCommand: Command = async (argv, ctx) => {
+  if (parseFlags(argv, spec) === "help") {
+    ctx.stdout.write(renderHelp(spec));
+    return ExitCode.Ok;
+  }
   ctx.stdout.write(`basecache ${await readPackageVersion()}\n`);
   return ExitCode.Ok;
 };

@@ -5,7 +5,7 @@
  */
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { DefaultRetryPolicy, imageFingerprint, planAgent, recordFailure, type AgentWantedImage, type ImageMemory } from "../core/agent-plan.js";
+import { DefaultRetryPolicy, imageFingerprint, planAgent, recordFailure, type ImageMemory } from "../core/agent-plan.js";
 import type { BackoffPolicy } from "../core/backoff.js";
 import { classifyGcEntry } from "../core/gc.js";
 import { baseNameFor } from "../core/names.js";
@@ -13,7 +13,7 @@ import { parseByteQuantity } from "../core/quantity.js";
 import { listBaseDir, readSidecar } from "../image/base-dir.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchProgress } from "../image/pipeline.js";
-import { ApiVersion, NodeImageCacheKind, type NodeImageCache } from "../kube/api-types.js";
+import { ApiVersion, NodeImageCacheKind, type ImageSpec, type NodeImageCache } from "../kube/api-types.js";
 import type { EventRecorder, EventType } from "../kube/events.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
 import type { Clock } from "../lib/clock.js";
@@ -87,7 +87,7 @@ export class NodeAgent {
     const plan = planAgent({
       now: this.opts.clock.now(),
       generation: nic.metadata.generation ?? 0,
-      wanted: nic.spec.images as AgentWantedImage[],
+      wanted: nic.spec.images,
       onDisk,
       memory: this.memory,
       ...(nic.status ? { prior: nic.status } : {}),
@@ -176,7 +176,7 @@ export class NodeAgent {
       if (s.phase !== "Failed" || !s.reason || !(s.reason in rejectReasons) || this.memory[s.id]) continue;
       const generation = s.observedGeneration ?? nic.status?.observedGeneration ?? 0;
       // Still the generation it was rejected at: the definition in the spec now is the one that was rejected.
-      const spec = generation === nic.metadata.generation ? (nic.spec.images as AgentWantedImage[]).find((i) => i.id === s.id) : undefined;
+      const spec = generation === nic.metadata.generation ? (nic.spec.images).find((i) => i.id === s.id) : undefined;
       const fingerprint = spec ? { fingerprint: imageFingerprint(spec) } : {};
       this.memory[s.id] = { failure: { kind: "rejected", reason: s.reason, message: s.message ?? "", attempts: 1, generation, ...fingerprint } };
     }
@@ -189,7 +189,7 @@ export class NodeAgent {
     t.controller.abort(new Error(`Cancelled: ${why}`));
   }
 
-  private launch(image: AgentWantedImage, kind: "fetch" | "verify", nic: NodeImageCache): void {
+  private launch(image: ImageSpec, kind: "fetch" | "verify", nic: NodeImageCache): void {
     if (this.tasks.has(image.id)) return;
     const fingerprint = imageFingerprint(image);
     const controller = new AbortController();
@@ -209,7 +209,7 @@ export class NodeAgent {
     this.tasks.set(image.id, { controller, done });
   }
 
-  private async runFetch(image: AgentWantedImage, fingerprint: string, kind: "fetch" | "verify", controller: AbortController, nic: NodeImageCache): Promise<void> {
+  private async runFetch(image: ImageSpec, fingerprint: string, kind: "fetch" | "verify", controller: AbortController, nic: NodeImageCache): Promise<void> {
     const { log, metrics } = this.opts;
     const labels = { image_id: image.id };
     let lastDone = 0;
@@ -259,7 +259,7 @@ export class NodeAgent {
     }
   }
 
-  private recordFailed(image: AgentWantedImage, fingerprint: string, err: unknown, nic: NodeImageCache, seconds: number): void {
+  private recordFailed(image: ImageSpec, fingerprint: string, err: unknown, nic: NodeImageCache, seconds: number): void {
     const { metrics } = this.opts;
     const o = describeOutcome(err);
     const kind = o.status === "rejected" ? "rejected" : "failed";

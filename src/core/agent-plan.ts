@@ -2,58 +2,16 @@
  * The node agent's plan: from its NodeImageCache spec, the bases on disk, what the agent remembers of its
  * fetches and the time, decide which images to fetch now, which running fetches to cancel, the status to
  * write and when to look again. Pure; src/agent/reconcile.ts gathers and applies.
- *
- * Shapes mirror src/kube/api-types.ts structurally (core may not import kube).
  */
 import { createHash } from "node:crypto";
+import type { DiskUsage, ImagePhase, ImageSpec, NodeImageCacheStatus, NodeImageStatus } from "./api-records.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
-import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
-
-export type AgentSource = { http: { url: string } } | { registry: { image: string } };
-
-/** One image the node should hold, as the NodeImageCache spec lists it. */
-export interface AgentWantedImage {
-  id: string;
-  source: AgentSource;
-  checksum?: string;
-  maxVirtualSize?: string;
-}
-
-export type AgentPhase = "Pending" | "Downloading" | "Converting" | "Ready" | "Failed";
-
-/** One image's status entry. */
-export interface AgentImageStatus {
-  id: string;
-  base: string;
-  phase: AgentPhase;
-  bytesDone?: number;
-  bytesTotal?: number;
-  virtualSize?: number;
-  reason?: string;
-  message?: string;
-  observedGeneration?: number;
-  /** imageDefinitionHash of the definition this entry reports on, so the roll-up can tell a stale report. */
-  definition?: string;
-}
-
-export interface AgentDiskUsage {
-  cacheBytes: number;
-  filesystemBytes: number;
-  filesystemFreeBytes: number;
-}
-
-/** The NodeImageCache status the agent writes. */
-export interface AgentStatus {
-  observedGeneration?: number;
-  images?: AgentImageStatus[];
-  disk?: AgentDiskUsage;
-  conditions?: Condition[];
-}
+import { setConditions, type ConditionInput } from "./conditions.js";
 
 /** A fetch under way, as the agent tracks it in memory. */
 export interface RunningFetch {
   fingerprint: string;
-  phase: "Pending" | "Downloading" | "Converting";
+  phase: Exclude<ImagePhase, "Ready" | "Failed">;
   bytesDone?: number;
   bytesTotal?: number;
 }
@@ -85,13 +43,13 @@ export interface ImageMemory {
 export interface AgentPlanInput {
   now: number;
   generation: number;
-  wanted: readonly AgentWantedImage[];
+  wanted: readonly ImageSpec[];
   /** Complete bases on disk, by base name, with the virtual size their sidecar records. */
   onDisk: ReadonlyMap<string, { virtualSize?: number }>;
   memory: Readonly<Record<string, ImageMemory>>;
   /** The status as last written, for condition transition times. */
-  prior?: AgentStatus;
-  disk?: AgentDiskUsage;
+  prior?: NodeImageCacheStatus;
+  disk?: DiskUsage;
   concurrency: number;
   /** Under a cache budget: what the last GC pass found (absent without a budget, or before the first pass). */
   budget?: { overBudget: boolean; cacheBytes: number; highBytes: number };
@@ -102,21 +60,21 @@ export interface AgentPlanInput {
 /** What the agent does next. */
 export interface AgentPlan {
   /** Images to start fetching now, in spec order, at most `concurrency` running in all. */
-  start: AgentWantedImage[];
+  start: ImageSpec[];
   /**
    * Bases on disk to check against their definition (the pipeline's quick path for a present base: checksum
    * and size limit, no download). They do not count against the concurrency, and their status stays Ready.
    */
-  verify: AgentWantedImage[];
+  verify: ImageSpec[];
   /** Ids of running fetches to abort: no longer wanted, or their definition changed. */
   cancel: string[];
-  status: AgentStatus;
+  status: NodeImageCacheStatus;
   /** When to reconcile again to retry a failed source; absent when nothing waits on time. */
   requeueAfterMs?: number;
 }
 
 /** A stable text of the parts of an image's definition that decide its bytes; a change retries a rejection. */
-export function imageFingerprint(image: AgentWantedImage): string {
+export function imageFingerprint(image: ImageSpec): string {
   const source = "http" in image.source ? { http: image.source.http.url } : { registry: image.source.registry.image };
   return JSON.stringify([source, image.checksum ?? "", image.maxVirtualSize ?? ""]);
 }
@@ -125,7 +83,7 @@ export function imageFingerprint(image: AgentWantedImage): string {
  * A short hash of imageFingerprint, carried in each status entry. The controller computes the same from the
  * ImageCache, so a node still reporting on an older definition of an id is not counted as holding the new one.
  */
-export function imageDefinitionHash(image: AgentWantedImage): string {
+export function imageDefinitionHash(image: ImageSpec): string {
   return hashOfFingerprint(imageFingerprint(image));
 }
 
@@ -140,9 +98,9 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
     .filter(([id, m]) => m.running && (!wantedIds.has(id) || m.running.fingerprint !== fingerprintOf(input, id)))
     .map(([id]) => id);
   let running = Object.values(input.memory).filter((m) => m.running).length;
-  const start: AgentWantedImage[] = [];
-  const verify: AgentWantedImage[] = [];
-  const images: AgentImageStatus[] = [];
+  const start: ImageSpec[] = [];
+  const verify: ImageSpec[] = [];
+  const images: NodeImageStatus[] = [];
   let requeueAfterMs: number | undefined;
   for (const image of input.wanted) {
     const decision = decideImage(image, input);
@@ -156,7 +114,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
     if (decision.kind === "wait") requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.afterMs);
     images.push(decision.status);
   }
-  const status: AgentStatus = {
+  const status: NodeImageCacheStatus = {
     observedGeneration: input.generation,
     images,
     ...(input.disk ? { disk: input.disk } : {}),
@@ -166,13 +124,13 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
 }
 
 type ImageDecision =
-  | { kind: "fetch"; status: AgentImageStatus }
-  | { kind: "wait"; afterMs: number; status: AgentImageStatus }
-  | { kind: "verify"; status: AgentImageStatus }
-  | { kind: "hold"; status: AgentImageStatus };
+  | { kind: "fetch"; status: NodeImageStatus }
+  | { kind: "wait"; afterMs: number; status: NodeImageStatus }
+  | { kind: "verify"; status: NodeImageStatus }
+  | { kind: "hold"; status: NodeImageStatus };
 
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
-function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecision {
+function decideImage(image: ImageSpec, input: AgentPlanInput): ImageDecision {
   const base = input.baseNameFor(image.id);
   const fingerprint = imageFingerprint(image);
   const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfFingerprint(fingerprint) };
@@ -185,7 +143,7 @@ function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecis
   const present = input.onDisk.get(base);
   if (present) {
     const size = present.virtualSize !== undefined ? { virtualSize: present.virtualSize } : {};
-    const ready: AgentImageStatus = { ...entry, phase: "Ready", ...size };
+    const ready: NodeImageStatus = { ...entry, phase: "Ready", ...size };
     const backingOff = sameFailure && failure.retryAt !== undefined && failure.retryAt > input.now;
     return { kind: memory?.verified === fingerprint || memory?.running || backingOff ? "hold" : "verify", status: ready };
   }
@@ -195,7 +153,7 @@ function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecis
   }
   if (memory?.running) return { kind: "hold", status: { ...entry, phase: "Pending", message: "Waiting for the fetch of the previous definition to stop" } };
   if (failure && sameFailure) {
-    const failed: AgentImageStatus = { ...entry, phase: "Failed", reason: failure.reason, message: failure.message };
+    const failed: NodeImageStatus = { ...entry, phase: "Failed", reason: failure.reason, message: failure.message };
     if (failure.retryAt !== undefined && failure.retryAt > input.now) return { kind: "wait", afterMs: failure.retryAt - input.now, status: failed };
   }
   return { kind: "fetch", status: { ...entry, phase: "Pending" } };
@@ -214,7 +172,7 @@ function optional(fields: Record<string, number | undefined>): Record<string, nu
   return Object.fromEntries(Object.entries(fields).filter((e): e is [string, number] => e[1] !== undefined));
 }
 
-function wantedConditions(images: readonly AgentImageStatus[], input: AgentPlanInput): ConditionInput[] {
+function wantedConditions(images: readonly NodeImageStatus[], input: AgentPlanInput): ConditionInput[] {
   const out = [readyCondition(images, input.generation)];
   if (input.budget) out.push(budgetCondition(input.budget, input.generation));
   return out;
@@ -233,7 +191,7 @@ export function budgetCondition(b: { overBudget: boolean; cacheBytes: number; hi
 }
 
 /** The node's Ready condition: True when every wanted image is Ready. */
-export function readyCondition(images: readonly AgentImageStatus[], generation: number): ConditionInput {
+export function readyCondition(images: readonly NodeImageStatus[], generation: number): ConditionInput {
   const failed = images.filter((i) => i.phase === "Failed");
   const ready = images.filter((i) => i.phase === "Ready").length;
   const common = { type: "Ready", observedGeneration: generation };

@@ -9,13 +9,14 @@ import {
   planAgent,
   recordFailure,
   type AgentPlanInput,
-  type AgentWantedImage,
+  
   type ImageMemory,
 } from "../../src/core/agent-plan.js";
+import type { ImageSpec } from "../../src/core/api-records.js";
 
 const NOW = 1_800_000_000_000;
 
-function image(id: string, over: Partial<AgentWantedImage> = {}): AgentWantedImage {
+function image(id: string, over: Partial<ImageSpec> = {}): ImageSpec {
   return { id, source: { http: { url: `http://origin/${id}.qcow2` } }, ...over };
 }
 

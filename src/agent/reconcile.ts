@@ -94,7 +94,6 @@ export class NodeAgent {
       disk,
       concurrency: this.opts.concurrency,
       ...(this.budget ? { budget: this.budget } : {}),
-      baseNameFor,
     });
     for (const id of plan.cancel) this.cancel(id, "its definition changed or it is no longer wanted");
     this.forgetUnwanted(nic);

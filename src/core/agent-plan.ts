@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import type { DiskUsage, ImagePhase, ImageSpec, NodeImageCacheStatus, NodeImageStatus } from "./api-records.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 import { setConditions, type ConditionInput } from "./conditions.js";
+import { baseNameFor } from "./names.js";
 
 /** A fetch under way, as the agent tracks it in memory. */
 export interface RunningFetch {
@@ -53,8 +54,6 @@ export interface AgentPlanInput {
   concurrency: number;
   /** Under a cache budget: what the last GC pass found (absent without a budget, or before the first pass). */
   budget?: { overBudget: boolean; cacheBytes: number; highBytes: number };
-  /** Names each id's base file; passed in so core stays free of node:crypto. */
-  baseNameFor: (id: string) => string;
 }
 
 /** What the agent does next. */
@@ -131,7 +130,7 @@ type ImageDecision =
 
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
 function decideImage(image: ImageSpec, input: AgentPlanInput): ImageDecision {
-  const base = input.baseNameFor(image.id);
+  const base = baseNameFor(image.id);
   const fingerprint = imageFingerprint(image);
   const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfFingerprint(fingerprint) };
   const memory = input.memory[image.id];

@@ -21,7 +21,7 @@ function image(id: string, over: Partial<ImageSpec> = {}): ImageSpec {
 }
 
 function input(over: Partial<AgentPlanInput> = {}): AgentPlanInput {
-  return { now: NOW, generation: 3, wanted: [], onDisk: new Map(), memory: {}, concurrency: 2, baseNameFor, ...over };
+  return { now: NOW, generation: 3, wanted: [], onDisk: new Map(), memory: {}, concurrency: 2, ...over };
 }
 
 const phaseOf = (plan: ReturnType<typeof planAgent>, id: string) => plan.status.images?.find((i) => i.id === id);

@@ -1,8 +1,8 @@
 /**
  * Coalescing of the agent's status writes: nothing when nothing changed; progress (bytes, the phases before
- * Ready, disk usage) at most once per `progressIntervalMs`; anything else (an image Ready or Failed, images
- * added or removed, a new generation, a condition) within `urgentDelayMs`. A change confined to filesystem free
- * bytes is no change at all until it passes the drift threshold. Pure.
+ * Ready, disk usage growing) at most once per `progressIntervalMs`; anything else (an image Ready or Failed,
+ * images added or removed, a new generation, a condition, space freed in the cache) within `urgentDelayMs`. A
+ * change confined to filesystem free bytes is no change at all until it passes the drift threshold. Pure.
  */
 import type { DiskUsage, NodeImageCacheStatus } from "./api-records.js";
 
@@ -37,7 +37,7 @@ export interface WriteState {
 /** Decides whether to write `wanted` now, later, or not at all. */
 export function decideStatusWrite(wanted: NodeImageCacheStatus, state: WriteState, now: number, policy: WritePolicy = DefaultWritePolicy): WriteDecision {
   if (state.written && canonical(withSettledDisk(wanted, state.written, policy)) === canonical(state.written)) return { action: "none" };
-  const urgent = !state.written || canonical(withoutProgress(wanted)) !== canonical(withoutProgress(state.written));
+  const urgent = !state.written || canonical(withoutProgress(wanted)) !== canonical(withoutProgress(state.written)) || spaceFreed(wanted.disk, state.written.disk);
   const gap = urgent ? policy.urgentDelayMs : policy.progressIntervalMs;
   const since = state.writtenAt === undefined ? Infinity : now - state.writtenAt;
   // A clock that went backwards counts as "just written": wait one gap rather than write in a burst.
@@ -53,6 +53,14 @@ export function diskUsageMoved(wanted: DiskUsage, written: DiskUsage, policy: Wr
   if (wanted.cacheBytes !== written.cacheBytes || wanted.filesystemBytes !== written.filesystemBytes) return true;
   const threshold = Math.min(wanted.filesystemBytes * policy.freeBytesDriftFraction, policy.freeBytesDriftMaxBytes);
   return Math.abs(wanted.filesystemFreeBytes - written.filesystemFreeBytes) >= threshold;
+}
+
+/**
+ * True when the cache holds fewer bytes than the written status says: GC (or a failed fetch's cleanup) freed
+ * space, which someone waiting for room wants to see at once rather than at the next progress write.
+ */
+export function spaceFreed(wanted: DiskUsage | undefined, written: DiskUsage | undefined): boolean {
+  return wanted !== undefined && written !== undefined && wanted.cacheBytes < written.cacheBytes;
 }
 
 // Compared against what was written, not the previous offer, so slow drift adds up until it passes the threshold.

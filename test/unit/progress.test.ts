@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DefaultWritePolicy, canonical, decideStatusWrite } from "../../src/core/progress.js";
+import { DefaultWritePolicy, canonical, decideStatusWrite, spaceFreed } from "../../src/core/progress.js";
 import type { NodeImageCacheStatus, NodeImageStatus } from "../../src/core/api-records.js";
 
 const T = 1_800_000_000_000;
@@ -85,7 +85,9 @@ test("a change confined to disk usage is written only when the cache's bytes or 
     { what: "drift of 1 % on a large filesystem, under the cap", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 400 * GiB - 900 * MiB) }), ago: 60_000, want: { action: "none" } },
     { what: "drift past the cap on a large filesystem", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 400 * GiB - GiB) }), ago: 3_000, want: progress },
     { what: "drift past the cap, interval passed", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 402 * GiB) }), ago: 10_000, want: { action: "write" } },
-    { what: "cache bytes changed by one byte", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB + 1, 1000 * GiB, 400 * GiB) }), ago: 3_000, want: progress },
+    { what: "cache bytes grew by one byte", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB + 1, 1000 * GiB, 400 * GiB) }), ago: 3_000, want: progress },
+    { what: "cache bytes fell: GC freed space", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(4 * GiB, 1000 * GiB, 401 * GiB) }), ago: 300, want: urgent },
+    { what: "cache bytes fell by one byte, delay passed", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB - 1, 1000 * GiB, 400 * GiB) }), ago: 1_000, want: { action: "write" } },
     { what: "filesystem resized", written: status([{}], { disk: small }), wanted: status([{}], { disk: disk(5 * GiB, 60 * GiB, 20 * GiB) }), ago: 3_000, want: progress },
     { what: "disk usage first reported", written: status([{}]), wanted: status([{}], { disk: small }), ago: 3_000, want: progress },
     { what: "small drift with an outcome", written: status([{}], { disk: small }), wanted: status([{ phase: "Ready", virtualSize: 100 }], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB - 1) }), ago: 300, want: urgent },
@@ -112,4 +114,17 @@ test("the drift threshold is taken from the policy", () => {
   assert.deepEqual(decideStatusWrite(wanted, state, T), { action: "none" });
   assert.deepEqual(decideStatusWrite(wanted, state, T, { ...DefaultWritePolicy, freeBytesDriftMaxBytes: 10 }), { action: "write" });
   assert.deepEqual(decideStatusWrite(wanted, state, T, { ...DefaultWritePolicy, freeBytesDriftFraction: 0 }), { action: "write" });
+});
+
+test("spaceFreed: only a drop of the cache's own bytes against the written status", () => {
+  const d = (cacheBytes: number, filesystemFreeBytes = 50) => ({ cacheBytes, filesystemBytes: 100, filesystemFreeBytes });
+  const table: [string, ReturnType<typeof d> | undefined, ReturnType<typeof d> | undefined, boolean][] = [
+    ["fell", d(9), d(10), true],
+    ["same", d(10), d(10), false],
+    ["grew", d(11), d(10), false],
+    ["free bytes alone rose", d(10, 90), d(10), false],
+    ["nothing written yet", d(9), undefined, false],
+    ["no usage wanted", undefined, d(10), false],
+  ];
+  for (const [what, wanted, written, want] of table) assert.equal(spaceFreed(wanted, written), want, what);
 });

@@ -78,3 +78,8 @@ function sumFollowersOfDeleted(decisions: readonly GcDecision[], followers: Read
 function sumBytes(decisions: readonly GcDecision[]): number {
   return decisions.reduce((n, d) => n + d.bytes, 0);
 }
+
+/** The cache's own bytes once `removed` are gone: what a pass leaves, as opposed to what it found. */
+export function cacheBytesAfter(cacheBytes: number, removed: readonly GcDecision[]): number {
+  return cacheBytes - sumBytes(removed.filter((d) => d.kind !== "unknown"));
+}

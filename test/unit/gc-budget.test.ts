@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { planBudget, settleFollowers, type BudgetFacts } from "../../src/core/gc-budget.js";
+import { cacheBytesAfter, planBudget, settleFollowers, type BudgetFacts } from "../../src/core/gc-budget.js";
 import type { GcDecision } from "../../src/core/gc.js";
 
 const NOW = 1_800_000_000_000;
@@ -64,4 +64,13 @@ test("settleFollowers: a removed base takes its kept sidecar and lock; others st
     assert.deepEqual(got, t.want, t.what);
     assert.deepEqual(t.decisions, before, `${t.what}: the input decisions are unchanged`);
   }
+});
+
+test("cacheBytesAfter: what the cache holds once the removed files are gone", () => {
+  const table: [string, number, GcDecision[], number][] = [
+    ["nothing removed", 420, [], 420],
+    ["a base and its sidecar", 420, [base("a", { action: "delete", reason: "Evicted" }), sidecar("a", { action: "delete", reason: "BaseRemoved" })], 310],
+    ["unknown files never count", 420, [{ name: "stray", kind: "unknown", action: "report", reason: "UnknownName", message: "Left alone", bytes: 1_000 }], 420],
+  ];
+  for (const [what, before, removed, want] of table) assert.equal(cacheBytesAfter(before, removed), want, what);
 });

@@ -21,7 +21,10 @@ import type { Logger } from "../lib/log.js";
 import { GcRunner, podUsesFrom, wantedFrom, type PodMeta } from "./gc-runner.js";
 import { createAgentMetrics, healthHandler, metricsHandler, serveHttp, type AgentMetrics } from "./metrics.js";
 import { StatusWriter } from "./progress.js";
-import { NodeAgent } from "./reconcile.js";
+import { DiskState } from "./disk-state.js";
+import { FetchRunner } from "./fetch-runner.js";
+import { NodeEvents } from "./node-events.js";
+import { reconcileNode, type AgentParts } from "./reconcile.js";
 
 /** Annotation on a NodeImageCache that asks its agent for a GC pass now; any new value triggers one. */
 export const GcRequestAnnotation = `${Group}/gc-requested`;
@@ -51,40 +54,24 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   const metrics = createAgentMetrics();
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));
   const { nics, pods, nic } = makeInformers(clients, opts.node, log);
-  const queue = new WorkQueue({ name: "node", log, reconcile: (_key, s) => agent.reconcile(s), observe: (outcome) => log.debug({ outcome }, "Reconciled node") });
   const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
-  const events = new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log });
+  const events = new NodeEvents(new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log }), nic);
+  const disk = new DiskState({ baseDir: opts.baseDir, clock: opts.clock, metrics });
   const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
-  const gc = new GcRunner({
-    ...opts,
-    log,
-    metrics,
-    signal,
-    references: { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) },
-    event: (type, reason, note) => {
-      const current = nic();
-      if (current) agent.event(current, type, reason, "GarbageCollect", note);
-    },
-    afterRemoval: () => {
-      agent.refreshUsage();
-      queue.add(opts.node);
-    },
-    onBudget: (b) => {
-      agent.setBudgetState(b);
-      queue.add(opts.node);
-    },
+  const references = { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) };
+  const gc = new GcRunner({ ...opts, log, metrics, signal, references, events, disk });
+  const makeRoom = opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {};
+  const fetches = new FetchRunner({ ...opts, log, metrics, events, disk, ...makeRoom });
+  const parts: AgentParts = { nodeImageCache: nic, clock: opts.clock, concurrency: opts.concurrency, disk, fetches, status };
+  const queue = new WorkQueue({ name: "node", log, reconcile: (_key, s) => reconcileNode(parts, s), observe: (outcome) => log.debug({ outcome }, "Reconciled node") });
+  // The parts exist before the queue that runs their passes; each asks for a pass through it from here on.
+  fetches.onChange((ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)));
+  disk.onChange(() => queue.add(opts.node));
+  watchNodeImageCache(nics, {
+    enqueue: () => queue.add(opts.node),
+    requestGc: () => void gc.run("requested"),
+    observeStatus: (o) => status.observe(parseNodeImageCache(o).status),
   });
-  const agent = new NodeAgent({
-    ...opts,
-    log,
-    metrics,
-    status,
-    events,
-    nodeImageCache: nic,
-    requeue: (ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)),
-    ...(opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {}),
-  });
-  watchNodeImageCache(nics, () => queue.add(opts.node), () => void gc.run("requested"));
   let ready = false;
   const servers = await startEndpoints(opts, metrics, signal, () => ready, log);
   const onUsr1 = () => void gc.run("signal");
@@ -103,7 +90,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
     if (!signal.aborted) throw e;
   } finally {
     process.off("SIGUSR1", onUsr1);
-    await agent.stop();
+    await fetches.stop();
     await queue.drain();
     await gc.idle();
     await status.flush().catch(() => undefined);
@@ -132,20 +119,23 @@ function makeInformers(clients: KubeClients, node: string, log: Logger) {
   return { nics, pods, nic };
 }
 
-// Every change queues the node; a new value of the gc-requested annotation also asks for a GC pass.
-function watchNodeImageCache(nics: Informer<RawObject>, enqueue: () => void, requestGc: () => void): void {
+// Every change queues the node and tells the status writer what the server holds; a new value of the
+// gc-requested annotation also asks for a GC pass.
+function watchNodeImageCache(nics: Informer<RawObject>, on: { enqueue: () => void; requestGc: () => void; observeStatus: (o: RawObject) => void }): void {
   let lastGcRequest: string | undefined;
   nics.on("add", (o) => {
     lastGcRequest = annotations(o)[GcRequestAnnotation];
-    enqueue();
+    on.observeStatus(o);
+    on.enqueue();
   });
   nics.on("update", (o) => {
     const request = annotations(o)[GcRequestAnnotation];
-    if (request !== undefined && request !== lastGcRequest) requestGc();
+    if (request !== undefined && request !== lastGcRequest) on.requestGc();
     lastGcRequest = request;
-    enqueue();
+    on.observeStatus(o);
+    on.enqueue();
   });
-  nics.on("delete", enqueue);
+  nics.on("delete", on.enqueue);
 }
 
 async function startEndpoints(opts: AgentOptions, metrics: AgentMetrics, signal: AbortSignal, ready: () => boolean, log: Logger): Promise<Server[]> {

@@ -1,63 +1,44 @@
 /**
- * The node agent's plan: from its NodeImageCache spec, the bases on disk, what the agent remembers of its
- * fetches and the time, decide which images to fetch now, which running fetches to cancel, the status to
- * write and when to look again. Pure; src/agent/reconcile.ts gathers and applies.
+ * The node agent's plan: from its NodeImageCache, the bases on disk, what the agent remembers of its fetches,
+ * the budget state GC last found and the time, decide which images to fetch or check now, which running fetches
+ * to cancel, what to remember and forget, the status to write and when to look again. Pure; src/agent/reconcile.ts
+ * gathers and applies.
  */
 import { createHash } from "node:crypto";
-import type { DiskUsage, ImagePhase, ImageSpec, NodeImageCacheStatus, NodeImageStatus } from "./api-records.js";
-import { backoffDelay, type BackoffPolicy } from "./backoff.js";
+import type { DiskUsage, ImageSpec, NodeImageCache, NodeImageCacheStatus, NodeImageStatus } from "./api-records.js";
+import { isRejectReason, type FetchFailure, type ImageMemory } from "./agent-memory.js";
 import { setConditions, type ConditionInput } from "./conditions.js";
 import { baseNameFor } from "./names.js";
 
-/** A fetch under way, as the agent tracks it in memory. */
-export interface RunningFetch {
-  fingerprint: string;
-  phase: Exclude<ImagePhase, "Ready" | "Failed">;
-  bytesDone?: number;
-  bytesTotal?: number;
-}
-
-/**
- * The last failed attempt of an image. A rejection waits for the image's definition to change (by fingerprint,
- * or by generation when the fingerprint was lost with a restart); a failed source retries at `retryAt`.
- */
-export interface FetchFailure {
-  kind: "rejected" | "failed";
-  reason: string;
-  message: string;
-  attempts: number;
-  /** Epoch ms of the next attempt, for kind "failed". */
-  retryAt?: number;
-  fingerprint?: string;
-  generation: number;
-}
-
-/** What the agent remembers of one image id. */
-export interface ImageMemory {
-  running?: RunningFetch;
-  failure?: FetchFailure;
-  /** The fingerprint a base on disk was last checked against (checksum, size limit) by the pipeline. */
-  verified?: string;
+/** What the last GC pass found under a cache budget, for the CacheWithinBudget condition. */
+export interface BudgetState {
+  overBudget: boolean;
+  cacheBytes: number;
+  highBytes: number;
 }
 
 /** Everything one agent plan depends on. */
 export interface AgentPlanInput {
   now: number;
-  generation: number;
-  wanted: readonly ImageSpec[];
+  /** The node's NodeImageCache; absent when it does not exist (yet, or any more). */
+  nodeImageCache?: NodeImageCache;
   /** Complete bases on disk, by base name, with the virtual size their sidecar records. */
   onDisk: ReadonlyMap<string, { virtualSize?: number }>;
   memory: Readonly<Record<string, ImageMemory>>;
-  /** The status as last written, for condition transition times. */
-  prior?: NodeImageCacheStatus;
+  /** Ids with a fetch or a check under way. */
+  tasks: readonly string[];
+  /** False until a pass has taken the rejections of a status written before this agent started. */
+  seeded: boolean;
   disk?: DiskUsage;
   concurrency: number;
   /** Under a cache budget: what the last GC pass found (absent without a budget, or before the first pass). */
-  budget?: { overBudget: boolean; cacheBytes: number; highBytes: number };
+  budget?: BudgetState;
 }
 
 /** What the agent does next. */
 export interface AgentPlan {
+  /** The generation of the NodeImageCache the plan is for (0 without one). */
+  generation: number;
   /** Images to start fetching now, in spec order, at most `concurrency` running in all. */
   start: ImageSpec[];
   /**
@@ -65,9 +46,14 @@ export interface AgentPlan {
    * and size limit, no download). They do not count against the concurrency, and their status stays Ready.
    */
   verify: ImageSpec[];
-  /** Ids of running fetches to abort: no longer wanted, or their definition changed. */
-  cancel: string[];
-  status: NodeImageCacheStatus;
+  /** Tasks to abort, and why: no longer wanted, their definition changed, or the NodeImageCache is gone. */
+  cancel: { id: string; why: string }[];
+  /** Memory to take before anything starts: the rejections a status written before a restart records. */
+  seed?: Record<string, ImageMemory>;
+  /** Ids whose memory goes: no longer wanted and no task under way, so memory stays bounded. */
+  forget: string[];
+  /** The status to offer the writer; absent without a NodeImageCache. */
+  status?: NodeImageCacheStatus;
   /** When to reconcile again to retry a failed source; absent when nothing waits on time. */
   requeueAfterMs?: number;
 }
@@ -90,19 +76,34 @@ function hashOfFingerprint(fingerprint: string): string {
   return createHash("sha1").update(fingerprint, "utf8").digest("hex").slice(0, 16);
 }
 
+/** The input as the per-image rules read it: the NodeImageCache unpacked, the seeded memory merged in. */
+interface PassFacts {
+  now: number;
+  generation: number;
+  onDisk: AgentPlanInput["onDisk"];
+  memory: Readonly<Record<string, ImageMemory>>;
+  budget?: BudgetState;
+}
+
 /** Plans one agent pass; see the module comment. */
 export function planAgent(input: AgentPlanInput): AgentPlan {
-  const wantedIds = new Set(input.wanted.map((w) => w.id));
+  const nic = input.nodeImageCache;
+  if (!nic) return { generation: 0, start: [], verify: [], cancel: input.tasks.map((id) => ({ id, why: "its NodeImageCache is gone" })), forget: [] };
+  const generation = nic.metadata.generation ?? 0;
+  const seed = input.seeded ? undefined : planSeedMemory(nic, input.memory);
+  const facts: PassFacts = { now: input.now, generation, onDisk: input.onDisk, memory: { ...seed, ...input.memory }, ...(input.budget ? { budget: input.budget } : {}) };
+  const fingerprints = new Map(nic.spec.images.map((w) => [w.id, imageFingerprint(w)]));
   const cancel = Object.entries(input.memory)
-    .filter(([id, m]) => m.running && (!wantedIds.has(id) || m.running.fingerprint !== fingerprintOf(input, id)))
-    .map(([id]) => id);
+    .filter(([id, m]) => m.running && m.running.fingerprint !== fingerprints.get(id))
+    .map(([id]) => ({ id, why: "its definition changed or it is no longer wanted" }));
+  const forget = Object.keys(input.memory).filter((id) => !fingerprints.has(id) && !input.tasks.includes(id));
   let running = Object.values(input.memory).filter((m) => m.running).length;
   const start: ImageSpec[] = [];
   const verify: ImageSpec[] = [];
   const images: NodeImageStatus[] = [];
   let requeueAfterMs: number | undefined;
-  for (const image of input.wanted) {
-    const decision = decideImage(image, input);
+  for (const image of nic.spec.images) {
+    const decision = decideImage(image, facts);
     if (decision.kind === "fetch" && running < input.concurrency) {
       start.push(image);
       running++;
@@ -114,12 +115,29 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
     images.push(decision.status);
   }
   const status: NodeImageCacheStatus = {
-    observedGeneration: input.generation,
+    observedGeneration: generation,
     images,
     ...(input.disk ? { disk: input.disk } : {}),
-    conditions: setConditions(input.prior?.conditions ?? [], wantedConditions(images, input), new Date(input.now).toISOString()),
+    conditions: setConditions(nic.status?.conditions ?? [], wantedConditions(images, facts), new Date(input.now).toISOString()),
   };
-  return { start, verify, cancel, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+  return { generation, start, verify, cancel, forget, status, ...(seed ? { seed } : {}), ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+}
+
+/**
+ * The rejections a status written before a restart records, for ids the agent remembers nothing of: a rejection
+ * stays one until the definition changes. When the entry is of the current generation, the definition in the
+ * spec is the one that was rejected, so its fingerprint is remembered too; otherwise only the generation.
+ */
+export function planSeedMemory(nic: NodeImageCache, memory: Readonly<Record<string, ImageMemory>>): Record<string, ImageMemory> {
+  const seed: Record<string, ImageMemory> = {};
+  for (const s of nic.status?.images ?? []) {
+    if (s.phase !== "Failed" || !s.reason || !isRejectReason(s.reason) || memory[s.id] || seed[s.id]) continue;
+    const generation = s.observedGeneration ?? nic.status?.observedGeneration ?? 0;
+    const spec = generation === nic.metadata.generation ? nic.spec.images.find((i) => i.id === s.id) : undefined;
+    const fingerprint = spec ? { fingerprint: imageFingerprint(spec) } : {};
+    seed[s.id] = { failure: { kind: "rejected", reason: s.reason, message: s.message ?? "", attempts: 1, generation, ...fingerprint } };
+  }
+  return seed;
 }
 
 type ImageDecision =
@@ -129,7 +147,7 @@ type ImageDecision =
   | { kind: "hold"; status: NodeImageStatus };
 
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
-function decideImage(image: ImageSpec, input: AgentPlanInput): ImageDecision {
+function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
   const base = baseNameFor(image.id);
   const fingerprint = imageFingerprint(image);
   const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfFingerprint(fingerprint) };
@@ -162,16 +180,11 @@ function sameDefinition(failure: FetchFailure, fingerprint: string, generation: 
   return failure.fingerprint !== undefined ? failure.fingerprint === fingerprint : failure.generation === generation;
 }
 
-function fingerprintOf(input: AgentPlanInput, id: string): string | undefined {
-  const image = input.wanted.find((w) => w.id === id);
-  return image ? imageFingerprint(image) : undefined;
-}
-
 function optional(fields: Record<string, number | undefined>): Record<string, number> {
   return Object.fromEntries(Object.entries(fields).filter((e): e is [string, number] => e[1] !== undefined));
 }
 
-function wantedConditions(images: readonly NodeImageStatus[], input: AgentPlanInput): ConditionInput[] {
+function wantedConditions(images: readonly NodeImageStatus[], input: PassFacts): ConditionInput[] {
   const out = [readyCondition(images, input.generation)];
   if (input.budget) out.push(budgetCondition(input.budget, input.generation));
   return out;
@@ -181,7 +194,7 @@ function wantedConditions(images: readonly NodeImageStatus[], input: AgentPlanIn
  * CacheWithinBudget: True while the cache's own bytes stay at or below the high watermark (reason
  * WithinBudget); False (OverBudget) when GC found nothing more it may evict.
  */
-export function budgetCondition(b: { overBudget: boolean; cacheBytes: number; highBytes: number }, generation: number): ConditionInput {
+export function budgetCondition(b: BudgetState, generation: number): ConditionInput {
   const common = { type: "CacheWithinBudget", observedGeneration: generation };
   if (b.overBudget) {
     return { ...common, status: "False", reason: "OverBudget", message: `The cache holds more than its high watermark of ${b.highBytes} bytes, and every base left is wanted or in use` };
@@ -203,21 +216,3 @@ export function readyCondition(images: readonly NodeImageStatus[], generation: n
   return { ...common, status: "True", reason: "AllImagesReady", message: `${ready} of ${images.length} images ready` };
 }
 
-/** Retry policy for failed sources: 5 s doubling to 2 min, so a node converges soon after its origin recovers. */
-export const DefaultRetryPolicy: BackoffPolicy = { baseMs: 5_000, maxMs: 2 * 60_000 };
-
-/**
- * Records a failed fetch: a rejection waits for a new definition; any other failure retries after capped
- * exponential backoff counted from the previous failures of the same definition.
- */
-export function recordFailure(
-  prior: FetchFailure | undefined,
-  outcome: { kind: "rejected" | "failed"; reason: string; message: string },
-  at: { now: number; generation: number; fingerprint: string; jitter: number; policy: BackoffPolicy },
-): FetchFailure {
-  const attempts = prior && prior.fingerprint === at.fingerprint ? prior.attempts + 1 : 1;
-  const base = { kind: outcome.kind, reason: outcome.reason, attempts, fingerprint: at.fingerprint, generation: at.generation };
-  if (outcome.kind === "rejected") return { ...base, message: outcome.message };
-  const retryAt = at.now + backoffDelay(at.policy, attempts - 1, at.jitter);
-  return { ...base, retryAt, message: `${outcome.message} (attempt ${attempts}; next at ${new Date(retryAt).toISOString()})` };
-}

@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../../core/duration.js";
-import { DefaultRetryPolicy } from "../../core/agent-plan.js";
+import { DefaultRetryPolicy } from "../../core/agent-memory.js";
 import { runAgent, type AgentOptions } from "../../agent/main.js";
 import { clockFromEnv, parseBudgetFlags } from "../../agent/options.js";
 import { ConfigError } from "../../lib/errors.js";

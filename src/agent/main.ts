@@ -20,10 +20,10 @@ import { sleep, type Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 import { GcRunner, podUsesFrom, wantedFrom, type PodMeta } from "./gc-runner.js";
 import { createAgentMetrics, healthHandler, metricsHandler, serveHttp, type AgentMetrics } from "./metrics.js";
-import { StatusWriter } from "./progress.js";
 import { DiskState } from "./disk-state.js";
 import { FetchRunner } from "./fetch-runner.js";
 import { NodeEvents } from "./node-events.js";
+import { StatusWriter } from "./progress.js";
 import { reconcileNode, type AgentParts } from "./reconcile.js";
 
 /** Annotation on a NodeImageCache that asks its agent for a GC pass now; any new value triggers one. */
@@ -54,24 +54,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   const metrics = createAgentMetrics();
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));
   const { nics, pods, nic } = makeInformers(clients, opts.node, log);
-  const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
-  const events = new NodeEvents(new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log }), nic);
-  const disk = new DiskState({ baseDir: opts.baseDir, clock: opts.clock, metrics });
-  const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
-  const references = { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) };
-  const gc = new GcRunner({ ...opts, log, metrics, signal, references, events, disk });
-  const makeRoom = opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {};
-  const fetches = new FetchRunner({ ...opts, log, metrics, events, disk, ...makeRoom });
-  const parts: AgentParts = { nodeImageCache: nic, clock: opts.clock, concurrency: opts.concurrency, disk, fetches, status };
-  const queue = new WorkQueue({ name: "node", log, reconcile: (_key, s) => reconcileNode(parts, s), observe: (outcome) => log.debug({ outcome }, "Reconciled node") });
-  // The parts exist before the queue that runs their passes; each asks for a pass through it from here on.
-  fetches.onChange((ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)));
-  disk.onChange(() => queue.add(opts.node));
-  watchNodeImageCache(nics, {
-    enqueue: () => queue.add(opts.node),
-    requestGc: () => void gc.run("requested"),
-    observeStatus: (o) => status.observe(parseNodeImageCache(o).status),
-  });
+  const { gc, fetches, status, queue } = wireParts(opts, { clients, nics, pods, nic, metrics, log, signal });
   let ready = false;
   const servers = await startEndpoints(opts, metrics, signal, () => ready, log);
   const onUsr1 = () => void gc.run("signal");
@@ -101,6 +84,40 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   }
 }
 
+interface Edges {
+  clients: KubeClients;
+  nics: Informer<RawObject>;
+  pods: Informer<PodMeta>;
+  nic: () => NodeImageCache | undefined;
+  metrics: AgentMetrics;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+// Builds each part after the ones it uses, the queue that runs the passes last, then subscribes the queue to
+// the parts that ask for a pass: no part reaches for one that does not exist yet.
+function wireParts(opts: AgentOptions, edges: Edges) {
+  const { clients, nics, pods, nic, metrics, log, signal } = edges;
+  const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
+  const events = new NodeEvents(new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log }), nic);
+  const disk = new DiskState({ baseDir: opts.baseDir, clock: opts.clock, metrics });
+  const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
+  const references = { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) };
+  const gc = new GcRunner({ ...opts, log, metrics, signal, references, events, disk });
+  const makeRoom = opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {};
+  const fetches = new FetchRunner({ ...opts, log, metrics, events, disk, ...makeRoom });
+  const parts: AgentParts = { nodeImageCache: nic, clock: opts.clock, concurrency: opts.concurrency, disk, fetches, status };
+  const queue = new WorkQueue({ name: "node", log, reconcile: (_key, s) => reconcileNode(parts, s), observe: (outcome) => log.debug({ outcome }, "Reconciled node") });
+  fetches.onChange((ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)));
+  disk.onChange(() => queue.add(opts.node));
+  watchNodeImageCache(nics, {
+    enqueue: () => queue.add(opts.node),
+    requestGc: () => void gc.run("requested"),
+    observeStatus: (o) => status.observe(parseNodeImageCache(o).status),
+  });
+  return { gc, fetches, status, queue };
+}
+
 // Only this node's NodeImageCache (field selector on its name) and the pods on this node.
 function makeInformers(clients: KubeClients, node: string, log: Logger) {
   const nics = new Informer<RawObject>({
@@ -125,15 +142,15 @@ function watchNodeImageCache(nics: Informer<RawObject>, on: { enqueue: () => voi
   let lastGcRequest: string | undefined;
   nics.on("add", (o) => {
     lastGcRequest = annotations(o)[GcRequestAnnotation];
-    on.observeStatus(o);
     on.enqueue();
+    on.observeStatus(o);
   });
   nics.on("update", (o) => {
     const request = annotations(o)[GcRequestAnnotation];
     if (request !== undefined && request !== lastGcRequest) on.requestGc();
     lastGcRequest = request;
-    on.observeStatus(o);
     on.enqueue();
+    on.observeStatus(o);
   });
   nics.on("delete", on.enqueue);
 }

@@ -11,7 +11,7 @@ import { planImageCacheStatus, type NodeImageReport, type RollupStatus } from ".
 import { ApiVersion, ImageCacheKind, type ImageCache } from "../kube/api-types.js";
 import { isNotFound } from "../kube/client.js";
 import { parseNodeImageCache } from "../kube/parse.js";
-import { statusDiffers } from "../kube/status.js";
+import { normalizeJson, statusDiffers } from "../kube/status.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
 import type { ControllerContext } from "./context.js";
 import { imageCacheView } from "./fanout.js";
@@ -54,7 +54,7 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
   }
   const ic = ctx.imageCache(name)!;
   if (ic.metadata.deletionTimestamp) return;
-  const current = ctx.currentStatus(name, raw) as ImageCache["status"] | undefined;
+  const current = ctx.currentStatus(name, raw);
   const now = performance.now();
   // Within the interval after a write, look again when it ends instead of computing a status we may not write.
   // A new generation is not held back: observedGeneration should follow a spec change at once.
@@ -90,7 +90,7 @@ async function writeStatus(ctx: ControllerContext, ic: ImageCache, current: Imag
     if (isNotFound(err)) return;
     throw err;
   }
-  ctx.rememberStatus(name, written.metadata?.resourceVersion ?? "", JSON.parse(JSON.stringify(wanted)), now);
+  ctx.rememberStatus(name, written.metadata?.resourceVersion ?? "", normalizeJson(wanted), now);
   ctx.metrics.writes.inc({ resource: "imagecaches/status", verb: "patch" });
   ctx.log.debug({ imageCache: name, ready: wanted.ready }, "Updated ImageCache status");
   recordFlips(ctx, ic, current, wanted);

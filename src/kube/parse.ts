@@ -143,7 +143,9 @@ function parseNodeFailure(v: unknown, path: string): NodeFailure {
   return { node: required(str(f.node), `${path}.node`), id: required(str(f.id), `${path}.id`), reason: str(f.reason) ?? "", message: str(f.message) ?? "" };
 }
 
-function parseImageCacheStatus(s: Json): ImageCacheStatus {
+/** Parses an ImageCache status (an empty one when `raw` is not an object). */
+export function parseImageCacheStatus(raw: unknown): ImageCacheStatus {
+  const s: Json = isRecord(raw) ? raw : {};
   return optional<ImageCacheStatus>(
     {},
     {

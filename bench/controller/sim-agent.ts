@@ -6,7 +6,7 @@
  */
 import { baseNameFor } from "../../src/core/names.js";
 import { canonical, decideStatusWrite, DefaultWritePolicy, type WriteState } from "../../src/core/progress.js";
-import type { AgentImageStatus, AgentStatus } from "../../src/core/agent-plan.js";
+import type { NodeImageCacheStatus, NodeImageStatus } from "../../src/core/api-records.js";
 
 /** mulberry32: a small seeded PRNG, so every run simulates the same cluster. */
 export function prng(seed: number): () => number {
@@ -25,7 +25,7 @@ interface SimImage {
   size: number;
   virtualSize: number;
   done: number;
-  phase: AgentImageStatus["phase"];
+  phase: NodeImageStatus["phase"];
   convertLeft: number;
   /** Fails when `done` reaches this many bytes (undefined: never). */
   failAt: number | undefined;
@@ -120,12 +120,12 @@ export class SimNode {
   }
 
   /** The status as the agent would want it now; `quantum` rounds bytesDone down to that fraction of the total. */
-  status(generation: number, quantum = 0): AgentStatus {
+  status(generation: number, quantum = 0): NodeImageCacheStatus {
     let cache = 0;
     const images = this.images.map((i) => {
       const done = quantum > 0 ? Math.floor(i.done / (i.size * quantum)) * Math.floor(i.size * quantum) : Math.floor(i.done);
       cache += i.phase === "Ready" ? i.virtualSize / 8 : done;
-      const s: AgentImageStatus = { id: i.id, base: baseNameFor(i.id), phase: i.phase, bytesDone: i.phase === "Ready" ? i.size : done, bytesTotal: i.size, observedGeneration: generation };
+      const s: NodeImageStatus = { id: i.id, base: baseNameFor(i.id), phase: i.phase, bytesDone: i.phase === "Ready" ? i.size : done, bytesTotal: i.size, observedGeneration: generation };
       const definition = this.definitions.get(i.id);
       if (definition) s.definition = definition;
       if (i.phase === "Ready") s.virtualSize = i.virtualSize;
@@ -141,7 +141,7 @@ export class SimNode {
   }
 
   /** The coalescing reporter: the status to write at virtual time `nowMs`, or undefined. */
-  coalescedWrite(generation: number, nowMs: number): AgentStatus | undefined {
+  coalescedWrite(generation: number, nowMs: number): NodeImageCacheStatus | undefined {
     const wanted = this.status(generation);
     const d = decideStatusWrite(wanted, this.coalesced, nowMs, DefaultWritePolicy);
     if (d.action !== "write") return undefined;
@@ -152,7 +152,7 @@ export class SimNode {
   }
 
   /** The naive reporter: writes whenever the status, with progress in whole percent, changed (call with fine ticks). */
-  naiveWrite(generation: number): AgentStatus | undefined {
+  naiveWrite(generation: number): NodeImageCacheStatus | undefined {
     const wanted = this.status(generation, 0.01);
     const key = canonical(wanted);
     if (key === this.naiveLast) return undefined;

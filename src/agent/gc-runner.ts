@@ -4,6 +4,7 @@
  */
 import { DefaultRetentionMs, imagesFromAnnotation, type GcDecision, type GcUse, type GcWant } from "../core/gc.js";
 import { parseDuration } from "../core/duration.js";
+import { cacheBytesAfter } from "../core/gc-budget.js";
 import { baseNameFor } from "../core/names.js";
 import type { GcBudget } from "../core/watermarks.js";
 import { ImagesAnnotation, type NodeImageCache } from "../kube/api-types.js";
@@ -11,9 +12,11 @@ import type { RawObject } from "../kube/client.js";
 import type { Clock } from "../lib/clock.js";
 import { asError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
+import type { DiskState } from "./disk-state.js";
 import { imageIdOf, runGcPass, type GcReferences } from "./gc-pass.js";
 import { InstanceDiskScanner } from "./inventory.js";
 import type { AgentMetrics } from "./metrics.js";
+import type { NodeEvents } from "./node-events.js";
 import { diskInspector } from "./options.js";
 
 /** A pod as the agent keeps it: name, namespace and annotations. */
@@ -31,12 +34,10 @@ export interface GcRunnerOptions {
   log: Logger;
   metrics: AgentMetrics;
   references: GcReferences;
-  /** Records an Event about the node's NodeImageCache. */
-  event: (type: "Normal" | "Warning", reason: string, note: string) => void;
-  /** Called after a pass that removed something. */
-  afterRemoval: () => void;
-  /** Called after each pass under a cache budget with what it found. */
-  onBudget?: (b: { overBudget: boolean; cacheBytes: number; highBytes: number }) => void;
+  /** Events about the node's NodeImageCache. */
+  events: NodeEvents;
+  /** Where each pass records what it removed and, under a cache budget, what it found. */
+  disk: DiskState;
   signal: AbortSignal;
 }
 
@@ -102,7 +103,7 @@ export class GcRunner {
           log,
           metrics,
           onRemoved: (d) => {
-            if (d.kind === "base") this.opts.event("Normal", "BaseRemoved", `Removed base ${d.name}${d.imageId ? ` of image "${d.imageId}"` : ""}: ${d.reason}: ${d.message}`);
+            if (d.kind === "base") this.opts.events.record("Normal", "BaseRemoved", "GarbageCollect", `Removed base ${d.name}${d.imageId ? ` of image "${d.imageId}"` : ""}: ${d.reason}: ${d.message}`);
           },
         },
         this.opts.signal,
@@ -110,17 +111,27 @@ export class GcRunner {
       metrics.gcPasses.inc({ outcome: "done" });
       const planned = r.plan.decisions.filter((d) => d.action === "delete");
       const uncertain = r.plan.decisions.find((d) => d.reason === "ReferencesIncomplete");
-      if (uncertain) this.opts.event("Warning", "GcRefused", `Kept every unused base: ${uncertain.message}`);
-      if (r.plan.usage.overBudget) this.opts.event("Warning", "CacheOverBudget", `Cache holds ${r.plan.usage.afterBytes} bytes, above its high watermark of ${r.plan.usage.highBytes ?? 0}, and nothing more may be evicted`);
+      if (uncertain) this.opts.events.record("Warning", "GcRefused", "GarbageCollect", `Kept every unused base: ${uncertain.message}`);
+      if (r.plan.usage.overBudget) this.opts.events.record("Warning", "CacheOverBudget", "GarbageCollect", `Cache holds ${r.plan.usage.afterBytes} bytes, above its high watermark of ${r.plan.usage.highBytes ?? 0}, and nothing more may be evicted`);
       log.info(
-        { removed: r.removed.length, refused: r.refused.length, planned: planned.length, dryRun: r.plan.dryRun, cacheBytes: r.plan.usage.cacheBytes, disks: r.disks.count, durationMs: Math.round(end() * 1000) },
+        {
+          removed: r.removed.length,
+          refused: r.refused.length,
+          planned: planned.length,
+          dryRun: r.plan.dryRun,
+          // What the pass left; what it found is cacheBytesBefore.
+          cacheBytes: cacheBytesAfter(r.plan.usage.cacheBytes, r.removed),
+          cacheBytesBefore: r.plan.usage.cacheBytes,
+          disks: r.disks.count,
+          durationMs: Math.round(end() * 1000),
+        },
         r.plan.dryRun ? "Planned garbage collection (dry run)" : "Collected garbage",
       );
       reportUnknown(r.plan.decisions, log, metrics);
       if (r.plan.dryRun) await reportDryRun(planned, this.opts.baseDir, log);
       const u = r.plan.usage;
-      if (u.highBytes !== undefined && !r.plan.dryRun) this.opts.onBudget?.({ overBudget: u.overBudget, cacheBytes: u.afterBytes, highBytes: u.highBytes });
-      if (r.removed.length > 0) this.opts.afterRemoval();
+      const budget = u.highBytes !== undefined && !r.plan.dryRun ? { overBudget: u.overBudget, cacheBytes: u.afterBytes, highBytes: u.highBytes } : undefined;
+      this.opts.disk.recordGcPass({ ...(budget ? { budget } : {}), removed: r.removed.length > 0 });
       return r.plan.usage.fits;
     } catch (e) {
       end();

@@ -20,8 +20,11 @@ import { startEndpoints, type RunningEndpoints } from "../lib/health.js";
 import type { Logger } from "../lib/log.js";
 import { GcRunner, podUsesFrom, wantedFrom, type PodMeta } from "./gc-runner.js";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.js";
+import { DiskState } from "./disk-state.js";
+import { FetchRunner } from "./fetch-runner.js";
+import { NodeEvents } from "./node-events.js";
 import { StatusWriter } from "./progress.js";
-import { NodeAgent } from "./reconcile.js";
+import { reconcileNode, type AgentParts } from "./reconcile.js";
 
 /** Annotation on a NodeImageCache that asks its agent for a GC pass now; any new value triggers one. */
 export const GcRequestAnnotation = `${Group}/gc-requested`;
@@ -55,40 +58,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   if (opts.budget) metrics.cacheHighWatermarkBytes.set(Math.floor(opts.budget.limitBytes * opts.budget.highWatermark));
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));
   const { nics, pods, nic } = makeInformers(clients, opts.node, log);
-  const queue = new WorkQueue({ name: "node", log, metrics: metrics.queue, reconcile: (_key, s) => agent.reconcile(s) });
-  const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
-  const events = new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log });
-  const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
-  const gc = new GcRunner({
-    ...opts,
-    log,
-    metrics,
-    signal,
-    references: { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) },
-    event: (type, reason, note) => {
-      const current = nic();
-      if (current) agent.event(current, type, reason, "GarbageCollect", note);
-    },
-    afterRemoval: () => {
-      agent.refreshUsage();
-      queue.add(opts.node);
-    },
-    onBudget: (b) => {
-      agent.setBudgetState(b);
-      queue.add(opts.node);
-    },
-  });
-  const agent = new NodeAgent({
-    ...opts,
-    log,
-    metrics,
-    status,
-    events,
-    nodeImageCache: nic,
-    requeue: (ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)),
-    ...(opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {}),
-  });
-  watchNodeImageCache(nics, () => queue.add(opts.node), () => void gc.run("requested"));
+  const { gc, fetches, status, queue } = wireParts(opts, { clients, nics, pods, nic, metrics, log, signal });
   let ready = false;
   const servers = await startAgentEndpoints(opts, metrics, signal, () => ready, log);
   const onUsr1 = () => void gc.run("signal");
@@ -107,7 +77,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
     if (!signal.aborted) throw e;
   } finally {
     process.off("SIGUSR1", onUsr1);
-    await agent.stop();
+    await fetches.stop();
     await queue.drain();
     await gc.idle();
     await status.flush().catch(() => undefined);
@@ -116,6 +86,40 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
     await Promise.all(servers.map((s) => s.close()));
     log.info("Agent stopped");
   }
+}
+
+interface Edges {
+  clients: KubeClients;
+  nics: Informer<RawObject>;
+  pods: Informer<PodMeta>;
+  nic: () => NodeImageCache | undefined;
+  metrics: AgentMetrics;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+// Builds each part after the ones it uses, the queue that runs the passes last, then subscribes the queue to
+// the parts that ask for a pass: no part reaches for one that does not exist yet.
+function wireParts(opts: AgentOptions, edges: Edges) {
+  const { clients, nics, pods, nic, metrics, log, signal } = edges;
+  const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
+  const events = new NodeEvents(new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log }), nic);
+  const disk = new DiskState({ baseDir: opts.baseDir, clock: opts.clock, metrics });
+  const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
+  const references = { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) };
+  const gc = new GcRunner({ ...opts, log, metrics, signal, references, events, disk });
+  const makeRoom = opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {};
+  const fetches = new FetchRunner({ ...opts, log, metrics, events, disk, ...makeRoom });
+  const parts: AgentParts = { nodeImageCache: nic, clock: opts.clock, concurrency: opts.concurrency, disk, fetches, status };
+  const queue = new WorkQueue({ name: "node", log, metrics: metrics.queue, reconcile: (_key, s) => reconcileNode(parts, s) });
+  fetches.onChange((ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)));
+  disk.onChange(() => queue.add(opts.node));
+  watchNodeImageCache(nics, {
+    enqueue: () => queue.add(opts.node),
+    requestGc: () => void gc.run("requested"),
+    observeStatus: (o) => status.observe(parseNodeImageCache(o).status),
+  });
+  return { gc, fetches, status, queue };
 }
 
 // Only this node's NodeImageCache (field selector on its name) and the pods on this node.
@@ -136,20 +140,23 @@ function makeInformers(clients: KubeClients, node: string, log: Logger) {
   return { nics, pods, nic };
 }
 
-// Every change queues the node; a new value of the gc-requested annotation also asks for a GC pass.
-function watchNodeImageCache(nics: Informer<RawObject>, enqueue: () => void, requestGc: () => void): void {
+// Every change queues the node and tells the status writer what the server holds; a new value of the
+// gc-requested annotation also asks for a GC pass.
+function watchNodeImageCache(nics: Informer<RawObject>, on: { enqueue: () => void; requestGc: () => void; observeStatus: (o: RawObject) => void }): void {
   let lastGcRequest: string | undefined;
   nics.on("add", (o) => {
     lastGcRequest = annotations(o)[GcRequestAnnotation];
-    enqueue();
+    on.enqueue();
+    on.observeStatus(o);
   });
   nics.on("update", (o) => {
     const request = annotations(o)[GcRequestAnnotation];
-    if (request !== undefined && request !== lastGcRequest) requestGc();
+    if (request !== undefined && request !== lastGcRequest) on.requestGc();
     lastGcRequest = request;
-    enqueue();
+    on.enqueue();
+    on.observeStatus(o);
   });
-  nics.on("delete", enqueue);
+  nics.on("delete", on.enqueue);
 }
 
 function startAgentEndpoints(opts: AgentOptions, metrics: AgentMetrics, signal: AbortSignal, ready: () => boolean, log: Logger): Promise<RunningEndpoints[]> {

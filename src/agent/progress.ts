@@ -4,7 +4,7 @@
  * outcomes within a second. A failed write is retried after a short delay; offers meanwhile only update what
  * the retry will write.
  */
-import type { AgentStatus } from "../core/agent-plan.js";
+import type { NodeImageCacheStatus } from "../core/api-records.js";
 import { decideStatusWrite, DefaultWritePolicy, type WritePolicy } from "../core/progress.js";
 import type { ClusterResource } from "../kube/client.js";
 import { normalizeJson } from "../kube/status.js";
@@ -17,9 +17,9 @@ export const FieldManager = "basecache-agent";
 const RetryAfterFailureMs = 2_000;
 
 export class StatusWriter {
-  private written: AgentStatus | undefined;
+  private written: NodeImageCacheStatus | undefined;
   private writtenAt: number | undefined;
-  private wanted: AgentStatus | undefined;
+  private wanted: NodeImageCacheStatus | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** When `timer` fires, on the writer's clock. */
   private timerAt: number | undefined;
@@ -40,12 +40,12 @@ export class StatusWriter {
   ) {}
 
   /** Tells the writer what the server holds now (from the informer), so an equal status is never rewritten. */
-  observe(stored: AgentStatus | undefined): void {
+  observe(stored: NodeImageCacheStatus | undefined): void {
     if (this.written === undefined && stored !== undefined) this.written = normalizeJson(stored);
   }
 
   /** Offers the latest computed status; it is written now, later, or not at all. */
-  offer(status: AgentStatus): void {
+  offer(status: NodeImageCacheStatus): void {
     this.wanted = normalizeJson(status);
     this.schedule();
   }
@@ -62,7 +62,7 @@ export class StatusWriter {
     this.disarm();
   }
 
-  private decide(wanted: AgentStatus, now: number) {
+  private decide(wanted: NodeImageCacheStatus, now: number) {
     const state = { ...(this.written ? { written: this.written } : {}), ...(this.writtenAt !== undefined ? { writtenAt: this.writtenAt } : {}) };
     return decideStatusWrite(wanted, state, now, this.opts.policy ?? DefaultWritePolicy);
   }

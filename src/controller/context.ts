@@ -2,11 +2,11 @@
  * What every controller pass shares: clients, informer caches, metrics, the Event recorder, and a memory of
  * our own latest writes so that a pass running before the informer has seen our write does not write again.
  */
-import type { ImageCache, NodeImageCache, NodeInfo } from "../kube/api-types.js";
+import type { ImageCache, ImageCacheStatus, NodeImageCache, NodeInfo } from "../kube/api-types.js";
 import type { KubeClients, RawObject } from "../kube/client.js";
 import type { EventRecorder } from "../kube/events.js";
 import type { Informer } from "../kube/informer.js";
-import { ownerReferencesOf, parseImageCache, parseNode, parseNodeImageCache } from "../kube/parse.js";
+import { ownerReferencesOf, parseImageCache, parseImageCacheStatus, parseNode, parseNodeImageCache } from "../kube/parse.js";
 import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 import type { OwnerRef } from "../core/fanout.js";
@@ -33,7 +33,7 @@ export interface ControllerClocks {
 export class ControllerContext {
   readonly fieldManager = "basecache-controller";
   private readonly written = new Map<string, RawObject>();
-  private readonly statusWritten = new Map<string, { rv: string; status: unknown; at: number }>();
+  private readonly statusWritten = new Map<string, { rv: string; status: ImageCacheStatus; at: number }>();
   private parsedCaches = new Map<string, { rv: string; ic: ImageCache }>();
 
   constructor(
@@ -87,18 +87,18 @@ export class ControllerContext {
   }
 
   /** The ImageCache status to compare against: our last write if the cache has not caught up, else the cache's. */
-  currentStatus(name: string, cached: RawObject | undefined): unknown {
+  currentStatus(name: string, cached: RawObject | undefined): ImageCacheStatus | undefined {
     const mine = this.statusWritten.get(name);
     const rv = cached?.metadata?.resourceVersion;
     if (mine && (!cached || newerVersion(mine.rv, rv))) return mine.status;
-    return cached?.status;
+    return cached?.status === undefined ? undefined : parseImageCacheStatus(cached.status);
   }
 
   lastStatusWriteAt(name: string): number | undefined {
     return this.statusWritten.get(name)?.at;
   }
 
-  rememberStatus(name: string, rv: string, status: unknown, at: number): void {
+  rememberStatus(name: string, rv: string, status: ImageCacheStatus, at: number): void {
     this.statusWritten.set(name, { rv, status, at });
   }
 

@@ -56,7 +56,7 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
   }
   const ic = ctx.imageCache(name)!;
   if (ic.metadata.deletionTimestamp) return;
-  const current = ctx.currentStatus(name, raw) as ImageCache["status"] | undefined;
+  const current = ctx.currentStatus(name, raw);
   const now = ctx.clocks.monotonic.now();
   // Within the interval after a write, look again when it ends instead of computing a status we may not write.
   // A new generation is not held back: observedGeneration should follow a spec change at once.

@@ -1,129 +1,66 @@
 /**
- * The node agent's plan: from its NodeImageCache spec, the bases on disk, what the agent remembers of its
- * fetches and the time, decide which images to fetch now, which running fetches to cancel, the status to
- * write and when to look again. Pure; src/agent/reconcile.ts gathers and applies.
- *
- * Shapes mirror src/kube/api-types.ts structurally (core may not import kube).
+ * The node agent's plan: from its NodeImageCache, the bases on disk, what the agent remembers of its fetches,
+ * the budget state GC last found and the time, decide which images to fetch or check now, which running fetches
+ * to cancel, what to remember and forget, the status to write and when to look again. Pure; src/agent/reconcile.ts
+ * gathers and applies.
  */
 import { createHash } from "node:crypto";
-import { backoffDelay, type BackoffPolicy } from "./backoff.js";
-import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
+import type { DiskUsage, ImageSpec, NodeImageCache, NodeImageCacheStatus, NodeImageStatus } from "./api-records.js";
+import { isRejectReason, type FetchFailure, type ImageMemory } from "./agent-memory.js";
+import { setConditions, type ConditionInput } from "./conditions.js";
+import { baseNameFor } from "./names.js";
 import { formatBytes } from "./quantity.js";
 
-export type AgentSource = { http: { url: string } } | { registry: { image: string } };
-
-/** One image the node should hold, as the NodeImageCache spec lists it. */
-export interface AgentWantedImage {
-  id: string;
-  source: AgentSource;
-  checksum?: string;
-  maxVirtualSize?: string;
-}
-
-export type AgentPhase = "Pending" | "Downloading" | "Converting" | "Ready" | "Failed";
-
-/** One image's status entry. */
-export interface AgentImageStatus {
-  id: string;
-  base: string;
-  phase: AgentPhase;
-  bytesDone?: number;
-  bytesTotal?: number;
-  virtualSize?: number;
-  reason?: string;
-  message?: string;
-  observedGeneration?: number;
-  /** imageDefinitionHash of the definition this entry reports on, so the roll-up can tell a stale report. */
-  definition?: string;
-}
-
-export interface AgentDiskUsage {
+/** What the last GC pass found under a cache budget, for the CacheWithinBudget condition. */
+export interface BudgetState {
+  overBudget: boolean;
   cacheBytes: number;
-  filesystemBytes: number;
-  filesystemFreeBytes: number;
-}
-
-/** The disk usage as status reports it: the bytes, and `cache` for humans (kubectl's Cache column). */
-export interface AgentDiskStatus extends AgentDiskUsage {
-  /** cacheBytes as formatBytes writes it, e.g. "24.0 MiB"; absent in a status an older agent wrote. */
-  cache?: string;
-}
-
-/** The NodeImageCache status the agent writes. */
-export interface AgentStatus {
-  observedGeneration?: number;
-  images?: AgentImageStatus[];
-  disk?: AgentDiskStatus;
-  conditions?: Condition[];
-}
-
-/** A fetch under way, as the agent tracks it in memory. */
-export interface RunningFetch {
-  fingerprint: string;
-  phase: "Pending" | "Downloading" | "Converting";
-  bytesDone?: number;
-  bytesTotal?: number;
-}
-
-/**
- * The last failed attempt of an image. A rejection waits for the image's definition to change (by fingerprint,
- * or by generation when the fingerprint was lost with a restart); a failed source retries at `retryAt`.
- */
-export interface FetchFailure {
-  kind: "rejected" | "failed";
-  reason: string;
-  message: string;
-  attempts: number;
-  /** Epoch ms of the next attempt, for kind "failed". */
-  retryAt?: number;
-  fingerprint?: string;
-  generation: number;
-}
-
-/** What the agent remembers of one image id. */
-export interface ImageMemory {
-  running?: RunningFetch;
-  failure?: FetchFailure;
-  /** The fingerprint a base on disk was last checked against (checksum, size limit) by the pipeline. */
-  verified?: string;
+  highBytes: number;
 }
 
 /** Everything one agent plan depends on. */
 export interface AgentPlanInput {
   now: number;
-  generation: number;
-  wanted: readonly AgentWantedImage[];
+  /** The node's NodeImageCache; absent when it does not exist (yet, or any more). */
+  nodeImageCache?: NodeImageCache;
   /** Complete bases on disk, by base name, with the virtual size their sidecar records. */
   onDisk: ReadonlyMap<string, { virtualSize?: number }>;
   memory: Readonly<Record<string, ImageMemory>>;
-  /** The status as last written, for condition transition times. */
-  prior?: AgentStatus;
-  disk?: AgentDiskUsage;
+  /** Ids with a fetch or a check under way. */
+  tasks: readonly string[];
+  /** False until a pass has taken the rejections of a status written before this agent started. */
+  seeded: boolean;
+  disk?: DiskUsage;
   concurrency: number;
   /** Under a cache budget: what the last GC pass found (absent without a budget, or before the first pass). */
-  budget?: { overBudget: boolean; cacheBytes: number; highBytes: number };
-  /** Names each id's base file; passed in so core stays free of node:crypto. */
-  baseNameFor: (id: string) => string;
+  budget?: BudgetState;
 }
 
 /** What the agent does next. */
 export interface AgentPlan {
+  /** The generation of the NodeImageCache the plan is for (0 without one). */
+  generation: number;
   /** Images to start fetching now, in spec order, at most `concurrency` running in all. */
-  start: AgentWantedImage[];
+  start: ImageSpec[];
   /**
    * Bases on disk to check against their definition (the pipeline's quick path for a present base: checksum
    * and size limit, no download). They do not count against the concurrency, and their status stays Ready.
    */
-  verify: AgentWantedImage[];
-  /** Ids of running fetches to abort: no longer wanted, or their definition changed. */
-  cancel: string[];
-  status: AgentStatus;
+  verify: ImageSpec[];
+  /** Tasks to abort, and why: no longer wanted, their definition changed, or the NodeImageCache is gone. */
+  cancel: { id: string; why: string }[];
+  /** Memory to take before anything starts: the rejections a status written before a restart records. */
+  seed?: Record<string, ImageMemory>;
+  /** Ids whose memory goes: no longer wanted and no task under way, so memory stays bounded. */
+  forget: string[];
+  /** The status to offer the writer; absent without a NodeImageCache. */
+  status?: NodeImageCacheStatus;
   /** When to reconcile again to retry a failed source; absent when nothing waits on time. */
   requeueAfterMs?: number;
 }
 
 /** A stable text of the parts of an image's definition that decide its bytes; a change retries a rejection. */
-export function imageFingerprint(image: AgentWantedImage): string {
+export function imageFingerprint(image: ImageSpec): string {
   const source = "http" in image.source ? { http: image.source.http.url } : { registry: image.source.registry.image };
   return JSON.stringify([source, image.checksum ?? "", image.maxVirtualSize ?? ""]);
 }
@@ -132,7 +69,7 @@ export function imageFingerprint(image: AgentWantedImage): string {
  * A short hash of imageFingerprint, carried in each status entry. The controller computes the same from the
  * ImageCache, so a node still reporting on an older definition of an id is not counted as holding the new one.
  */
-export function imageDefinitionHash(image: AgentWantedImage): string {
+export function imageDefinitionHash(image: ImageSpec): string {
   return hashOfFingerprint(imageFingerprint(image));
 }
 
@@ -140,19 +77,34 @@ function hashOfFingerprint(fingerprint: string): string {
   return createHash("sha1").update(fingerprint, "utf8").digest("hex").slice(0, 16);
 }
 
+/** The input as the per-image rules read it: the NodeImageCache unpacked, the seeded memory merged in. */
+interface PassFacts {
+  now: number;
+  generation: number;
+  onDisk: AgentPlanInput["onDisk"];
+  memory: Readonly<Record<string, ImageMemory>>;
+  budget?: BudgetState;
+}
+
 /** Plans one agent pass; see the module comment. */
 export function planAgent(input: AgentPlanInput): AgentPlan {
-  const wantedIds = new Set(input.wanted.map((w) => w.id));
+  const nic = input.nodeImageCache;
+  if (!nic) return { generation: 0, start: [], verify: [], cancel: input.tasks.map((id) => ({ id, why: "its NodeImageCache is gone" })), forget: [] };
+  const generation = nic.metadata.generation ?? 0;
+  const seed = input.seeded ? undefined : planSeedMemory(nic, input.memory);
+  const facts: PassFacts = { now: input.now, generation, onDisk: input.onDisk, memory: { ...seed, ...input.memory }, ...(input.budget ? { budget: input.budget } : {}) };
+  const fingerprints = new Map(nic.spec.images.map((w) => [w.id, imageFingerprint(w)]));
   const cancel = Object.entries(input.memory)
-    .filter(([id, m]) => m.running && (!wantedIds.has(id) || m.running.fingerprint !== fingerprintOf(input, id)))
-    .map(([id]) => id);
+    .filter(([id, m]) => m.running && m.running.fingerprint !== fingerprints.get(id))
+    .map(([id]) => ({ id, why: "its definition changed or it is no longer wanted" }));
+  const forget = Object.keys(input.memory).filter((id) => !fingerprints.has(id) && !input.tasks.includes(id));
   let running = Object.values(input.memory).filter((m) => m.running).length;
-  const start: AgentWantedImage[] = [];
-  const verify: AgentWantedImage[] = [];
-  const images: AgentImageStatus[] = [];
+  const start: ImageSpec[] = [];
+  const verify: ImageSpec[] = [];
+  const images: NodeImageStatus[] = [];
   let requeueAfterMs: number | undefined;
-  for (const image of input.wanted) {
-    const decision = decideImage(image, input);
+  for (const image of nic.spec.images) {
+    const decision = decideImage(image, facts);
     if (decision.kind === "fetch" && running < input.concurrency) {
       start.push(image);
       running++;
@@ -163,24 +115,41 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
     if (decision.kind === "wait") requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, decision.afterMs);
     images.push(decision.status);
   }
-  const status: AgentStatus = {
-    observedGeneration: input.generation,
+  const status: NodeImageCacheStatus = {
+    observedGeneration: generation,
     images,
     ...(input.disk ? { disk: { ...input.disk, cache: formatBytes(input.disk.cacheBytes) } } : {}),
-    conditions: setConditions(input.prior?.conditions ?? [], wantedConditions(images, input), new Date(input.now).toISOString()),
+    conditions: setConditions(nic.status?.conditions ?? [], wantedConditions(images, facts), new Date(input.now).toISOString()),
   };
-  return { start, verify, cancel, status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+  return { generation, start, verify, cancel, forget, status, ...(seed ? { seed } : {}), ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+}
+
+/**
+ * The rejections a status written before a restart records, for ids the agent remembers nothing of: a rejection
+ * stays one until the definition changes. When the entry is of the current generation, the definition in the
+ * spec is the one that was rejected, so its fingerprint is remembered too; otherwise only the generation.
+ */
+export function planSeedMemory(nic: NodeImageCache, memory: Readonly<Record<string, ImageMemory>>): Record<string, ImageMemory> {
+  const seed: Record<string, ImageMemory> = {};
+  for (const s of nic.status?.images ?? []) {
+    if (s.phase !== "Failed" || !s.reason || !isRejectReason(s.reason) || memory[s.id] || seed[s.id]) continue;
+    const generation = s.observedGeneration ?? nic.status?.observedGeneration ?? 0;
+    const spec = generation === nic.metadata.generation ? nic.spec.images.find((i) => i.id === s.id) : undefined;
+    const fingerprint = spec ? { fingerprint: imageFingerprint(spec) } : {};
+    seed[s.id] = { failure: { kind: "rejected", reason: s.reason, message: s.message ?? "", attempts: 1, generation, ...fingerprint } };
+  }
+  return seed;
 }
 
 type ImageDecision =
-  | { kind: "fetch"; status: AgentImageStatus }
-  | { kind: "wait"; afterMs: number; status: AgentImageStatus }
-  | { kind: "verify"; status: AgentImageStatus }
-  | { kind: "hold"; status: AgentImageStatus };
+  | { kind: "fetch"; status: NodeImageStatus }
+  | { kind: "wait"; afterMs: number; status: NodeImageStatus }
+  | { kind: "verify"; status: NodeImageStatus }
+  | { kind: "hold"; status: NodeImageStatus };
 
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
-function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecision {
-  const base = input.baseNameFor(image.id);
+function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
+  const base = baseNameFor(image.id);
   const fingerprint = imageFingerprint(image);
   const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfFingerprint(fingerprint) };
   const memory = input.memory[image.id];
@@ -192,7 +161,7 @@ function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecis
   const present = input.onDisk.get(base);
   if (present) {
     const size = present.virtualSize !== undefined ? { virtualSize: present.virtualSize } : {};
-    const ready: AgentImageStatus = { ...entry, phase: "Ready", ...size };
+    const ready: NodeImageStatus = { ...entry, phase: "Ready", ...size };
     const backingOff = sameFailure && failure.retryAt !== undefined && failure.retryAt > input.now;
     return { kind: memory?.verified === fingerprint || memory?.running || backingOff ? "hold" : "verify", status: ready };
   }
@@ -202,7 +171,7 @@ function decideImage(image: AgentWantedImage, input: AgentPlanInput): ImageDecis
   }
   if (memory?.running) return { kind: "hold", status: { ...entry, phase: "Pending", message: "Waiting for the fetch of the previous definition to stop" } };
   if (failure && sameFailure) {
-    const failed: AgentImageStatus = { ...entry, phase: "Failed", reason: failure.reason, message: failure.message };
+    const failed: NodeImageStatus = { ...entry, phase: "Failed", reason: failure.reason, message: failure.message };
     if (failure.retryAt !== undefined && failure.retryAt > input.now) return { kind: "wait", afterMs: failure.retryAt - input.now, status: failed };
   }
   return { kind: "fetch", status: { ...entry, phase: "Pending" } };
@@ -212,16 +181,11 @@ function sameDefinition(failure: FetchFailure, fingerprint: string, generation: 
   return failure.fingerprint !== undefined ? failure.fingerprint === fingerprint : failure.generation === generation;
 }
 
-function fingerprintOf(input: AgentPlanInput, id: string): string | undefined {
-  const image = input.wanted.find((w) => w.id === id);
-  return image ? imageFingerprint(image) : undefined;
-}
-
 function optional(fields: Record<string, number | undefined>): Record<string, number> {
   return Object.fromEntries(Object.entries(fields).filter((e): e is [string, number] => e[1] !== undefined));
 }
 
-function wantedConditions(images: readonly AgentImageStatus[], input: AgentPlanInput): ConditionInput[] {
+function wantedConditions(images: readonly NodeImageStatus[], input: PassFacts): ConditionInput[] {
   const out = [readyCondition(images, input.generation)];
   if (input.budget) out.push(budgetCondition(input.budget, input.generation));
   return out;
@@ -231,7 +195,7 @@ function wantedConditions(images: readonly AgentImageStatus[], input: AgentPlanI
  * CacheWithinBudget: True while the cache's own bytes stay at or below the high watermark (reason
  * WithinBudget); False (OverBudget) when GC found nothing more it may evict.
  */
-export function budgetCondition(b: { overBudget: boolean; cacheBytes: number; highBytes: number }, generation: number): ConditionInput {
+export function budgetCondition(b: BudgetState, generation: number): ConditionInput {
   const common = { type: "CacheWithinBudget", observedGeneration: generation };
   if (b.overBudget) {
     return { ...common, status: "False", reason: "OverBudget", message: `The cache holds more than its high watermark of ${b.highBytes} bytes, and every base left is wanted or in use` };
@@ -240,7 +204,7 @@ export function budgetCondition(b: { overBudget: boolean; cacheBytes: number; hi
 }
 
 /** The node's Ready condition: True when every wanted image is Ready. */
-export function readyCondition(images: readonly AgentImageStatus[], generation: number): ConditionInput {
+export function readyCondition(images: readonly NodeImageStatus[], generation: number): ConditionInput {
   const failed = images.filter((i) => i.phase === "Failed");
   const ready = images.filter((i) => i.phase === "Ready").length;
   const common = { type: "Ready", observedGeneration: generation };
@@ -253,21 +217,3 @@ export function readyCondition(images: readonly AgentImageStatus[], generation: 
   return { ...common, status: "True", reason: "AllImagesReady", message: `${ready} of ${images.length} images ready` };
 }
 
-/** Retry policy for failed sources: 5 s doubling to 2 min, so a node converges soon after its origin recovers. */
-export const DefaultRetryPolicy: BackoffPolicy = { baseMs: 5_000, maxMs: 2 * 60_000 };
-
-/**
- * Records a failed fetch: a rejection waits for a new definition; any other failure retries after capped
- * exponential backoff counted from the previous failures of the same definition.
- */
-export function recordFailure(
-  prior: FetchFailure | undefined,
-  outcome: { kind: "rejected" | "failed"; reason: string; message: string },
-  at: { now: number; generation: number; fingerprint: string; jitter: number; policy: BackoffPolicy },
-): FetchFailure {
-  const attempts = prior && prior.fingerprint === at.fingerprint ? prior.attempts + 1 : 1;
-  const base = { kind: outcome.kind, reason: outcome.reason, attempts, fingerprint: at.fingerprint, generation: at.generation };
-  if (outcome.kind === "rejected") return { ...base, message: outcome.message };
-  const retryAt = at.now + backoffDelay(at.policy, attempts - 1, at.jitter);
-  return { ...base, retryAt, message: `${outcome.message} (attempt ${attempts}; next at ${new Date(retryAt).toISOString()})` };
-}

@@ -1,7 +1,10 @@
+/** The statuses of a condition, as the CRDs' enum lists them. */
+export const ConditionStatuses = ["True", "False", "Unknown"] as const;
+
 /** A Kubernetes-style status condition. */
 export interface Condition {
   type: string;
-  status: "True" | "False" | "Unknown";
+  status: (typeof ConditionStatuses)[number];
   reason: string;
   message: string;
   lastTransitionTime: string;

@@ -1,44 +1,25 @@
 /**
  * The desired NodeImageCache set, one pure function of ImageCaches and Nodes: which images each node should
  * hold, which ImageCaches want each one there, and which ImageCaches define the same id differently.
- *
- * Shapes mirror src/kube/api-types.ts structurally (core may not import kube).
  */
+import type { ImageCacheSpec, ImageSpec, NodeInfo, WantedImage } from "./api-records.js";
 import { DefaultUnusedFor, formatDuration, isDuration, parseDuration } from "./duration.js";
-import { selectorMatches, type Selector } from "./label-selector.js";
+import { selectorMatches } from "./label-selector.js";
 import { parseByteQuantity } from "./quantity.js";
 
-export type SourceSpec = { http: { url: string } } | { registry: { image: string } };
-
-/** One image as an ImageCache declares it. */
-export interface ImageDefinition {
-  id: string;
-  source: SourceSpec;
-  checksum?: string;
-  maxVirtualSize?: string;
-}
-
 /** What the planner needs of an ImageCache. */
-export interface ImageCacheView {
+export interface ImageCacheView extends Pick<ImageCacheSpec, "nodeSelector" | "retention"> {
   name: string;
   /** RFC 3339; the older definition wins a conflict. */
   creationTimestamp?: string;
-  nodeSelector?: Selector;
-  images: readonly ImageDefinition[];
-  retention?: { unusedFor?: string };
+  images: readonly ImageSpec[];
 }
 
-export interface NodeView {
-  name: string;
-  labels: Readonly<Record<string, string>>;
-}
+/** What the planner needs of a Node. */
+export type NodeView = Pick<NodeInfo, "name" | "labels">;
 
-/** One image a node should hold, with every ImageCache that wants it there. */
-export interface NodeWantedImage extends ImageDefinition {
-  wantedBy: string[];
-  /** The shortest retention among the ImageCaches in wantedBy. */
-  unusedFor: string;
-}
+/** One image a node should hold, with every ImageCache that wants it there and the shortest of their retentions. */
+export type NodeWantedImage = WantedImage & Required<Pick<WantedImage, "unusedFor">>;
 
 /** Two or more ImageCaches define one id differently; `winner`'s definition is used, the others' is not. */
 export interface Conflict {
@@ -82,7 +63,7 @@ function normalizedSize(text: string | undefined): string {
 }
 
 /** A string that is equal for two definitions exactly when a node would fetch the same thing for both. */
-export function definitionKey(d: ImageDefinition): string {
+export function definitionKey(d: ImageSpec): string {
   const source = "http" in d.source ? `http:${d.source.http.url}` : `registry:${d.source.registry.image}`;
   return JSON.stringify([source, d.checksum ?? "", normalizedSize(d.maxVirtualSize)]);
 }
@@ -114,8 +95,8 @@ function retentionOf(ic: ImageCacheView): string {
   return text !== undefined && isDuration(text) ? text : DefaultUnusedFor;
 }
 
-function cleanDefinition(d: ImageDefinition): ImageDefinition {
-  const out: ImageDefinition = { id: d.id, source: d.source };
+function cleanDefinition(d: ImageSpec): ImageSpec {
+  const out: ImageSpec = { id: d.id, source: d.source };
   if (d.checksum !== undefined) out.checksum = d.checksum;
   if (d.maxVirtualSize !== undefined) out.maxVirtualSize = d.maxVirtualSize;
   return out;
@@ -129,7 +110,7 @@ export const MaxWantedBy = 64;
 
 /** The images `node` should hold, given the ImageCaches that select it; ids a conflict took away are skipped. */
 export function planNodeImages(selecting: readonly ImageCacheView[], lost: ReadonlySet<string>): NodeWantedImage[] {
-  const byId = new Map<string, { def: ImageDefinition; wantedBy: string[]; unusedForMs: number }>();
+  const byId = new Map<string, { def: ImageSpec; wantedBy: string[]; unusedForMs: number }>();
   // Older ImageCaches first, so that the kept definition is the winner's when definitions agree only after normalising.
   for (const ic of [...selecting].sort(compareAge)) {
     const retentionMs = parseDuration(retentionOf(ic));

@@ -34,3 +34,13 @@ export function formatDuration(ms: number): string {
 export function isDuration(text: string): boolean {
   return text !== "" && pattern.test(text);
 }
+
+/** Formats a duration in ms compactly for messages (`25h0m`, `3m20s`), truncated to seconds. */
+export function formatAge(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${s % 60}s`;
+  const h = Math.floor(m / 60);
+  return `${h}h${m % 60}m`;
+}

@@ -3,9 +3,12 @@
  * delete or report) with a CamelCase reason. Pure: the agent's gc-pass gathers the inputs and applies the plan.
  * Rules and their reasons: docs/design/gc-rules.md.
  */
+import { formatAge } from "./duration.js";
+import { planBudget, settleFollowers, type GcUsage } from "./gc-budget.js";
 import { classifyBaseFileName } from "./names.js";
-import { planEvictions, type EvictionCandidate, type GcBudget } from "./watermarks.js";
+import type { GcBudget } from "./watermarks.js";
 
+export type { GcUsage } from "./gc-budget.js";
 export type { GcBudget } from "./watermarks.js";
 
 /** The durable record of GC observations, kept in the base dir (see docs/design/gc-rules.md). */
@@ -129,18 +132,6 @@ export interface GcPlan {
   usage: GcUsage;
 }
 
-/** The cache's own bytes (bases, sidecars, locks, temps; never unknown files) before and after the plan. */
-export interface GcUsage {
-  cacheBytes: number;
-  afterBytes: number;
-  highBytes?: number;
-  lowBytes?: number;
-  /** Still above the high watermark after every allowed eviction. */
-  overBudget: boolean;
-  /** The reserved bytes fit within the budget (true without a budget or a reserve). */
-  fits: boolean;
-}
-
 /** An empty GC state. */
 export function emptyGcState(): GcState {
   return { version: 1, bases: {} };
@@ -166,14 +157,15 @@ export function classifyGcEntry(entry: Pick<GcEntry, "name" | "type">): { kind: 
 
 /** Decides what happens to every entry of the base dir; see docs/design/gc-rules.md for the rules. */
 export function planGc(input: GcInput): GcPlan {
-  const facts = gatherFacts(input);
-  const decisions = [...input.entries].sort((a, b) => cmp(a.name, b.name)).map((e) => decideEntry(e, facts));
-  const usage = applyWatermarks(decisions, facts);
-  settleFollowers(decisions);
-  return { dryRun: input.dryRun ?? false, decisions, state: nextState(decisions, facts), usage };
+  const facts = indexEntries(input);
+  const own = [...input.entries].sort((a, b) => cmp(a.name, b.name)).map((e) => decideEntry(e, facts));
+  const budgeted = planBudget(own, { now: input.now, budget: input.budget, reserveBytes: input.reserveBytes, mtimes: facts.mtimes });
+  const decisions = settleFollowers(budgeted.decisions);
+  return { dryRun: input.dryRun ?? false, decisions, state: nextState(decisions, facts), usage: budgeted.usage };
 }
 
-function gatherFacts(input: GcInput): Facts {
+// What the rules ask of the whole dir at once: which bases exist, who wants or uses each, which have a fetch under way.
+function indexEntries(input: GcInput): Facts {
   const bases = new Set<string>();
   const busy = new Set<string>();
   const mtimes = new Map<string, number>();
@@ -281,56 +273,6 @@ function decideTemp(entry: GcEntry, base: string, facts: Facts): Verdict {
   return { action: "delete", reason: "Abandoned", message: "Work file of an interrupted fetch; no live process holds it" };
 }
 
-function applyWatermarks(decisions: GcDecision[], facts: Facts): GcUsage {
-  const cacheBytes = sumBytes(decisions.filter((d) => d.kind !== "unknown"));
-  const followers = followerBytes(decisions);
-  const deleted = sumBytes(decisions.filter((d) => d.action === "delete")) + sumFollowersOfDeleted(decisions, followers);
-  const budget = facts.input.budget;
-  if (!budget) return { cacheBytes, afterBytes: cacheBytes - deleted, overBudget: false, fits: true };
-  const candidates: EvictionCandidate[] = decisions
-    .filter((d) => d.kind === "base" && d.reason === "WithinRetention")
-    .map((d) => ({
-      base: d.name,
-      bytes: d.bytes + (followers.get(d.name) ?? 0),
-      unusedSince: d.unusedSince ?? facts.input.now,
-      mtimeMs: facts.mtimes.get(d.name) ?? 0,
-    }));
-  const result = planEvictions(budget, cacheBytes - deleted, candidates, facts.input.reserveBytes ?? 0);
-  const evicted = new Set(result.evict);
-  for (const d of decisions) {
-    if (d.kind === "base" && evicted.has(d.name)) {
-      d.action = "delete";
-      d.reason = "Evicted";
-      d.message = `Cache above its high watermark; least recently used unused base (${d.message})`;
-    }
-  }
-  const { afterBytes, highBytes, lowBytes, overBudget, fits } = result;
-  return { cacheBytes, afterBytes, highBytes, lowBytes, overBudget, fits };
-}
-
-// Bytes of kept-because-of-base sidecars and locks, per base: they go when their base goes.
-function followerBytes(decisions: readonly GcDecision[]): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const d of decisions) if (d.reason === "BaseKept" && d.base) out.set(d.base, (out.get(d.base) ?? 0) + d.bytes);
-  return out;
-}
-
-function sumFollowersOfDeleted(decisions: readonly GcDecision[], followers: Map<string, number>): number {
-  return decisions.filter((d) => d.kind === "base" && d.action === "delete").reduce((n, d) => n + (followers.get(d.name) ?? 0), 0);
-}
-
-// Sidecars and locks of a removed base go with it.
-function settleFollowers(decisions: GcDecision[]): void {
-  const removed = new Set(decisions.filter((d) => d.kind === "base" && d.action === "delete").map((d) => d.name));
-  for (const d of decisions) {
-    if (d.reason === "BaseKept" && d.base && removed.has(d.base)) {
-      d.action = "delete";
-      d.reason = "BaseRemoved";
-      d.message = "Its base is removed";
-    }
-  }
-}
-
 function nextState(decisions: readonly GcDecision[], facts: Facts): GcState {
   const bases: Record<string, GcBaseRecord> = {};
   for (const d of decisions) {
@@ -348,22 +290,8 @@ function nextState(decisions: readonly GcDecision[], facts: Facts): GcState {
   return { version: 1, bases };
 }
 
-function sumBytes(decisions: readonly GcDecision[]): number {
-  return decisions.reduce((n, d) => n + d.bytes, 0);
-}
-
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** Formats a duration in ms compactly for messages (`25h0m`, `3m20s`). */
-export function formatAge(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${s % 60}s`;
-  const h = Math.floor(m / 60);
-  return `${h}h${m % 60}m`;
 }
 
 /** The image ids a pod declares in its `basecache.io/images` annotation: comma separated, exact, blanks ignored. */

@@ -9,9 +9,10 @@
  * prefixes that no ImageCache wants is removed, which is how a deleted ImageCache's labels go without a
  * finalizer.
  *
- * Shapes mirror src/kube/api-types.ts structurally (core may not import kube).
+ * Records come from core/api-records.ts.
  */
-import { selectorMatches, type Selector } from "./label-selector.js";
+import type { LabelSelector } from "./api-records.js";
+import { selectorMatches } from "./label-selector.js";
 import type { NodeImageReport } from "./rollup.js";
 import {
   isPlacementLabel,
@@ -34,7 +35,7 @@ export interface Taint {
 export interface PlacementCache {
   name: string;
   deleting: boolean;
-  nodeSelector?: Selector;
+  nodeSelector?: LabelSelector;
   /** Each image id with the hash of this ImageCache's definition of it (imageDefinitionHash). */
   images: readonly { id: string; definition: string }[];
   /** Ids this ImageCache lost to an older, different definition. */

@@ -1,10 +1,10 @@
 /**
  * Coalescing of the agent's status writes: nothing when nothing changed; progress (bytes, the phases before
- * Ready, disk usage) at most once per `progressIntervalMs`; anything else (an image Ready or Failed, images
- * added or removed, a new generation, a condition) within `urgentDelayMs`. A change confined to filesystem free
- * bytes is no change at all until it passes the drift threshold. Pure.
+ * Ready, disk usage growing) at most once per `progressIntervalMs`; anything else (an image Ready or Failed,
+ * images added or removed, a new generation, a condition, space freed in the cache) within `urgentDelayMs`. A
+ * change confined to filesystem free bytes is no change at all until it passes the drift threshold. Pure.
  */
-import type { AgentDiskUsage, AgentStatus } from "./agent-plan.js";
+import type { DiskUsage, NodeImageCacheStatus } from "./api-records.js";
 
 export interface WritePolicy {
   /** The least time between two writes that carry only progress. */
@@ -30,14 +30,14 @@ export type WriteDecision = { action: "none" } | { action: "write" } | { action:
 
 /** What the writer knows: the status last stored (undefined before the first write) and when it wrote it. */
 export interface WriteState {
-  written?: AgentStatus;
+  written?: NodeImageCacheStatus;
   writtenAt?: number;
 }
 
 /** Decides whether to write `wanted` now, later, or not at all. */
-export function decideStatusWrite(wanted: AgentStatus, state: WriteState, now: number, policy: WritePolicy = DefaultWritePolicy): WriteDecision {
+export function decideStatusWrite(wanted: NodeImageCacheStatus, state: WriteState, now: number, policy: WritePolicy = DefaultWritePolicy): WriteDecision {
   if (state.written && canonical(withSettledDisk(wanted, state.written, policy)) === canonical(state.written)) return { action: "none" };
-  const urgent = !state.written || canonical(withoutProgress(wanted)) !== canonical(withoutProgress(state.written));
+  const urgent = !state.written || canonical(withoutProgress(wanted)) !== canonical(withoutProgress(state.written)) || spaceFreed(wanted.disk, state.written.disk);
   const gap = urgent ? policy.urgentDelayMs : policy.progressIntervalMs;
   const since = state.writtenAt === undefined ? Infinity : now - state.writtenAt;
   // A clock that went backwards counts as "just written": wait one gap rather than write in a burst.
@@ -49,25 +49,33 @@ export function decideStatusWrite(wanted: AgentStatus, state: WriteState, now: n
  * True when disk usage moved enough to be worth a write: the cache's own bytes or the filesystem size changed,
  * or free bytes moved by at least the policy's drift threshold.
  */
-export function diskUsageMoved(wanted: AgentDiskUsage, written: AgentDiskUsage, policy: WritePolicy = DefaultWritePolicy): boolean {
+export function diskUsageMoved(wanted: DiskUsage, written: DiskUsage, policy: WritePolicy = DefaultWritePolicy): boolean {
   if (wanted.cacheBytes !== written.cacheBytes || wanted.filesystemBytes !== written.filesystemBytes) return true;
   const threshold = Math.min(wanted.filesystemBytes * policy.freeBytesDriftFraction, policy.freeBytesDriftMaxBytes);
   return Math.abs(wanted.filesystemFreeBytes - written.filesystemFreeBytes) >= threshold;
 }
 
+/**
+ * True when the cache holds fewer bytes than the written status says: GC (or a failed fetch's cleanup) freed
+ * space, which someone waiting for room wants to see at once rather than at the next progress write.
+ */
+export function spaceFreed(wanted: DiskUsage | undefined, written: DiskUsage | undefined): boolean {
+  return wanted !== undefined && written !== undefined && wanted.cacheBytes < written.cacheBytes;
+}
+
 // Compared against what was written, not the previous offer, so slow drift adds up until it passes the threshold.
-function withSettledDisk(wanted: AgentStatus, written: AgentStatus, policy: WritePolicy): AgentStatus {
+function withSettledDisk(wanted: NodeImageCacheStatus, written: NodeImageCacheStatus, policy: WritePolicy): NodeImageCacheStatus {
   if (!wanted.disk || !written.disk || diskUsageMoved(wanted.disk, written.disk, policy)) return wanted;
   return { ...wanted, disk: written.disk };
 }
 
 /** True when the two statuses differ in more than progress. */
-export function differsBeyondProgress(a: AgentStatus, b: AgentStatus): boolean {
+export function differsBeyondProgress(a: NodeImageCacheStatus, b: NodeImageCacheStatus): boolean {
   return canonical(withoutProgress(a)) !== canonical(withoutProgress(b));
 }
 
 // Progress is what moves while a fetch runs: bytes, the phases before an outcome, and disk usage.
-function withoutProgress(status: AgentStatus): unknown {
+function withoutProgress(status: NodeImageCacheStatus): unknown {
   return {
     observedGeneration: status.observedGeneration,
     conditions: status.conditions ?? [],

@@ -2,52 +2,17 @@
  * Rolls the NodeImageCache statuses of the nodes an ImageCache selects up into that ImageCache's status:
  * counts per image, readyNodes/desiredNodes, at most 20 failures, and the Ready, Progressing, Degraded and
  * Conflict conditions. The size is bounded by the number of images, never by the number of nodes.
- *
- * Shapes mirror src/kube/api-types.ts structurally (core may not import kube).
  */
+import type { ImageCacheStatus, ImageCounts, NodeFailure, NodeImageStatus } from "./api-records.js";
 import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
 import type { Conflict } from "./desired.js";
 import { placementLabel } from "./placement-keys.js";
 
-export type NodeImagePhase = "Pending" | "Downloading" | "Converting" | "Ready" | "Failed";
-
 /** One image entry of a NodeImageCache status, as far as the roll-up reads it. */
-export interface NodeImageReport {
-  id: string;
-  phase: NodeImagePhase;
-  reason?: string;
-  message?: string;
-  /** Hash of the definition the node reported on; absent from agents that predate it. */
-  definition?: string;
-}
+export type NodeImageReport = Pick<NodeImageStatus, "id" | "phase" | "reason" | "message" | "definition">;
 
-export interface ImageCountsView {
-  id: string;
-  ready: number;
-  pending: number;
-  failed: number;
-}
-
-export interface FailureView {
-  node: string;
-  id: string;
-  reason: string;
-  message: string;
-}
-
-export interface RollupStatus {
-  observedGeneration: number;
-  desiredNodes: number;
-  readyNodes: number;
-  ready: string;
-  failedCount: number;
-  images: ImageCountsView[];
-  failures: FailureView[];
-  failuresTruncated: boolean;
-  conditions: Condition[];
-  /** The Node label key the controller sets where this ImageCache is Ready (core/placement-keys.ts). */
-  nodeLabel: string;
-}
+/** The ImageCache status the roll-up plans: every field set. */
+export type RollupStatus = Required<ImageCacheStatus>;
 
 export interface RollupInput {
   name: string;
@@ -102,20 +67,20 @@ function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}\u2026`;
 }
 
-function compareFailures(a: FailureView, b: FailureView): number {
+function compareFailures(a: NodeFailure, b: NodeFailure): number {
   return a.node < b.node ? -1 : a.node > b.node ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
 interface Tally {
-  counts: ImageCountsView[];
+  counts: ImageCounts[];
   readyNodes: number;
   pendingNodes: number;
-  failures: FailureView[];
+  failures: NodeFailure[];
 }
 
 function tally(imageIds: readonly string[], nodes: readonly string[], reports: RollupInput["reports"], definitions: RollupInput["definitions"]): Tally {
   const counts = imageIds.map((id) => ({ id, ready: 0, pending: 0, failed: 0 }));
-  const failures: FailureView[] = [];
+  const failures: NodeFailure[] = [];
   let readyNodes = 0;
   let pendingNodes = 0;
   for (const node of nodes) {

@@ -2,6 +2,8 @@
  * Where the bytes of an image come from, once any indirection (an OCI registry, a redirecting catalogue) has
  * been resolved to one HTTP(S) URL. The fetch pipeline downloads `url` and never guesses anything else.
  */
+import type { HttpSource, ImageSource } from "../core/api-records.js";
+
 export interface ResolvedSource {
   /** The http: or https: URL of the bytes to download. */
   url: string;
@@ -22,10 +24,10 @@ export interface ResolvedSource {
   description: string;
 }
 
-/** The source of a fetch request: already resolved, a plain URL, or an OCI image reference. */
-export type SourceSpec = ResolvedSource | { http: { url: string } } | { registry: { image: string } };
+/** The source of a fetch request: already resolved, or an ImageCache source (a plain URL or an OCI image reference). */
+export type SourceSpec = ResolvedSource | ImageSource;
 
 /** Turns a plain `{http:{url}}` spec into a ResolvedSource; other specs pass through. */
-export function resolvedFromHttp(spec: { http: { url: string } }): ResolvedSource {
+export function resolvedFromHttp(spec: HttpSource): ResolvedSource {
   return { url: spec.http.url, unpack: "none", description: spec.http.url };
 }

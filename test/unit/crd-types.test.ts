@@ -1,31 +1,47 @@
-// Keeps src/kube/api-types.ts in step with crds/*.yaml: every TypeScript field exists in the schema and
-// vice versa, and the schema's required fields are exactly the non-optional ones. The field maps below are
-// checked against the types by the compiler, the schemas at run time.
+// Keeps the records of src/core/api-records.ts in step with crds/*.yaml, both ways. Each row of `objects`
+// names a schema object and its fields as "<required|optional> <type>"; the compiler checks each row against the
+// record type (a field missing, extra, of another type or of another optionality fails typecheck), and the tests
+// check it against the schema at run time. Every object and enum in the schemas must have its row, so a field
+// added to a CRD alone fails here too.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
-import type { Condition } from "../../src/core/conditions.js";
-import type { NodeWantedImage, ImageDefinition } from "../../src/core/desired.js";
-import type { FailureView, ImageCountsView, NodeImagePhase, NodeImageReport } from "../../src/core/rollup.js";
+import { ImagePhases, SelectorOperators } from "../../src/core/api-records.js";
 import type {
+  DiskUsage,
+  HttpSource,
+  ImageCache,
   ImageCacheSpec,
   ImageCacheStatus,
   ImageCounts,
-  ImagePhase,
+  ImageSource,
   ImageSpec,
   LabelSelector,
   LabelSelectorRequirement,
   NodeFailure,
+  NodeImageCache,
   NodeImageCacheSpec,
   NodeImageCacheStatus,
   NodeImageStatus,
   PlacementSpec,
+  RegistrySource,
   WantedImage,
-} from "../../src/kube/api-types.js";
+} from "../../src/core/api-records.js";
+import { ConditionStatuses, type Condition } from "../../src/core/conditions.js";
 
 type RequiredKeys<T> = { [K in keyof T]-?: object extends Pick<T, K> ? never : K }[keyof T];
-type FieldMap<T> = { [K in keyof T]-?: K extends RequiredKeys<T> ? "required" : "optional" };
+type Kind<V> = V extends string ? "string" : V extends number ? "integer" : V extends boolean ? "boolean" : V extends readonly unknown[] ? "array" : "object";
+/** Every field of T, as "<required|optional> <schema type>". */
+type FieldMap<T> = { [K in keyof T]-?: `${K extends RequiredKeys<T> ? "required" : "optional"} ${Kind<NonNullable<T[K]>>}` };
+type KeysOfUnion<U> = U extends unknown ? keyof U : never;
+/** The members of a one-of union (exactly one set): every member's field, optional in the schema. */
+type OneOfMap<U> = { [K in KeysOfUnion<U>]-?: `optional ${Kind<U extends unknown ? (K extends keyof U ? U[K] : never) : never>}` };
+/**
+ * A whole object: apiVersion and kind are in the schema but not in the records; metadata is the API server's,
+ * optional in a CRD schema, and always set on an object it returns.
+ */
+type ObjectMap<T extends { metadata: unknown }> = FieldMap<Omit<T, "metadata"> & { apiVersion?: string; kind?: string; metadata?: T["metadata"] }>;
 
 interface Schema {
   type?: string;
@@ -40,9 +56,12 @@ function schemaOf(file: string): Schema {
   return crd.spec.versions[0]!.schema.openAPIV3Schema;
 }
 
+const schemas = { ic: schemaOf("imagecaches.yaml"), nic: schemaOf("nodeimagecaches.yaml") };
+type Crd = keyof typeof schemas;
+
 function at(schema: Schema, path: string): Schema {
   let s = schema;
-  for (const part of path.split(".")) {
+  for (const part of path === "" ? [] : path.split(".")) {
     const next = part === "[]" ? s.items : s.properties?.[part];
     assert.ok(next, `schema has no ${path} (at ${part})`);
     s = next;
@@ -50,88 +69,117 @@ function at(schema: Schema, path: string): Schema {
   return s;
 }
 
-function assertMatches(schema: Schema, path: string, fields: Record<string, "required" | "optional">): void {
-  const s = at(schema, path);
-  assert.deepEqual(Object.keys(s.properties ?? {}).sort(), Object.keys(fields).sort(), `fields of ${path}`);
-  const required = Object.entries(fields).filter(([, v]) => v === "required").map(([k]) => k).sort();
-  assert.deepEqual([...(s.required ?? [])].sort(), required, `required fields of ${path}`);
+/** Paths of every schema object with properties, and of every enum, in a schema. */
+function walk(s: Schema, path: string, out: { objects: string[]; enums: string[] }): typeof out {
+  if (s.properties) out.objects.push(path);
+  if (s.enum) out.enums.push(path);
+  for (const [k, v] of Object.entries(s.properties ?? {})) walk(v, path === "" ? k : `${path}.${k}`, out);
+  if (s.items) walk(s.items, path === "" ? "[]" : `${path}.[]`, out);
+  return out;
 }
 
-const ic = schemaOf("imagecaches.yaml");
-const nic = schemaOf("nodeimagecaches.yaml");
+const imageSpec = { id: "required string", source: "required object", checksum: "optional string", maxVirtualSize: "optional string" } satisfies FieldMap<ImageSpec>;
+const source = { http: "optional object", registry: "optional object" } satisfies OneOfMap<ImageSource>;
+const http = { url: "required string" } satisfies FieldMap<HttpSource["http"]>;
+const registry = { image: "required string" } satisfies FieldMap<RegistrySource["registry"]>;
+const condition = {
+  type: "required string",
+  status: "required string",
+  reason: "required string",
+  message: "required string",
+  lastTransitionTime: "required string",
+  observedGeneration: "optional integer",
+} satisfies FieldMap<Condition>;
+const meta = { apiVersion: "optional string", kind: "optional string", metadata: "optional object" } as const;
 
-const imageSpec = { id: "required", source: "required", checksum: "optional", maxVirtualSize: "optional" } satisfies FieldMap<ImageSpec>;
-const wantedImage = { ...imageSpec, wantedBy: "required", unusedFor: "optional" } satisfies FieldMap<WantedImage>;
-const condition = { type: "required", status: "required", reason: "required", message: "required", lastTransitionTime: "required", observedGeneration: "optional" } satisfies FieldMap<Condition>;
-
-test("ImageCache spec fields match the schema", () => {
-  assertMatches(ic, "spec", { nodeSelector: "optional", images: "required", retention: "optional", placement: "optional" } satisfies FieldMap<ImageCacheSpec>);
-  assertMatches(ic, "spec.placement", { taintUntilReady: "optional" } satisfies FieldMap<PlacementSpec>);
-  assertMatches(ic, "spec.images.[]", imageSpec);
-  assertMatches(ic, "spec.nodeSelector", { matchLabels: "optional", matchExpressions: "optional" } satisfies FieldMap<LabelSelector>);
-  assertMatches(ic, "spec.nodeSelector.matchExpressions.[]", { key: "required", operator: "required", values: "optional" } satisfies FieldMap<LabelSelectorRequirement>);
-  assert.deepEqual(at(ic, "spec.nodeSelector.matchExpressions.[].operator").enum, ["In", "NotIn", "Exists", "DoesNotExist"] satisfies LabelSelectorRequirement["operator"][]);
-  assert.deepEqual(Object.keys(at(ic, "spec.images.[].source").properties ?? {}).sort(), ["http", "registry"]);
-});
-
-test("ImageCache status fields match the schema", () => {
-  assertMatches(
-    ic,
+const objects: [Crd, string, Record<string, string>][] = [
+  ["ic", "", { ...meta, spec: "required object", status: "optional object" } satisfies ObjectMap<ImageCache>],
+  ["ic", "spec", { nodeSelector: "optional object", images: "required array", retention: "optional object", placement: "optional object" } satisfies FieldMap<ImageCacheSpec>],
+  ["ic", "spec.placement", { taintUntilReady: "optional boolean" } satisfies FieldMap<PlacementSpec>],
+  ["ic", "spec.nodeSelector", { matchLabels: "optional object", matchExpressions: "optional array" } satisfies FieldMap<LabelSelector>],
+  ["ic", "spec.nodeSelector.matchExpressions.[]", { key: "required string", operator: "required string", values: "optional array" } satisfies FieldMap<LabelSelectorRequirement>],
+  ["ic", "spec.images.[]", imageSpec],
+  ["ic", "spec.images.[].source", source],
+  ["ic", "spec.images.[].source.http", http],
+  ["ic", "spec.images.[].source.registry", registry],
+  ["ic", "spec.retention", { unusedFor: "optional string" } satisfies FieldMap<NonNullable<ImageCacheSpec["retention"]>>],
+  [
+    "ic",
     "status",
     {
-      observedGeneration: "optional",
-      desiredNodes: "optional",
-      readyNodes: "optional",
-      ready: "optional",
-      failedCount: "optional",
-      images: "optional",
-      failures: "optional",
-      failuresTruncated: "optional",
-      nodeLabel: "optional",
-      conditions: "optional",
+      observedGeneration: "optional integer",
+      desiredNodes: "optional integer",
+      readyNodes: "optional integer",
+      ready: "optional string",
+      failedCount: "optional integer",
+      images: "optional array",
+      failures: "optional array",
+      failuresTruncated: "optional boolean",
+      conditions: "optional array",
+      nodeLabel: "optional string",
     } satisfies FieldMap<ImageCacheStatus>,
-  );
-  assertMatches(ic, "status.images.[]", { id: "required", ready: "required", pending: "required", failed: "required" } satisfies FieldMap<ImageCounts>);
-  assertMatches(ic, "status.failures.[]", { node: "required", id: "required", reason: "required", message: "required" } satisfies FieldMap<NodeFailure>);
-  assertMatches(ic, "status.conditions.[]", condition);
-});
-
-test("NodeImageCache spec and status fields match the schema", () => {
-  assertMatches(nic, "spec", { nodeName: "required", images: "required" } satisfies FieldMap<NodeImageCacheSpec>);
-  assertMatches(nic, "spec.images.[]", wantedImage);
-  assertMatches(nic, "status", { observedGeneration: "optional", images: "optional", disk: "optional", conditions: "optional" } satisfies FieldMap<NodeImageCacheStatus>);
-  assertMatches(
-    nic,
+  ],
+  ["ic", "status.images.[]", { id: "required string", ready: "required integer", pending: "required integer", failed: "required integer" } satisfies FieldMap<ImageCounts>],
+  ["ic", "status.failures.[]", { node: "required string", id: "required string", reason: "required string", message: "required string" } satisfies FieldMap<NodeFailure>],
+  ["ic", "status.conditions.[]", condition],
+  ["nic", "", { ...meta, spec: "required object", status: "optional object" } satisfies ObjectMap<NodeImageCache>],
+  ["nic", "spec", { nodeName: "required string", images: "required array" } satisfies FieldMap<NodeImageCacheSpec>],
+  ["nic", "spec.images.[]", { ...imageSpec, wantedBy: "required array", unusedFor: "optional string" } satisfies FieldMap<WantedImage>],
+  ["nic", "spec.images.[].source", source],
+  ["nic", "spec.images.[].source.http", http],
+  ["nic", "spec.images.[].source.registry", registry],
+  ["nic", "status", { observedGeneration: "optional integer", images: "optional array", disk: "optional object", conditions: "optional array" } satisfies FieldMap<NodeImageCacheStatus>],
+  [
+    "nic",
     "status.images.[]",
     {
-      id: "required",
-      base: "required",
-      phase: "required",
-      bytesDone: "optional",
-      bytesTotal: "optional",
-      virtualSize: "optional",
-      reason: "optional",
-      message: "optional",
-      observedGeneration: "optional",
-      definition: "optional",
+      id: "required string",
+      base: "required string",
+      phase: "required string",
+      bytesDone: "optional integer",
+      bytesTotal: "optional integer",
+      virtualSize: "optional integer",
+      reason: "optional string",
+      message: "optional string",
+      observedGeneration: "optional integer",
+      definition: "optional string",
     } satisfies FieldMap<NodeImageStatus>,
-  );
-  const phases = ["Pending", "Downloading", "Converting", "Ready", "Failed"] as const satisfies readonly ImagePhase[];
-  const allPhases: Exclude<ImagePhase, (typeof phases)[number]> extends never ? true : false = true;
-  assert.ok(allPhases);
-  assert.deepEqual(at(nic, "status.images.[].phase").enum, [...phases]);
-  assertMatches(nic, "status.conditions.[]", condition);
-  assert.deepEqual(Object.keys(at(nic, "status.disk").properties ?? {}).sort(), ["cache", "cacheBytes", "filesystemBytes", "filesystemFreeBytes"]);
+  ],
+  ["nic", "status.disk", { cacheBytes: "required integer", cache: "optional string", filesystemBytes: "required integer", filesystemFreeBytes: "required integer" } satisfies FieldMap<DiskUsage>],
+  ["nic", "status.conditions.[]", condition],
+];
+
+// Each list is the one the record's type is derived from, so the compiler keeps it complete.
+const enums: [Crd, string, readonly string[]][] = [
+  ["ic", "spec.nodeSelector.matchExpressions.[].operator", SelectorOperators],
+  ["ic", "status.conditions.[].status", ConditionStatuses],
+  ["nic", "status.images.[].phase", ImagePhases],
+  ["nic", "status.conditions.[].status", ConditionStatuses],
+];
+
+/** What a row says of a schema object, in the row's own terms, for one deepEqual. */
+function describeSchema(s: Schema): Record<string, string> {
+  const required = new Set(s.required ?? []);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(s.properties ?? {})) out[k] = `${required.has(k) ? "required" : "optional"} ${v.type ?? "untyped"}`;
+  for (const k of required) out[k] ??= "required (not a property)";
+  return out;
+}
+
+test("every object in the schemas has the record's fields, with the same types and the same required ones", () => {
+  for (const [crd, path, fields] of objects) {
+    assert.deepEqual(describeSchema(at(schemas[crd], path)), fields, `${crd} ${path === "" ? "(root)" : path}`);
+  }
 });
 
-test("core's plain records and the API types are assignable both ways", () => {
-  // Compile-time checks: a failing assignment here breaks typecheck, not this test.
-  const wanted: WantedImage = {} as NodeWantedImage;
-  const def: ImageDefinition = {} as ImageSpec;
-  const spec: ImageSpec = {} as ImageDefinition;
-  const counts: ImageCounts = {} as ImageCountsView;
-  const failure: NodeFailure = {} as FailureView;
-  const report: NodeImageReport = {} as NodeImageStatus;
-  const phase: ImagePhase = "Ready" as NodeImagePhase;
-  assert.ok([wanted, def, spec, counts, failure, report, phase]);
+test("every enum in the schemas lists exactly the values of the record's type, in order", () => {
+  for (const [crd, path, values] of enums) assert.deepEqual(at(schemas[crd], path).enum, [...values], `${crd} ${path}`);
+});
+
+test("every object and every enum in the schemas is checked above", () => {
+  for (const crd of Object.keys(schemas) as Crd[]) {
+    const found = walk(schemas[crd], "", { objects: [], enums: [] });
+    assert.deepEqual(found.objects.sort(), objects.filter(([c]) => c === crd).map(([, p]) => p).sort(), `objects of ${crd}`);
+    assert.deepEqual(found.enums.sort(), enums.filter(([c]) => c === crd).map(([, p]) => p).sort(), `enums of ${crd}`);
+  }
 });

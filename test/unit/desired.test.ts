@@ -1,13 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { capImages, definitionKey, findConflicts, MaxWantedBy, planDesiredState, type ImageCacheView, type ImageDefinition, type NodeView } from "../../src/core/desired.js";
+import type { ImageSpec } from "../../src/core/api-records.js";
+import { capImages, definitionKey, findConflicts, MaxWantedBy, planDesiredState, type ImageCacheView, type NodeView } from "../../src/core/desired.js";
 import { selectorMatches } from "../../src/core/label-selector.js";
 
-function img(id: string, url = `https://images.example/${id}.qcow2`, extra: Partial<ImageDefinition> = {}): ImageDefinition {
+function img(id: string, url = `https://images.example/${id}.qcow2`, extra: Partial<ImageSpec> = {}): ImageSpec {
   return { id, source: { http: { url } }, ...extra };
 }
-function ic(name: string, images: ImageDefinition[], opts: Partial<ImageCacheView> = {}): ImageCacheView {
+function ic(name: string, images: ImageSpec[], opts: Partial<ImageCacheView> = {}): ImageCacheView {
   return { name, images, creationTimestamp: "2026-01-01T00:00:00Z", ...opts };
 }
 function node(name: string, labels: Record<string, string> = {}): NodeView {

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { formatDuration, isDuration, parseDuration } from "../../src/core/duration.js";
+import { formatAge, formatDuration, isDuration, parseDuration } from "../../src/core/duration.js";
 
 test("parses hours, minutes and seconds in that order", () => {
   const table: [string, number][] = [
@@ -31,4 +31,17 @@ test("formats canonically, and parsing the format gives back the seconds", () =>
       assert.equal(parseDuration(formatDuration(ms)), Math.floor(ms / 1000) * 1000);
     }),
   );
+});
+
+test("formatAge writes seconds, minutes and seconds, or hours and minutes", () => {
+  const table: [number, string][] = [
+    [0, "0s"],
+    [59_999, "59s"],
+    [60_000, "1m0s"],
+    [200_000, "3m20s"],
+    [3_599_000, "59m59s"],
+    [3_600_000, "1h0m"],
+    [25 * 3_600_000 + 61_000, "25h1m"],
+  ];
+  for (const [ms, text] of table) assert.equal(formatAge(ms), text, String(ms));
 });

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { ImageCacheView, ImageDefinition } from "../../src/core/desired.js";
+import type { ImageSpec as ImageDefinition } from "../../src/core/api-records.js";
+import type { ImageCacheView } from "../../src/core/desired.js";
 import { ManagedByLabel, ManagedByValue, planFanout, planFanoutLabels, type FanoutCurrent, type FanoutInput, type FanoutNode, type FanoutPlan } from "../../src/core/fanout.js";
 
 const NodeLabel = "basecache.io/node";

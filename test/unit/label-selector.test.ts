@@ -1,11 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { selectorMatches, validateSelector, type Selector } from "../../src/core/label-selector.js";
+import type { LabelSelector } from "../../src/core/api-records.js";
+import { selectorMatches, validateSelector } from "../../src/core/label-selector.js";
 
 const labels = { zone: "a", tier: "gpu", empty: "" };
 
 test("evaluates matchLabels and matchExpressions together", () => {
-  const table: [string, Selector | undefined, boolean][] = [
+  const table: [string, LabelSelector | undefined, boolean][] = [
     ["absent selector matches every node", undefined, true],
     ["empty selector matches every node", {}, true],
     ["matchLabels equal", { matchLabels: { zone: "a" } }, true],

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DefaultWritePolicy, canonical, decideStatusWrite } from "../../src/core/progress.js";
-import type { AgentImageStatus, AgentStatus } from "../../src/core/agent-plan.js";
+import { DefaultWritePolicy, canonical, decideStatusWrite, spaceFreed } from "../../src/core/progress.js";
+import type { NodeImageCacheStatus, NodeImageStatus } from "../../src/core/api-records.js";
 
 const T = 1_800_000_000_000;
 
-function status(images: Partial<AgentImageStatus>[], over: Partial<AgentStatus> = {}): AgentStatus {
+function status(images: Partial<NodeImageStatus>[], over: Partial<NodeImageCacheStatus> = {}): NodeImageCacheStatus {
   return {
     observedGeneration: 1,
     images: images.map((i, n) => ({ id: `img${n}`, base: "b".repeat(40), phase: "Downloading", ...i })),
@@ -32,7 +32,7 @@ test("key order and undefined fields do not count as a change", () => {
 
 test("progress alone is written at most once per progress interval", () => {
   const written = status([{ bytesDone: 5, bytesTotal: 100 }], { disk: { cacheBytes: 5, filesystemBytes: 1000, filesystemFreeBytes: 900 } });
-  const table: [string, AgentStatus][] = [
+  const table: [string, NodeImageCacheStatus][] = [
     ["bytes", status([{ bytesDone: 50, bytesTotal: 100 }], { disk: written.disk! })],
     ["disk usage", status([{ bytesDone: 5, bytesTotal: 100 }], { disk: { cacheBytes: 50, filesystemBytes: 1000, filesystemFreeBytes: 850 } })],
     ["Downloading to Converting", status([{ phase: "Converting", bytesDone: 100, bytesTotal: 100 }], { disk: written.disk! })],
@@ -45,7 +45,7 @@ test("progress alone is written at most once per progress interval", () => {
 
 test("an outcome or a spec change is written within the urgent delay", () => {
   const written = status([{ bytesDone: 5, bytesTotal: 100 }]);
-  const table: [string, AgentStatus][] = [
+  const table: [string, NodeImageCacheStatus][] = [
     ["Ready", status([{ phase: "Ready", virtualSize: 100 }])],
     ["Failed", status([{ phase: "Failed", reason: "backing-file", message: "no" }])],
     ["new image", status([{ bytesDone: 5, bytesTotal: 100 }, { phase: "Pending" }])],
@@ -79,13 +79,15 @@ test("a change confined to disk usage is written only when the cache's bytes or 
   const large = disk(5 * GiB, 1000 * GiB, 400 * GiB); // threshold capped at 1 GiB
   const progress = { action: "wait", afterMs: 7_000 };
   const urgent = { action: "wait", afterMs: DefaultWritePolicy.urgentDelayMs - 300 };
-  const table: { what: string; written: AgentStatus; wanted: AgentStatus; ago: number; want: unknown }[] = [
+  const table: { what: string; written: NodeImageCacheStatus; wanted: NodeImageCacheStatus; ago: number; want: unknown }[] = [
     { what: "small drift on a small filesystem", written: status([{}], { disk: small }), wanted: status([{}], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB - 400 * MiB) }), ago: 60_000, want: { action: "none" } },
     { what: "drift of 1 % on a small filesystem", written: status([{}], { disk: small }), wanted: status([{}], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB + 512 * MiB) }), ago: 3_000, want: progress },
     { what: "drift of 1 % on a large filesystem, under the cap", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 400 * GiB - 900 * MiB) }), ago: 60_000, want: { action: "none" } },
     { what: "drift past the cap on a large filesystem", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 400 * GiB - GiB) }), ago: 3_000, want: progress },
     { what: "drift past the cap, interval passed", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB, 1000 * GiB, 402 * GiB) }), ago: 10_000, want: { action: "write" } },
-    { what: "cache bytes changed by one byte", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB + 1, 1000 * GiB, 400 * GiB) }), ago: 3_000, want: progress },
+    { what: "cache bytes grew by one byte", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB + 1, 1000 * GiB, 400 * GiB) }), ago: 3_000, want: progress },
+    { what: "cache bytes fell: GC freed space", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(4 * GiB, 1000 * GiB, 401 * GiB) }), ago: 300, want: urgent },
+    { what: "cache bytes fell by one byte, delay passed", written: status([{}], { disk: large }), wanted: status([{}], { disk: disk(5 * GiB - 1, 1000 * GiB, 400 * GiB) }), ago: 1_000, want: { action: "write" } },
     { what: "filesystem resized", written: status([{}], { disk: small }), wanted: status([{}], { disk: disk(5 * GiB, 60 * GiB, 20 * GiB) }), ago: 3_000, want: progress },
     { what: "disk usage first reported", written: status([{}]), wanted: status([{}], { disk: small }), ago: 3_000, want: progress },
     { what: "small drift with an outcome", written: status([{}], { disk: small }), wanted: status([{ phase: "Ready", virtualSize: 100 }], { disk: disk(5 * GiB, 50 * GiB, 20 * GiB - 1) }), ago: 300, want: urgent },
@@ -112,4 +114,17 @@ test("the drift threshold is taken from the policy", () => {
   assert.deepEqual(decideStatusWrite(wanted, state, T), { action: "none" });
   assert.deepEqual(decideStatusWrite(wanted, state, T, { ...DefaultWritePolicy, freeBytesDriftMaxBytes: 10 }), { action: "write" });
   assert.deepEqual(decideStatusWrite(wanted, state, T, { ...DefaultWritePolicy, freeBytesDriftFraction: 0 }), { action: "write" });
+});
+
+test("spaceFreed: only a drop of the cache's own bytes against the written status", () => {
+  const d = (cacheBytes: number, filesystemFreeBytes = 50) => ({ cacheBytes, filesystemBytes: 100, filesystemFreeBytes });
+  const table: [string, ReturnType<typeof d> | undefined, ReturnType<typeof d> | undefined, boolean][] = [
+    ["fell", d(9), d(10), true],
+    ["same", d(10), d(10), false],
+    ["grew", d(11), d(10), false],
+    ["free bytes alone rose", d(10, 90), d(10), false],
+    ["nothing written yet", d(9), undefined, false],
+    ["no usage wanted", undefined, d(10), false],
+  ];
+  for (const [what, wanted, written, want] of table) assert.equal(spaceFreed(wanted, written), want, what);
 });

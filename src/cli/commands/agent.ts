@@ -2,7 +2,7 @@
  * `basecache agent --node NAME --base-dir DIR --instances-dir DIR [...]`: the node agent (src/agent/main.ts).
  */
 import { resolve } from "node:path";
-import { DefaultRetryPolicy } from "../../core/agent-plan.js";
+import { DefaultRetryPolicy } from "../../core/agent-memory.js";
 import { formatDuration } from "../../core/duration.js";
 import { DefaultRetentionMs } from "../../core/gc.js";
 import { runAgent, type AgentOptions } from "../../agent/main.js";

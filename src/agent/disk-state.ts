@@ -1,0 +1,95 @@
+/**
+ * What the agent knows of its base dir between passes, in one owner: the virtual sizes of wanted bases (read
+ * from their sidecars, again only when a base's mtime changes), the cache's usage (a whole-dir listing, redone
+ * at most every CacheUsageRefreshMs or when a fetch or GC changed the dir), and the budget state the last GC pass
+ * found. GC writes here; the agent's gather reads here.
+ */
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { DiskUsage } from "../core/api-records.js";
+import type { BudgetState } from "../core/agent-plan.js";
+import { classifyGcEntry } from "../core/gc.js";
+import { baseNameFor } from "../core/names.js";
+import { listBaseDir, readSidecar } from "../image/base-dir.js";
+import type { Clock } from "../lib/clock.js";
+import { readFilesystemUsage } from "./inventory.js";
+import type { AgentMetrics } from "./metrics.js";
+
+const CacheUsageRefreshMs = 15_000;
+
+export class DiskState {
+  private readonly sizes = new Map<string, { mtimeMs: number; virtualSize?: number }>();
+  private usage: { at: number; cacheBytes: number; bases: number } | undefined;
+  private budgetState: BudgetState | undefined;
+  /** Moves on each invalidation, so a measurement that a removal overtook is not kept as fresh. */
+  private epoch = 0;
+  private readonly listeners: (() => void)[] = [];
+
+  constructor(private readonly opts: { baseDir: string; clock: Clock; metrics: AgentMetrics }) {}
+
+  /** Calls `listener` after GC changed what the agent should report (files removed, a new budget state). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** What the last GC pass under a cache budget found; absent without a budget or before the first pass. */
+  get budget(): BudgetState | undefined {
+    return this.budgetState;
+  }
+
+  /** Records what a GC pass found and did; a pass that removed files makes the next read measure afresh. */
+  recordGcPass(pass: { budget?: BudgetState; removed: boolean }): void {
+    if (pass.budget) this.budgetState = pass.budget;
+    if (pass.removed) this.invalidate();
+    if (pass.budget || pass.removed) for (const l of this.listeners) l();
+  }
+
+  /** Makes the next read measure the cache afresh (a fetch ended: a base arrived or work files went). */
+  invalidate(): void {
+    this.usage = undefined;
+    this.epoch++;
+  }
+
+  /** The complete bases on disk among `ids`, by base name, with the virtual size their sidecar records. */
+  async readBases(ids: readonly string[]): Promise<Map<string, { virtualSize?: number }>> {
+    const onDisk = new Map<string, { virtualSize?: number }>();
+    for (const id of ids) {
+      const base = baseNameFor(id);
+      const st = await stat(join(this.opts.baseDir, base)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      const known = this.sizes.get(base);
+      if (!known || known.mtimeMs !== st.mtimeMs) {
+        const sc = await readSidecar(this.opts.baseDir, base);
+        this.sizes.set(base, { mtimeMs: st.mtimeMs, virtualSize: sc?.virtualSize ?? st.size });
+      }
+      const virtualSize = this.sizes.get(base)?.virtualSize;
+      onDisk.set(base, virtualSize !== undefined ? { virtualSize } : {});
+    }
+    return onDisk;
+  }
+
+  /** The cache's bytes (measured at most every CacheUsageRefreshMs unless invalidated) and the filesystem's. */
+  async readUsage(): Promise<DiskUsage> {
+    const now = this.opts.clock.now();
+    let usage = this.usage;
+    if (usage === undefined || now - usage.at >= CacheUsageRefreshMs || now < usage.at) {
+      const epoch = this.epoch;
+      usage = { at: now, ...(await this.measureCache()) };
+      if (epoch === this.epoch) this.usage = usage;
+    }
+    this.opts.metrics.bases.set(usage.bases);
+    this.opts.metrics.cacheBytes.set(usage.cacheBytes);
+    return { cacheBytes: usage.cacheBytes, ...(await readFilesystemUsage(this.opts.baseDir)) };
+  }
+
+  private async measureCache(): Promise<{ cacheBytes: number; bases: number }> {
+    let cacheBytes = 0;
+    let bases = 0;
+    for (const e of await listBaseDir(this.opts.baseDir)) {
+      const kind = classifyGcEntry({ name: e.name, type: "file" }).kind;
+      if (kind !== "unknown") cacheBytes += e.allocatedBytes;
+      if (kind === "base") bases++;
+    }
+    return { cacheBytes, bases };
+  }
+}

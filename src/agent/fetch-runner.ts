@@ -1,0 +1,204 @@
+/**
+ * The agent's fetches and their memory, in one owner: it starts, cancels and stops the pipeline's fetches (and
+ * its checks of bases already on disk), and is the only writer of what the agent remembers of each image. The
+ * plan reads a snapshot (`recall`); the fetches' callbacks write here and then ask for another pass.
+ */
+import { DefaultRetryPolicy, recordFailure, type ImageMemory } from "../core/agent-memory.js";
+import { imageFingerprint } from "../core/agent-plan.js";
+import type { ImageSpec } from "../core/api-records.js";
+import type { BackoffPolicy } from "../core/backoff.js";
+import { parseByteQuantity } from "../core/quantity.js";
+import type { RetryPolicy } from "../image/http-fetch.js";
+import { describeOutcome, fetchImage, type FetchProgress } from "../image/pipeline.js";
+import type { Clock } from "../lib/clock.js";
+import { DiskFullError } from "../lib/errors.js";
+import type { Logger } from "../lib/log.js";
+import type { DiskState } from "./disk-state.js";
+import type { AgentMetrics } from "./metrics.js";
+import type { NodeEvents } from "./node-events.js";
+
+export interface FetchRunnerOptions {
+  baseDir: string;
+  clock: Clock;
+  log: Logger;
+  metrics: AgentMetrics;
+  events: NodeEvents;
+  /** Told when a fetch ended, so the next pass measures the cache afresh. */
+  disk: DiskState;
+  /** Under a cache budget: make room for `bytes` more (a GC pass with a reserve); false when it cannot fit. */
+  makeRoom?: (bytes: number) => Promise<boolean>;
+  retry?: BackoffPolicy;
+  fetchRetry?: RetryPolicy;
+  random?: () => number;
+}
+
+/** A download (`fetch`) or a check of a base already on disk against its definition (`verify`). */
+export type FetchKind = "fetch" | "verify";
+
+/** What the runner remembers, as the plan reads it. */
+export interface Recollection {
+  memory: Record<string, ImageMemory>;
+  /** Ids with a task under way. */
+  tasks: string[];
+  /** Whether rejections of a status written before this agent started were taken (see planSeedMemory). */
+  seeded: boolean;
+}
+
+const ProgressRequeueMs = 1_000;
+
+export class FetchRunner {
+  private readonly memory: Record<string, ImageMemory> = {};
+  private readonly tasks = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private seeded = false;
+  private readonly listeners: ((afterMs?: number) => void)[] = [];
+
+  constructor(private readonly opts: FetchRunnerOptions) {}
+
+  /** Calls `listener` when a pass should run: soon after progress (`afterMs`), at once after a task ended. */
+  onChange(listener: (afterMs?: number) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** A snapshot of the memory: later progress replaces entries here, never the ones handed out. */
+  recall(): Recollection {
+    const memory = Object.fromEntries(Object.entries(this.memory).map(([id, m]) => [id, { ...m }]));
+    return { memory, tasks: [...this.tasks.keys()], seeded: this.seeded };
+  }
+
+  /** Takes remembered rejections for ids the runner knows nothing of yet; from then on it counts as seeded. */
+  seed(entries: Readonly<Record<string, ImageMemory>>): void {
+    for (const [id, m] of Object.entries(entries)) this.memory[id] ??= m;
+    this.seeded = true;
+  }
+
+  /** Forgets ids, except any with a task under way. */
+  forget(ids: readonly string[]): void {
+    for (const id of ids) if (!this.tasks.has(id)) delete this.memory[id];
+  }
+
+  cancel(id: string, why: string): void {
+    const t = this.tasks.get(id);
+    if (!t || t.controller.signal.aborted) return;
+    this.opts.log.info({ imageId: id, why }, "Cancelled fetch of image");
+    t.controller.abort(new Error(`Cancelled: ${why}`));
+  }
+
+  /** Aborts every task and waits until each has rolled back its work files. */
+  async stop(): Promise<void> {
+    for (const t of this.tasks.values()) t.controller.abort(new Error("Agent is stopping"));
+    await Promise.all([...this.tasks.values()].map((t) => t.done));
+  }
+
+  /** Starts a task for `image` unless one is under way; `generation` is the spec's, for the failure record. */
+  start(image: ImageSpec, kind: FetchKind, generation: number): void {
+    if (this.tasks.has(image.id)) return;
+    const fingerprint = imageFingerprint(image);
+    const controller = new AbortController();
+    if (kind === "fetch") (this.memory[image.id] ??= {}).running = { fingerprint, phase: "Downloading", bytesDone: 0 };
+    const done = this.run(image, fingerprint, controller, generation)
+      .catch((err: unknown) => this.opts.log.error({ err, imageId: image.id }, "Fetch task failed unexpectedly"))
+      .finally(() => {
+        this.tasks.delete(image.id);
+        const mem = this.memory[image.id];
+        if (mem) delete mem.running;
+        this.opts.metrics.imageBytesDone.remove({ image_id: image.id });
+        this.opts.metrics.imageBytesTotal.remove({ image_id: image.id });
+        this.opts.disk.invalidate();
+        this.notify();
+      });
+    this.tasks.set(image.id, { controller, done });
+  }
+
+  private notify(afterMs?: number): void {
+    for (const l of this.listeners) l(afterMs);
+  }
+
+  private async run(image: ImageSpec, fingerprint: string, controller: AbortController, generation: number): Promise<void> {
+    const { log, metrics } = this.opts;
+    const admission: { error?: Error } = {};
+    const started = performance.now();
+    try {
+      const result = await fetchImage({
+        baseDir: this.opts.baseDir,
+        id: image.id,
+        source: image.source,
+        ...(image.checksum ? { checksum: image.checksum } : {}),
+        ...(image.maxVirtualSize ? { maxVirtualSize: parseByteQuantity(image.maxVirtualSize) } : {}),
+        signal: controller.signal,
+        log: log.child({ imageId: image.id }),
+        onProgress: this.progressHandler(image.id, fingerprint, controller, admission),
+        ...(this.opts.fetchRetry ? { retry: this.opts.fetchRetry } : {}),
+      });
+      this.memory[image.id] = { verified: fingerprint };
+      if (result.cached) return;
+      metrics.fetches.inc({ outcome: "ready", reason: "fetched" });
+      metrics.fetchSeconds.observe({ outcome: "ready" }, result.seconds);
+      log.info({ imageId: image.id, base: result.base, bytes: result.bytesDownloaded, durationMs: Math.round(result.seconds * 1000) }, "Fetched image");
+      this.opts.events.record("Normal", "ImageReady", "Fetch", `Image "${image.id}" is ready as base ${result.base} (${result.virtualSize} bytes virtual)`);
+    } catch (err) {
+      const refused = admission.error ?? (controller.signal.reason instanceof DiskFullError ? controller.signal.reason : undefined);
+      if (controller.signal.aborted && !refused) {
+        metrics.fetches.inc({ outcome: "aborted", reason: "aborted" });
+        return;
+      }
+      this.recordFailed(image.id, fingerprint, refused ?? err, generation, (performance.now() - started) / 1000);
+    }
+  }
+
+  // Progress updates metrics and memory, asks for a pass soon, and asks once for room under a cache budget.
+  private progressHandler(id: string, fingerprint: string, controller: AbortController, admission: { error?: Error }) {
+    const { metrics } = this.opts;
+    const labels = { image_id: id };
+    let lastDone = 0;
+    let admitted = false;
+    return (p: FetchProgress) => {
+      if (p.phase === "Downloading") {
+        metrics.bytesFetched.inc(labels, Math.max(0, p.bytesDone - lastDone));
+        lastDone = p.bytesDone;
+      }
+      metrics.imageBytesDone.set(labels, p.bytesDone);
+      if (p.bytesTotal !== undefined) metrics.imageBytesTotal.set(labels, p.bytesTotal);
+      const m = this.memory[id];
+      if (m?.running) m.running = { fingerprint, phase: p.phase, bytesDone: p.bytesDone, ...(p.bytesTotal !== undefined ? { bytesTotal: p.bytesTotal } : {}) };
+      if (!admitted && p.bytesTotal !== undefined && this.opts.makeRoom) {
+        admitted = true;
+        void this.admit(id, p.bytesTotal, controller).then((e) => (admission.error = e));
+      }
+      this.notify(ProgressRequeueMs);
+    };
+  }
+
+  private recordFailed(id: string, fingerprint: string, err: unknown, generation: number, seconds: number): void {
+    const { metrics } = this.opts;
+    const o = describeOutcome(err);
+    const kind = o.status === "rejected" ? "rejected" : "failed";
+    const m = (this.memory[id] ??= {});
+    m.failure = recordFailure(m.failure, { kind, reason: o.reason, message: o.message }, {
+      now: this.opts.clock.now(),
+      generation,
+      fingerprint,
+      jitter: (this.opts.random ?? Math.random)(),
+      policy: this.opts.retry ?? DefaultRetryPolicy,
+    });
+    metrics.fetches.inc({ outcome: kind, reason: o.reason });
+    metrics.fetchSeconds.observe({ outcome: kind }, seconds);
+    if (kind === "rejected") {
+      metrics.rejections.inc({ reason: o.reason });
+      this.opts.events.record("Warning", "ImageRejected", "Fetch", o.message);
+    } else {
+      this.opts.events.record("Warning", o.reason === "disk-full" ? "DiskFull" : "FetchFailed", "Fetch", m.failure.message);
+    }
+  }
+
+  private async admit(id: string, bytes: number, controller: AbortController): Promise<Error | undefined> {
+    try {
+      if (await this.opts.makeRoom?.(bytes)) return undefined;
+    } catch (err) {
+      this.opts.log.warn({ err, imageId: id }, "Cannot make room for image, fetching anyway");
+      return undefined;
+    }
+    const err = new DiskFullError(`Cannot fit image "${id}" (${bytes} bytes) in the cache budget: not enough unused bases to evict`);
+    controller.abort(err);
+    return err;
+  }
+}

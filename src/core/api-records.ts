@@ -1,0 +1,171 @@
+/**
+ * The one declaration of basecache's API objects as plain records: kube/parse.ts turns raw API JSON into these,
+ * kube/api-types.ts re-exports them beside the API constants, and core plans with them. Kept in step with
+ * crds/*.yaml by test/unit/crd-types.test.ts.
+ */
+import type { Condition } from "./conditions.js";
+
+/** An image's bytes come from one HTTP(S) URL. */
+export interface HttpSource {
+  http: { url: string };
+}
+
+/** An image's bytes come from an OCI image in a registry. */
+export interface RegistrySource {
+  registry: { image: string };
+}
+
+/** Where an image comes from: exactly one of http or registry (the CRD enforces it). */
+export type ImageSource = HttpSource | RegistrySource;
+
+/** One image as an ImageCache declares it. */
+export interface ImageSpec {
+  id: string;
+  source: ImageSource;
+  /** `sha256:<64 hex>` */
+  checksum?: string;
+  /** A byte quantity such as `20Gi`. */
+  maxVirtualSize?: string;
+}
+
+/** The operators of a label selector requirement, as the CRD's enum lists them. */
+export const SelectorOperators = ["In", "NotIn", "Exists", "DoesNotExist"] as const;
+export type SelectorOperator = (typeof SelectorOperators)[number];
+
+export interface LabelSelectorRequirement {
+  key: string;
+  operator: SelectorOperator;
+  values?: string[];
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+/** How the controller marks nodes holding the images (core/node-placement.ts). */
+export interface PlacementSpec {
+  /** Hold the basecache.io/warming NoSchedule taint on each selected node until its first sync. */
+  taintUntilReady?: boolean;
+}
+
+export interface ImageCacheSpec {
+  nodeSelector?: LabelSelector;
+  images: ImageSpec[];
+  retention?: { unusedFor?: string };
+  placement?: PlacementSpec;
+}
+
+/** How many selected nodes hold one image Ready, are still working on it, or failed it. */
+export interface ImageCounts {
+  id: string;
+  ready: number;
+  pending: number;
+  failed: number;
+}
+
+/** One failing (node, image) pair in an ImageCache's status. */
+export interface NodeFailure {
+  node: string;
+  id: string;
+  reason: string;
+  message: string;
+}
+
+export interface ImageCacheStatus {
+  observedGeneration?: number;
+  /** Nodes the selector matches. */
+  desiredNodes?: number;
+  /** Matching nodes whose NodeImageCache reports every image of this ImageCache Ready. */
+  readyNodes?: number;
+  /** `readyNodes/desiredNodes`, for the READY printer column. */
+  ready?: string;
+  /** All failing (node, image) pairs, including those beyond the listed 20. */
+  failedCount?: number;
+  images?: ImageCounts[];
+  /** At most 20, sorted by node then id. */
+  failures?: NodeFailure[];
+  failuresTruncated?: boolean;
+  conditions?: Condition[];
+  /** The Node label `<nodeLabel>=ready` marks the nodes where this ImageCache is Ready. */
+  nodeLabel?: string;
+}
+
+export interface ObjectMeta {
+  name: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+}
+
+export interface ImageCache {
+  metadata: ObjectMeta;
+  spec: ImageCacheSpec;
+  status?: ImageCacheStatus;
+}
+
+/** One image a node should hold: the union over ImageCaches, with the names that want it. */
+export interface WantedImage extends ImageSpec {
+  wantedBy: string[];
+  /** The shortest retention among the ImageCaches that want it, as a duration string. */
+  unusedFor?: string;
+}
+
+export interface NodeImageCacheSpec {
+  nodeName: string;
+  images: WantedImage[];
+}
+
+/** The phases of an image on a node, in the order a fetch goes through them, as the CRD's enum lists them. */
+export const ImagePhases = ["Pending", "Downloading", "Converting", "Ready", "Failed"] as const;
+export type ImagePhase = (typeof ImagePhases)[number];
+
+/** One image's entry in a NodeImageCache status. */
+export interface NodeImageStatus {
+  id: string;
+  base: string;
+  phase: ImagePhase;
+  bytesDone?: number;
+  bytesTotal?: number;
+  virtualSize?: number;
+  reason?: string;
+  message?: string;
+  /** Generation of the spec this entry was computed for, so a changed spec retries a rejected image. */
+  observedGeneration?: number;
+  /** Hash of the image definition this entry reports on (imageDefinitionHash in core/agent-plan.ts). */
+  definition?: string;
+}
+
+/** The cache's own allocated bytes, and the size and free bytes of the filesystem it is on. */
+export interface DiskUsage {
+  cacheBytes: number;
+  /** cacheBytes for humans ("24.0 MiB"), for kubectl's Cache column, which cannot format a number. */
+  cache?: string;
+  filesystemBytes: number;
+  filesystemFreeBytes: number;
+}
+
+/** The NodeImageCache status the agent writes. */
+export interface NodeImageCacheStatus {
+  observedGeneration?: number;
+  images?: NodeImageStatus[];
+  disk?: DiskUsage;
+  conditions?: Condition[];
+}
+
+export interface NodeImageCache {
+  metadata: ObjectMeta;
+  spec: NodeImageCacheSpec;
+  status?: NodeImageCacheStatus;
+}
+
+/** What the controller needs of a Node. */
+export interface NodeInfo {
+  name: string;
+  uid: string;
+  labels: Record<string, string>;
+}

@@ -2,6 +2,8 @@
  * Where the bytes of an image come from, once any indirection (an OCI registry, a redirecting catalogue) has
  * been resolved to one HTTP(S) URL. The fetch pipeline downloads `url` and never guesses anything else.
  */
+import { redactUrl } from "../core/redact.js";
+
 export interface ResolvedSource {
   /** The http: or https: URL of the bytes to download. */
   url: string;
@@ -27,5 +29,6 @@ export type SourceSpec = ResolvedSource | { http: { url: string } } | { registry
 
 /** Turns a plain `{http:{url}}` spec into a ResolvedSource; other specs pass through. */
 export function resolvedFromHttp(spec: { http: { url: string } }): ResolvedSource {
-  return { url: spec.http.url, unpack: "none", description: spec.http.url };
+  // The description is what logs, errors and the sidecar show: never the URL's password or signature.
+  return { url: spec.http.url, unpack: "none", description: redactUrl(spec.http.url) };
 }

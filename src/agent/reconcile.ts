@@ -3,7 +3,7 @@
  * fetches; plans with core/agent-plan.ts; applies by starting, verifying or cancelling fetches and offering
  * the status to the writer. Fetches run in the background and queue the node again when they end.
  */
-import { stat } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import { join } from "node:path";
 import { DefaultRetryPolicy, imageFingerprint, planAgent, recordFailure, type AgentWantedImage, type ImageMemory } from "../core/agent-plan.js";
 import type { BackoffPolicy } from "../core/backoff.js";
@@ -128,8 +128,9 @@ export class NodeAgent {
     const onDisk = new Map<string, { virtualSize?: number }>();
     for (const { id } of wanted) {
       const base = baseNameFor(id);
-      const st = await stat(join(this.opts.baseDir, base)).catch(() => undefined);
-      if (!st?.isFile()) continue;
+      // Never followed: a planted symlink or hard link at a base's name is no base (the fetch then reports it).
+      const st = await lstat(join(this.opts.baseDir, base)).catch(() => undefined);
+      if (!st?.isFile() || st.nlink > 1) continue;
       const known = this.sizes.get(base);
       if (!known || known.mtimeMs !== st.mtimeMs) {
         const sc = await readSidecar(this.opts.baseDir, base);
@@ -152,7 +153,7 @@ export class NodeAgent {
     let cacheBytes = 0;
     let bases = 0;
     for (const e of await listBaseDir(this.opts.baseDir)) {
-      const kind = classifyGcEntry({ name: e.name, type: "file" }).kind;
+      const kind = classifyGcEntry(e).kind;
       if (kind !== "unknown") cacheBytes += e.allocatedBytes;
       if (kind === "base") bases++;
     }

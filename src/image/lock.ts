@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { link, lstat, open, readFile, readlink, rename, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { sleep } from "../lib/clock.js";
+import { ForeignFileError } from "../lib/errors.js";
 import { openOwnFile, readOwnFile } from "./safe-fs.js";
 
 /** The outcome a holder leaves for the waiters. */
@@ -45,8 +46,8 @@ const foreignStaleMs = 20_000;
 const silentStaleMs = 30_000;
 /** Rounds of "the lock vanished between create and open" before giving up: each is a race another process won. */
 const maxRaceRounds = 1000;
-/** A lock kept by a breaker for a moment has a second name (the aside name) while it is put back. */
-const lockLinks = { maxLinks: 2 };
+/** How often a lock with a second name is looked at again before it counts as a planted hard link. */
+const linkedRetries = 5;
 /** A lock file still empty after this long was left by a holder that died between create and write. */
 const emptyStaleMs = 5000;
 
@@ -94,13 +95,29 @@ export async function acquireLock(path: string, signal?: AbortSignal): Promise<L
     if (round >= maxRaceRounds) throw new Error(`Cannot take lock "${path}": it vanished and reappeared ${maxRaceRounds} times`);
     const mine = await tryCreate(path, self);
     if (mine) return { held: true, lock: mine };
-    const fh = await openOwnFile(path, "read", lockLinks);
+    const fh = await openLock(path, signal);
     if (!fh) continue;
     try {
       const outcome = await waitOrBreak(path, fh, self.pidns, signal);
       if (outcome) return { held: false, outcome };
     } finally {
       await fh.close();
+    }
+  }
+}
+
+/**
+ * Opens the lock at `path` to wait on it. A lock being put back by breakLock has a second name for a moment, so
+ * a hard-linked lock is looked at again a few times before it is judged planted.
+ */
+async function openLock(path: string, signal?: AbortSignal): Promise<FileHandle | undefined> {
+  for (let i = 0; ; i++) {
+    try {
+      return await openOwnFile(path);
+    } catch (e) {
+      const st = e instanceof ForeignFileError ? await lstat(path).catch(() => undefined) : undefined;
+      if (i >= linkedRetries || !st?.isFile() || st.nlink < 2) throw e;
+      await sleep(pollMs, signal);
     }
   }
 }
@@ -166,7 +183,7 @@ async function breakLock(path: string, stale: LockOwner | undefined): Promise<vo
 /** Reads who holds the lock at `path`, if anyone, and when its holder last beat (the lock file's mtime). */
 export async function readLockOwner(path: string): Promise<{ owner: LockOwner; mtimeMs: number } | undefined> {
   // One descriptor for both, so the owner and the heartbeat come from the same lock file.
-  const fh = await openOwnFile(path, "read", lockLinks).catch(() => undefined);
+  const fh = await openOwnFile(path).catch(() => undefined);
   if (!fh) return undefined;
   try {
     const { owner } = parseLock(await readAll(fh));
@@ -249,7 +266,7 @@ export async function tryAcquireLock(path: string): Promise<HeldLock | undefined
     const mine = await tryCreate(path, self);
     if (mine) return mine;
     // A lock path that is not our kind of file is left alone: a GC or cleanup pass does not take it.
-    const fh = await openOwnFile(path, "read", lockLinks).catch(() => undefined);
+    const fh = await openOwnFile(path).catch(() => undefined);
     if (!fh) continue;
     try {
       const { owner } = parseLock(await readAll(fh));

@@ -25,16 +25,9 @@ export function foreignKind(st: Stats): string | undefined {
   return undefined;
 }
 
-/** Options of the checks: `links` is how many names our own file may have (2 while a lock is being restored). */
-export interface OwnFileOptions {
-  maxLinks?: number;
-}
-
-function check(path: string, st: Stats, opts: OwnFileOptions): void {
+function check(path: string, st: Stats): void {
   const what = foreignKind(st);
-  if (what === undefined) return;
-  if (st.isFile() && st.nlink <= (opts.maxLinks ?? 1)) return;
-  throw new ForeignFileError(path, what);
+  if (what !== undefined) throw new ForeignFileError(path, what);
 }
 
 /**
@@ -42,7 +35,7 @@ function check(path: string, st: Stats, opts: OwnFileOptions): void {
  * Returns undefined when nothing is there.
  * @throws ForeignFileError when something other than our regular file is there
  */
-export async function openOwnFile(path: string, mode: "read" | "write" = "read", opts: OwnFileOptions = {}): Promise<FileHandle | undefined> {
+export async function openOwnFile(path: string, mode: "read" | "write" = "read"): Promise<FileHandle | undefined> {
   let fh: FileHandle;
   try {
     fh = await open(path, (mode === "read" ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_NONBLOCK);
@@ -54,7 +47,7 @@ export async function openOwnFile(path: string, mode: "read" | "write" = "read",
     throw e;
   }
   try {
-    check(path, await fh.stat(), opts);
+    check(path, await fh.stat());
     return fh;
   } catch (e) {
     await fh.close().catch(() => undefined);
@@ -66,12 +59,12 @@ export async function openOwnFile(path: string, mode: "read" | "write" = "read",
  * The lstat of our file at `path` (never followed); undefined when nothing is there.
  * @throws ForeignFileError when something other than our regular file is there
  */
-export async function statOwnFile(path: string, opts: OwnFileOptions = {}): Promise<Stats | undefined> {
+export async function statOwnFile(path: string): Promise<Stats | undefined> {
   const st = await lstat(path).catch((e: NodeJS.ErrnoException) => {
     if (e.code === "ENOENT") return undefined;
     throw e;
   });
-  if (st) check(path, st, opts);
+  if (st) check(path, st);
   return st;
 }
 

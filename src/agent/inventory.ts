@@ -6,7 +6,7 @@ import { readdir, readlink, realpath, rename, stat, statfs, unlink } from "node:
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { GcStateFileName, GcStateTempFileName, emptyGcState, type GcBaseRecord, type GcState, type GcUse } from "../core/gc.js";
 import type { Logger } from "../lib/log.js";
-import { createOwnFile, readOwnFile } from "../image/safe-fs.js";
+import { createOwnFile, readOwnFile, statOwnFile } from "../image/safe-fs.js";
 
 /** GC's state is a few KiB per thousand bases; a file far bigger at its name is not ours. */
 const maxGcStateBytes = 64 * 1024 * 1024;
@@ -75,10 +75,12 @@ function parseGcState(json: unknown): GcState {
 
 /**
  * Writes GC's state file atomically: an exclusively created temp file, fsync, rename.
- * @throws ForeignFileError when something not ours is at the temp file's name
+ * @throws ForeignFileError when something not ours is at the state file's name or its temp name
  */
 export async function writeGcState(baseDir: string, state: GcState): Promise<void> {
   const tmp = join(baseDir, GcStateTempFileName);
+  // The rename would replace a planted entry at the state's name: report it instead.
+  await statOwnFile(join(baseDir, GcStateFileName));
   const fh = await createOwnFile(tmp, 0o644);
   try {
     await fh.writeFile(JSON.stringify(state) + "\n");

@@ -151,6 +151,22 @@ describe("fetch with a planted file at one of the base's names", () => {
   });
 });
 
+describe("gc with planted files at its state file's names", () => {
+  for (const name of [".basecache-gc.json", ".basecache-gc.json.tmp"]) {
+    test(`a symlink at ${name} is never read or written through: gc names it and exits 2`, async () => {
+      const baseDir = await freshBaseDir();
+      const instances = join(root, `inst-${n++}`);
+      await mkdir(instances);
+      await symlink(secret, join(baseDir, name));
+      const r = await startCli(["gc", "--base-dir", baseDir, "--instances-dir", instances]);
+      assert.equal(r.exitCode, 2, r.stderr);
+      assert.ok(r.stderr.includes(join(baseDir, name)), r.stderr);
+      assert.ok((await lstat(join(baseDir, name))).isSymbolicLink(), "the link stays");
+      await assertOutsideUntouched();
+    });
+  }
+});
+
 describe("disk create with planted files", () => {
   let baseDir: string;
   let instances: string;

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { classifyBaseFileName, ConvertedSuffix, LockSuffix, PartSuffix, SidecarSuffix, SidecarTempSuffix, type BaseFileKind } from "../core/names.js";
 import { ForeignFileError } from "../lib/errors.js";
 import { isLockOwnerAlive, readLockOwner, tryAcquireLock } from "./lock.js";
-import { createOwnFile, readOwnFile, removeOwnFile, statOwnFile } from "./safe-fs.js";
+import { createOwnFile, openOwnFile, readOwnFile, removeOwnFile, statOwnFile } from "./safe-fs.js";
 
 /** Sidecars hold where an image came from: readable by the agent's user and group only (docs/operations.md). */
 export const SidecarMode = 0o640;
@@ -181,6 +181,19 @@ export async function readSidecar(baseDir: string, base: string): Promise<BaseSi
     return text === undefined ? undefined : (JSON.parse(text) as BaseSidecar);
   } catch {
     return undefined;
+  }
+}
+
+/** Gives a finished raw file its base mode (BaseMode) and makes it durable, through a descriptor of our own file. */
+export async function sealBase(path: string): Promise<Stats> {
+  const fh = await openOwnFile(path, "write");
+  if (!fh) throw new Error(`Cannot store base "${path}": the converted file is gone`);
+  try {
+    await fh.chmod(BaseMode);
+    await fh.sync();
+    return await fh.stat();
+  } finally {
+    await fh.close();
   }
 }
 

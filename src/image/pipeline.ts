@@ -20,14 +20,14 @@ import { redactUrl } from "../core/redact.js";
 import { requestKey } from "../core/request-key.js";
 import { DiskFullError, ForeignFileError, ImageRejectedError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
-import { BaseMode, basePaths, exists, fsyncDir, readSidecar, removeStaleTempFiles, removeWorkFiles, WorkFileMode, writeSidecar, type BaseSidecar } from "./base-dir.js";
+import { basePaths, fsyncDir, readSidecar, removeStaleTempFiles, removeWorkFiles, sealBase, WorkFileMode, writeSidecar, type BaseSidecar } from "./base-dir.js";
 import { createHasher } from "./hasher.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, downloadSource, type Announcement, type DownloadResult, type RetryPolicy } from "./http-fetch.js";
 import { asDiskFull, convertToRaw, downloadCap, earlyCheck, freeBytes, fsyncFile, inspectImage, refuseIf, type StepContext } from "./image-steps.js";
 import { acquireLock } from "./lock.js";
 import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "./outcome.js";
 import { qemuImgInfo } from "./qemu-img.js";
-import { createOwnFile, openOwnFile, statOwnFile } from "./safe-fs.js";
+import { createOwnFile, statOwnFile } from "./safe-fs.js";
 import { resolvedFromHttp, type ResolvedSource, type SourceSpec } from "./source.js";
 import { SparseWriter } from "./sparse-writer.js";
 
@@ -232,19 +232,6 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
   };
 }
 
-/** Gives the finished raw file its base mode and makes it durable, through a descriptor of our own file. */
-async function sealBase(path: string) {
-  const fh = await openOwnFile(path, "write");
-  if (!fh) throw new Error(`Cannot store base "${path}": the converted file is gone`);
-  try {
-    await fh.chmod(BaseMode);
-    await fh.sync();
-    return await fh.stat();
-  } finally {
-    await fh.close();
-  }
-}
-
 async function download(req: FetchRequest, source: ResolvedSource, part: string, limits: ImageLimits, checksum: Checksum | undefined): Promise<DownloadResult> {
   const fh = await createOwnFile(part, WorkFileMode);
   const hasher = createHasher(checksum?.algorithm === "sha512" ? "sha512" : undefined);
@@ -322,9 +309,4 @@ function stepContext(req: FetchRequest, log: Logger): StepContext {
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
     ...(req.onFacts ? { onFacts: req.onFacts } : {}),
   };
-}
-
-/** Whether a base for `id` is present in `baseDir`. */
-export async function hasBase(baseDir: string, id: string): Promise<boolean> {
-  return exists(basePaths(baseDir, baseNameFor(id)).base);
 }

@@ -4,7 +4,7 @@
  * at most every CacheUsageRefreshMs or when a fetch or GC changed the dir), and the budget state the last GC pass
  * found. GC writes here; the agent's gather reads here.
  */
-import { stat } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import { join } from "node:path";
 import type { DiskUsage } from "../core/api-records.js";
 import type { BudgetState } from "../core/agent-plan.js";
@@ -55,8 +55,9 @@ export class DiskState {
     const onDisk = new Map<string, { virtualSize?: number }>();
     for (const id of ids) {
       const base = baseNameFor(id);
-      const st = await stat(join(this.opts.baseDir, base)).catch(() => undefined);
-      if (!st?.isFile()) continue;
+      // Never followed: a planted symlink or hard link at a base's name is no base (the fetch then reports it).
+      const st = await lstat(join(this.opts.baseDir, base)).catch(() => undefined);
+      if (!st?.isFile() || st.nlink > 1) continue;
       const known = this.sizes.get(base);
       if (!known || known.mtimeMs !== st.mtimeMs) {
         const sc = await readSidecar(this.opts.baseDir, base);
@@ -86,7 +87,7 @@ export class DiskState {
     let cacheBytes = 0;
     let bases = 0;
     for (const e of await listBaseDir(this.opts.baseDir)) {
-      const kind = classifyGcEntry({ name: e.name, type: "file" }).kind;
+      const kind = classifyGcEntry(e).kind;
       if (kind !== "unknown") cacheBytes += e.allocatedBytes;
       if (kind === "base") bases++;
     }

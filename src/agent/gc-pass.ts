@@ -113,7 +113,8 @@ async function gatherReferences(opts: GcPassOptions): Promise<Omit<Gathered, "en
 function toGcEntries(listed: readonly BaseDirEntry[], open: ReadonlySet<string>): GcEntry[] {
   return listed.map((e) => ({
     name: e.name,
-    type: "file",
+    type: e.type,
+    links: e.links,
     allocatedBytes: e.allocatedBytes,
     mtimeMs: e.mtimeMs,
     held: open.has(e.name) || (e.heldBy?.alive ?? false),

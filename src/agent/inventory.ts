@@ -2,10 +2,14 @@
  * Reads the node's disk for the agent and GC: which base-dir files live processes hold open, GC's durable
  * state file, and the filesystem's usage. Listing and classifying the base dir itself is image/base-dir.ts.
  */
-import { open, readdir, readFile, readlink, realpath, rename, stat, statfs, unlink } from "node:fs/promises";
+import { readdir, readlink, realpath, rename, stat, statfs, unlink } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { GcStateFileName, GcStateTempFileName, emptyGcState, type GcBaseRecord, type GcState, type GcUse } from "../core/gc.js";
 import type { Logger } from "../lib/log.js";
+import { createOwnFile, readOwnFile, statOwnFile } from "../image/safe-fs.js";
+
+/** GC's state is a few KiB per thousand bases; a file far bigger at its name is not ours. */
+const maxGcStateBytes = 64 * 1024 * 1024;
 
 /**
  * Names of the entries of `dir` that some live process has open, found as `fuser` does by reading
@@ -32,15 +36,19 @@ export async function gatherOpenFiles(dir: string): Promise<Set<string>> {
   return open;
 }
 
-/** Reads GC's state file; a missing or unreadable one is an empty state, which only delays removals. */
+/**
+ * Reads GC's state file; a missing, unreadable or foreign one (never followed) is an empty state, which only
+ * delays removals.
+ */
 export async function readGcState(baseDir: string, log?: Logger): Promise<GcState> {
-  let text: string;
+  let text: string | undefined;
   try {
-    text = await readFile(join(baseDir, GcStateFileName), "utf8");
+    text = await readOwnFile(join(baseDir, GcStateFileName), maxGcStateBytes);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") log?.warn({ err: e }, "Ignored unreadable GC state file");
+    log?.warn({ err: e }, "Ignored unreadable GC state file");
     return emptyGcState();
   }
+  if (text === undefined) return emptyGcState();
   try {
     return parseGcState(JSON.parse(text));
   } catch (e) {
@@ -65,10 +73,15 @@ function parseGcState(json: unknown): GcState {
   return { version: 1, bases };
 }
 
-/** Writes GC's state file atomically: a temp file, fsync, rename. */
+/**
+ * Writes GC's state file atomically: an exclusively created temp file, fsync, rename.
+ * @throws ForeignFileError when something not ours is at the state file's name or its temp name
+ */
 export async function writeGcState(baseDir: string, state: GcState): Promise<void> {
   const tmp = join(baseDir, GcStateTempFileName);
-  const fh = await open(tmp, "w", 0o644);
+  // The rename would replace a planted entry at the state's name: report it instead.
+  await statOwnFile(join(baseDir, GcStateFileName));
+  const fh = await createOwnFile(tmp, 0o644);
   try {
     await fh.writeFile(JSON.stringify(state) + "\n");
     await fh.sync();

@@ -38,6 +38,8 @@ export interface GcState {
 export interface GcEntry {
   name: string;
   type: "file" | "directory" | "symlink" | "other";
+  /** Names of the file (st_nlink); a regular file with more than one is a hard link, not ours. Default 1. */
+  links?: number;
   /** Bytes allocated on disk (st_blocks * 512); bases are sparse, so never the apparent size. */
   allocatedBytes: number;
   mtimeMs: number;
@@ -85,7 +87,8 @@ export type GcAction = "keep" | "delete" | "report";
  * - WithinRetention / RetentionExpired: unused, for less / at least the retention age. Evicted: over the high watermark.
  * - BaseKept / BaseRemoved: a sidecar follows its base. Orphaned: a sidecar without a base.
  * - Held / Abandoned: a temp file or lock that a live process holds / that nobody holds.
- * - UnknownName / NotARegularFile: not ours by name or type; reported, never deleted. GcState: GC's own record.
+ * - UnknownName / NotARegularFile: not ours by name or type (a symlink, directory, FIFO, socket, device, or a
+ *   file with more than one name); reported, never deleted, never followed. GcState: GC's own record.
  */
 export type GcReason =
   | "InUse"
@@ -147,11 +150,11 @@ interface Facts {
   kinds: Map<string, { kind: GcFileKind; base?: string }>;
 }
 
-/** Classifies an entry by name and type. */
-export function classifyGcEntry(entry: Pick<GcEntry, "name" | "type">): { kind: GcFileKind; base?: string } {
+/** Classifies an entry by name and type: only a regular file with one name can be ours. */
+export function classifyGcEntry(entry: Pick<GcEntry, "name" | "type" | "links">): { kind: GcFileKind; base?: string } {
   if (entry.name === GcStateFileName || entry.name === GcStateTempFileName) return { kind: "gc-state" };
   const byName = classifyBaseFileName(entry.name);
-  if (byName.kind === "unknown" || entry.type !== "file") return { kind: "unknown" };
+  if (byName.kind === "unknown" || entry.type !== "file" || (entry.links ?? 1) > 1) return { kind: "unknown" };
   return { kind: byName.kind, base: byName.base };
 }
 
@@ -208,10 +211,15 @@ function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
       return decision(entry, kind, base, { action: "keep", reason: "GcState", message: "GC's own state file" });
     case "unknown": {
       const reason = classifyBaseFileName(entry.name).kind === "unknown" ? "UnknownName" : "NotARegularFile";
-      const what = reason === "UnknownName" ? "name is not one basecache writes" : `is a ${entry.type}, not a regular file`;
+      const what = reason === "UnknownName" ? "name is not one basecache writes" : foreignWhat(entry);
       return decision(entry, kind, base, { action: "report", reason, message: `Left alone: ${what}` });
     }
   }
+}
+
+function foreignWhat(entry: GcEntry): string {
+  if (entry.type === "file") return `is a file with ${entry.links ?? 1} names (a hard link), not one basecache wrote`;
+  return `is a ${entry.type}, not a regular file`;
 }
 
 // One shape for every decision (optional fields only when set), built without spreads: planGc runs over

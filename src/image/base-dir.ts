@@ -1,18 +1,34 @@
 /**
  * The base dir on disk: listing with what each file is, the sidecar next to each base, directory fsync, and
  * removal of work files left by processes that died (kill -9), under the per-base lock so a live fetch keeps its
- * files.
+ * files. Nothing here follows a symlink or opens a FIFO: what is not a regular file of ours at one of our names is
+ * listed as what it is and left alone (safe-fs.ts).
  */
 import { lstatSync, type Stats } from "node:fs";
-import { open, readFile, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { lstat, open, readdir, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { classifyBaseFileName, ConvertedSuffix, LockSuffix, PartSuffix, SidecarSuffix, SidecarTempSuffix, type BaseFileKind } from "../core/names.js";
+import { ForeignFileError } from "../lib/errors.js";
 import { isLockOwnerAlive, readLockOwner, tryAcquireLock } from "./lock.js";
+import { createOwnFile, openOwnFile, readOwnFile, removeOwnFile, statOwnFile } from "./safe-fs.js";
+
+/** Sidecars hold where an image came from: readable by the agent's user and group only (docs/operations.md). */
+export const SidecarMode = 0o640;
+/** Bases are read by the VMs' qemu, another user, through a read-only mount: readable by all, written by none. */
+export const BaseMode = 0o644;
+/** Work files are private until they become a base. */
+export const WorkFileMode = 0o600;
+/** A sidecar is a few hundred bytes; a bigger file at its name is not one we wrote. */
+const maxSidecarBytes = 64 * 1024;
 
 /** One file of the base dir, as `listBaseDir` sees it. */
 export interface BaseDirEntry {
   name: string;
   kind: BaseFileKind;
+  /** What lstat says it is; only a "file" with one name can be ours. */
+  type: "file" | "directory" | "symlink" | "other";
+  /** Names of the file (st_nlink): more than one means a hard link, perhaps to a file outside the dir. */
+  links: number;
   /** Apparent size in bytes. */
   size: number;
   /** Bytes the filesystem allocated (st_blocks * 512); less than size for a sparse base. */
@@ -26,7 +42,7 @@ export interface BaseDirEntry {
   heldBy?: { pid: number; alive: boolean };
 }
 
-/** Lists the regular files of `baseDir` (none when it does not exist). */
+/** Lists the entries of `baseDir` (none when it does not exist), each as lstat sees it. */
 export async function listBaseDir(baseDir: string): Promise<BaseDirEntry[]> {
   let names: string[];
   try {
@@ -39,16 +55,22 @@ export async function listBaseDir(baseDir: string): Promise<BaseDirEntry[]> {
   for (const name of names.sort()) {
     // NOTE: synchronous lstat: one promise per entry through libuv's pool cost ~25 µs each (docs/benchmarks.md, GC).
     const st = lstatOrUndefined(join(baseDir, name));
-    if (!st?.isFile()) continue;
+    if (!st) continue;
     const kind = classifyBaseFileName(name);
-    const entry: BaseDirEntry = { name, kind, size: st.size, allocatedBytes: st.blocks * 512, mtimeMs: st.mtimeMs, atimeMs: st.atimeMs };
-    if (kind.kind === "temp" || kind.kind === "lock") {
+    const type = st.isFile() ? "file" : st.isDirectory() ? "directory" : st.isSymbolicLink() ? "symlink" : "other";
+    const entry: BaseDirEntry = { name, kind, type, links: st.nlink, size: st.size, allocatedBytes: st.blocks * 512, mtimeMs: st.mtimeMs, atimeMs: st.atimeMs };
+    if (isOwnKind(entry) && (kind.kind === "temp" || kind.kind === "lock")) {
       const lock = await readLockOwner(join(baseDir, kind.base + LockSuffix));
       entry.heldBy = lock ? { pid: lock.owner.pid, alive: await isLockOwnerAlive(lock.owner, lock.mtimeMs) } : { pid: 0, alive: false };
     }
     out.push(entry);
   }
   return out;
+}
+
+/** Whether an entry can be a file of ours: a regular file with one name (what its name says is another matter). */
+export function isOwnKind(e: Pick<BaseDirEntry, "type" | "links">): boolean {
+  return e.type === "file" && e.links === 1;
 }
 
 function lstatOrUndefined(path: string): Stats | undefined {
@@ -65,20 +87,27 @@ export function basePaths(baseDir: string, base: string) {
   return { base: p, part: p + PartSuffix, converted: p + ConvertedSuffix, sidecar: p + SidecarSuffix, sidecarTemp: p + SidecarTempSuffix, lock: p + LockSuffix };
 }
 
-/** Removes the work files of `base` (and its sidecar when the base itself is absent). The caller holds the lock. */
+/**
+ * Removes the work files of `base` (and its sidecar unless a base of ours is there). The caller holds the lock.
+ * @throws ForeignFileError when something other than a regular file of ours is at one of these names; it stays
+ */
 export async function removeWorkFiles(baseDir: string, base: string): Promise<string[]> {
   const p = basePaths(baseDir, base);
   const targets = [p.part, p.converted, p.sidecarTemp];
-  if (!(await exists(p.base))) targets.push(p.sidecar);
+  // A sidecar describes our base; next to no base, or next to a foreign one, it describes nothing.
+  const ours = await statOwnFile(p.base).catch((e: unknown) => (e instanceof ForeignFileError ? undefined : Promise.reject(e)));
+  if (!ours) targets.push(p.sidecar);
   const removed: string[] = [];
+  let foreign: ForeignFileError | undefined;
   for (const t of targets) {
     try {
-      await unlink(t);
-      removed.push(t);
+      if (await removeOwnFile(t)) removed.push(t);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      if (!(e instanceof ForeignFileError)) throw e;
+      foreign ??= e;
     }
   }
+  if (foreign) throw foreign;
   return removed;
 }
 
@@ -89,9 +118,11 @@ export async function removeWorkFiles(baseDir: string, base: string): Promise<st
  */
 export async function removeStaleTempFiles(baseDir: string): Promise<string[]> {
   const entries = await listBaseDir(baseDir);
-  const present = new Set(entries.filter((e) => e.kind.kind === "base").map((e) => e.name));
+  const present = new Set(entries.filter((e) => e.kind.kind === "base" && isOwnKind(e)).map((e) => e.name));
   const candidates = new Set<string>();
   for (const e of entries) {
+    // Foreign files at our names are not stale work: they are the operator's to look at.
+    if (!isOwnKind(e)) continue;
     if (e.kind.kind === "temp") candidates.add(e.kind.base);
     if (e.kind.kind === "sidecar" && !present.has(e.kind.base)) candidates.add(e.kind.base);
   }
@@ -100,7 +131,7 @@ export async function removeStaleTempFiles(baseDir: string): Promise<string[]> {
     const lock = await tryAcquireLock(basePaths(baseDir, base).lock);
     if (!lock) continue;
     try {
-      removed.push(...(await removeWorkFiles(baseDir, base)));
+      removed.push(...(await removeWorkFiles(baseDir, base).catch((e: unknown) => (e instanceof ForeignFileError ? [] : Promise.reject(e)))));
     } finally {
       await lock.release({ status: "failed", reason: "cleanup", message: "Removed stale work files", errorName: "Retry" });
     }
@@ -125,19 +156,44 @@ export interface BaseSidecar {
   fetchedAt: string;
 }
 
-/** Writes the sidecar atomically: temp file, fsync, rename. The caller fsyncs the directory. */
+/**
+ * Writes the sidecar atomically (mode SidecarMode): an exclusively created temp file, fsync, rename. The caller
+ * fsyncs the directory. The rename replaces only a file of ours: a foreign sidecar stays, and so does its error.
+ * @throws ForeignFileError when something not ours is at the sidecar's name or its temp name
+ */
 export async function writeSidecar(baseDir: string, base: string, sidecar: BaseSidecar): Promise<void> {
   const p = basePaths(baseDir, base);
-  await writeFile(p.sidecarTemp, JSON.stringify(sidecar, null, 2) + "\n", { flush: true });
+  await statOwnFile(p.sidecar);
+  const fh = await createOwnFile(p.sidecarTemp, SidecarMode);
+  try {
+    await fh.writeFile(JSON.stringify(sidecar, null, 2) + "\n");
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
   await rename(p.sidecarTemp, p.sidecar);
 }
 
-/** Reads a base's sidecar, or undefined when it is missing or unreadable. */
+/** Reads a base's sidecar, or undefined when it is missing, unreadable or not a file of ours. */
 export async function readSidecar(baseDir: string, base: string): Promise<BaseSidecar | undefined> {
   try {
-    return JSON.parse(await readFile(basePaths(baseDir, base).sidecar, "utf8")) as BaseSidecar;
+    const text = await readOwnFile(basePaths(baseDir, base).sidecar, maxSidecarBytes);
+    return text === undefined ? undefined : (JSON.parse(text) as BaseSidecar);
   } catch {
     return undefined;
+  }
+}
+
+/** Gives a finished raw file its base mode (BaseMode) and makes it durable, through a descriptor of our own file. */
+export async function sealBase(path: string): Promise<Stats> {
+  const fh = await openOwnFile(path, "write");
+  if (!fh) throw new Error(`Cannot store base "${path}": the converted file is gone`);
+  try {
+    await fh.chmod(BaseMode);
+    await fh.sync();
+    return await fh.stat();
+  } finally {
+    await fh.close();
   }
 }
 
@@ -151,9 +207,9 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** True when `path` exists. */
+/** True when anything is at `path` (never followed: a dangling symlink exists). */
 export async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
+  return lstat(path).then(
     () => true,
     () => false,
   );

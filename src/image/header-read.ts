@@ -1,15 +1,20 @@
 /** Reads just enough of an image file for the pure header inspector (core/image-header.ts). */
-import { open } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { ByteReader } from "../core/byte-window.js";
 import { HeaderProbeBytes, inspectHeader, textualContent, type HeaderFacts } from "../core/image-header.js";
 import { ImageRejectedError } from "../lib/errors.js";
+import { openRegularFile } from "./safe-fs.js";
 
 const MaxPasses = 16;
 const MaxRead = 4 * 1024 * 1024;
 
-/** Runs the header inspector on the file at `path`, reading the ranges it asks for. */
-export async function readHeaderFacts(path: string): Promise<HeaderFacts> {
-  const fh = await open(path, "r");
+/**
+ * Runs the header inspector on the regular file at `path`, reading the ranges it asks for. A FIFO or device is
+ * refused without blocking; a final symlink is followed unless `follow` is false.
+ * @throws ForeignFileError when the path is not a regular file
+ */
+export async function readHeaderFacts(path: string, opts: { follow?: boolean } = {}): Promise<HeaderFacts> {
+  const fh = await openRegularFile(path, opts.follow ?? true);
   try {
     const { size } = await fh.stat();
     const read = async (offset: number, length: number) => {
@@ -33,20 +38,16 @@ export async function readHeaderFacts(path: string): Promise<HeaderFacts> {
 }
 
 /**
- * Facts about a file that is raw by construction (a base): its size and whether its start is plainly text.
- * Our inspector's format detection is not used, because a raw disk may hold any bytes, magic numbers included.
+ * Facts about a file that is raw by construction (a base, open as `fh`): its size and whether its start is
+ * plainly text. Our inspector's format detection is not used, because a raw disk may hold any bytes, magic
+ * numbers included.
  */
-export async function readRawFacts(path: string): Promise<HeaderFacts> {
-  const fh = await open(path, "r");
-  try {
-    const { size } = await fh.stat();
-    const data = Buffer.alloc(Math.min(size, 4096));
-    await fh.read(data, 0, data.length, 0);
-    const facts: HeaderFacts = { format: "raw", fileSize: size, virtualSize: size };
-    const why = textualContent(new ByteReader({ size, chunks: [{ offset: 0, data }] }));
-    if (why) facts.notADisk = why;
-    return facts;
-  } finally {
-    await fh.close();
-  }
+export async function readRawFacts(fh: FileHandle): Promise<HeaderFacts> {
+  const { size } = await fh.stat();
+  const data = Buffer.alloc(Math.min(size, 4096));
+  await fh.read(data, 0, data.length, 0);
+  const facts: HeaderFacts = { format: "raw", fileSize: size, virtualSize: size };
+  const why = textualContent(new ByteReader({ size, chunks: [{ offset: 0, data }] }));
+  if (why) facts.notADisk = why;
+  return facts;
 }

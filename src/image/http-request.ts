@@ -4,6 +4,7 @@
  */
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
+import { redactUrl } from "../core/redact.js";
 import { FetchError } from "../lib/errors.js";
 
 /** Redirects followed before giving up (reason too-many-redirects). */
@@ -15,7 +16,10 @@ export interface OpenedResponse {
   url: string;
 }
 
-/** GETs `url`, following redirects; rejects with FetchError on network errors, bad redirects and timeouts. */
+/**
+ * GETs `url`, following redirects; rejects with FetchError on network errors, bad redirects and timeouts. Error
+ * messages are redacted (core/redact.ts); the returned `url` is not, since it may be fetched again.
+ */
 export async function openUrl(url: string, headers: Record<string, string>, idleTimeoutMs: number, signal?: AbortSignal): Promise<OpenedResponse> {
   let current = parseHttpUrl(url, url);
   let sendHeaders = { ...headers };
@@ -25,12 +29,12 @@ export async function openUrl(url: string, headers: Record<string, string>, idle
     if (status < 300 || status >= 400 || status === 304) return { res, url: current.href };
     res.resume();
     const location = res.headers.location;
-    if (!location) throw new FetchError("http-status", `Cannot download "${url}": HTTP ${status} without a Location header`, { status, retryable: false });
+    if (!location) throw new FetchError("http-status", `Cannot download "${redactUrl(url)}": HTTP ${status} without a Location header`, { status, retryable: false });
     const next = parseHttpUrl(location, url, current);
     if (next.host !== current.host) sendHeaders = dropCredentials(sendHeaders);
     current = next;
   }
-  throw new FetchError("too-many-redirects", `Cannot download "${url}": more than ${MaxRedirects} redirects`, { retryable: false });
+  throw new FetchError("too-many-redirects", `Cannot download "${redactUrl(url)}": more than ${MaxRedirects} redirects`, { retryable: false });
 }
 
 function parseHttpUrl(text: string, original: string, base?: URL): URL {
@@ -38,11 +42,11 @@ function parseHttpUrl(text: string, original: string, base?: URL): URL {
   try {
     u = new URL(text, base);
   } catch (e) {
-    throw new FetchError("bad-redirect", `Cannot download "${original}": invalid URL "${text}"`, { retryable: false }, { cause: e });
+    throw new FetchError("bad-redirect", `Cannot download "${redactUrl(original)}": invalid URL "${redactUrl(text)}"`, { retryable: false }, { cause: e });
   }
   if (u.protocol !== "http:" && u.protocol !== "https:") {
     const reason = base ? "bad-redirect" : "unreachable";
-    throw new FetchError(reason, `Cannot download "${original}": ${base ? "redirected to" : "unsupported URL"} "${u.href}" (only http and https are allowed)`, { retryable: false });
+    throw new FetchError(reason, `Cannot download "${redactUrl(original)}": ${base ? "redirected to" : "unsupported URL"} "${redactUrl(u.href)}" (only http and https are allowed)`, { retryable: false });
   }
   return u;
 }
@@ -57,7 +61,7 @@ function getOnce(u: URL, headers: Record<string, string>, idleTimeoutMs: number,
     const req = mod.get(u, { headers: { "accept-encoding": "identity", "user-agent": "basecache", ...headers }, signal });
     let response: IncomingMessage | undefined;
     req.setTimeout(idleTimeoutMs, () => {
-      const err = new FetchError("stalled", `Cannot download "${u.href}": no data for ${idleTimeoutMs} ms`, { retryable: true });
+      const err = new FetchError("stalled", `Cannot download "${redactUrl(u.href)}": no data for ${idleTimeoutMs} ms`, { retryable: true });
       // Destroy the response too, so that a reader of the body sees this error and not a bare "aborted".
       response?.destroy(err);
       req.destroy(err);
@@ -66,7 +70,7 @@ function getOnce(u: URL, headers: Record<string, string>, idleTimeoutMs: number,
       response = res;
       resolve(res);
     });
-    req.once("error", (e) => reject(classifyNetworkError(e, u.href, signal)));
+    req.once("error", (e) => reject(classifyNetworkError(e, redactUrl(u.href), signal)));
   });
 }
 

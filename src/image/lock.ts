@@ -3,12 +3,15 @@
  * O_EXCL and holding its owner (pid, process start time, pid namespace, nonce). Waiters keep the lock file open;
  * the holder appends the outcome and unlinks it, so every waiter reads the same result through its descriptor
  * even after the name is gone. A lock whose holder died (kill -9) is broken: renamed away, re-read to be sure it is
- * the one judged stale, then removed.
+ * the one judged stale, then removed. The lock is opened without following a symlink or blocking on a FIFO: a
+ * lock path that is not a regular file is foreign (ForeignFileError), never waited on.
  */
 import { randomBytes } from "node:crypto";
-import { link, open, readFile, readlink, rename, stat, unlink, utimes, type FileHandle } from "node:fs/promises";
+import { link, lstat, open, readFile, readlink, rename, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { sleep } from "../lib/clock.js";
+import { ForeignFileError } from "../lib/errors.js";
+import { openOwnFile, readOwnFile } from "./safe-fs.js";
 
 /** The outcome a holder leaves for the waiters. */
 export interface LockOutcome {
@@ -17,6 +20,8 @@ export interface LockOutcome {
   message: string;
   /** Which error class to raise in the waiters ("ImageRejectedError", "FetchError", "DiskFullError", ...). */
   errorName?: string;
+  /** The request key (core/request-key.ts) of what the holder fetched: a verdict is only for the same request. */
+  request?: string;
 }
 
 /** Who holds a lock. */
@@ -34,6 +39,15 @@ const pollMs = 100;
 const heartbeatMs = 2000;
 /** A lock from another pid namespace is stale when its heartbeat is older than this. */
 const foreignStaleMs = 20_000;
+/**
+ * A lock of a live pid in our namespace is stale when its heartbeat is older than this: a holder beats every
+ * heartbeatMs, so only a planted lock naming some live pid (pid 1) goes this long without one.
+ */
+const silentStaleMs = 30_000;
+/** Rounds of "the lock vanished between create and open" before giving up: each is a race another process won. */
+const maxRaceRounds = 1000;
+/** How often a lock with a second name is looked at again before it counts as a planted hard link. */
+const linkedRetries = 5;
 /** A lock file still empty after this long was left by a holder that died between create and write. */
 const emptyStaleMs = 5000;
 
@@ -45,7 +59,8 @@ export class HeldLock {
     private readonly fh: FileHandle,
     private readonly ownerLine: string,
   ) {
-    this.timer = setInterval(() => void utimes(path, new Date(), new Date()).catch(() => undefined), heartbeatMs);
+    // On the descriptor: whatever is at the lock's name now, only our own lock file's time moves.
+    this.timer = setInterval(() => void fh.utimes(new Date(), new Date()).catch(() => undefined), heartbeatMs);
     this.timer.unref();
   }
 
@@ -57,22 +72,30 @@ export class HeldLock {
     } catch {
       // Waiters that read no outcome retry the fetch themselves.
     }
-    await unlink(this.path).catch(() => undefined);
+    // Only our own lock goes: one that replaced it (after ours was judged stale and broken) is another holder's.
+    if (await this.stillAtPath()) await unlink(this.path).catch(() => undefined);
     await this.fh.close().catch(() => undefined);
+  }
+
+  private async stillAtPath(): Promise<boolean> {
+    const [mine, there] = await Promise.all([this.fh.stat().catch(() => undefined), lstat(this.path).catch(() => undefined)]);
+    return mine !== undefined && there !== undefined && mine.ino === there.ino && mine.dev === there.dev;
   }
 }
 
-/** Takes the lock at `path`, or waits for its live holder and returns the holder's outcome. */
+/**
+ * Takes the lock at `path`, or waits for its live holder and returns the holder's outcome. The wait ends with
+ * the signal, and when the holder stops beating; it never blocks on what is at the path.
+ * @throws ForeignFileError when the lock path is not a regular file (a symlink, a directory, a FIFO, ...)
+ */
 export async function acquireLock(path: string, signal?: AbortSignal): Promise<LockAttempt> {
   const self = await selfOwner();
-  for (;;) {
+  for (let round = 0; ; round++) {
     signal?.throwIfAborted();
+    if (round >= maxRaceRounds) throw new Error(`Cannot take lock "${path}": it vanished and reappeared ${maxRaceRounds} times`);
     const mine = await tryCreate(path, self);
     if (mine) return { held: true, lock: mine };
-    const fh = await open(path, "r").catch((e: NodeJS.ErrnoException) => {
-      if (e.code === "ENOENT") return undefined;
-      throw e;
-    });
+    const fh = await openLock(path, signal);
     if (!fh) continue;
     try {
       const outcome = await waitOrBreak(path, fh, self.pidns, signal);
@@ -83,9 +106,26 @@ export async function acquireLock(path: string, signal?: AbortSignal): Promise<L
   }
 }
 
+/**
+ * Opens the lock at `path` to wait on it. A lock being put back by breakLock has a second name for a moment, so
+ * a hard-linked lock is looked at again a few times before it is judged planted.
+ */
+async function openLock(path: string, signal?: AbortSignal): Promise<FileHandle | undefined> {
+  for (let i = 0; ; i++) {
+    try {
+      return await openOwnFile(path);
+    } catch (e) {
+      const st = e instanceof ForeignFileError ? await lstat(path).catch(() => undefined) : undefined;
+      if (i >= linkedRetries || !st?.isFile() || st.nlink < 2) throw e;
+      await sleep(pollMs, signal);
+    }
+  }
+}
+
 async function tryCreate(path: string, self: Omit<LockOwner, "nonce">): Promise<HeldLock | undefined> {
   let fh: FileHandle;
   try {
+    // "wx" is O_CREAT|O_EXCL: whatever is at the name, a dangling symlink included, is never opened.
     fh = await open(path, "wx", 0o644);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return undefined;
@@ -121,6 +161,7 @@ async function isStale(owner: LockOwner | undefined, fh: FileHandle, ourNs: stri
 // probed, so there the heartbeat decides: every holder refreshes the lock's mtime each heartbeatMs.
 async function holderAlive(owner: LockOwner, lockMtimeMs: number, ourNs: string | undefined): Promise<boolean> {
   if (owner.pidns !== ourNs) return Date.now() - lockMtimeMs <= foreignStaleMs;
+  if (Date.now() - lockMtimeMs > silentStaleMs) return false;
   return processAlive(owner.pid, owner.start);
 }
 
@@ -131,7 +172,7 @@ async function breakLock(path: string, stale: LockOwner | undefined): Promise<vo
   } catch {
     return; // someone else broke it first
   }
-  const { owner } = parseLock(await readFile(aside, "utf8").catch(() => ""));
+  const { owner } = parseLock((await readOwnFile(aside, 4096).catch(() => undefined)) ?? "");
   if (owner && stale && owner.nonce !== stale.nonce) {
     // NOTE: between our stat and rename a new holder replaced the stale lock; put its lock back.
     await link(aside, path).catch(() => undefined);
@@ -142,7 +183,7 @@ async function breakLock(path: string, stale: LockOwner | undefined): Promise<vo
 /** Reads who holds the lock at `path`, if anyone, and when its holder last beat (the lock file's mtime). */
 export async function readLockOwner(path: string): Promise<{ owner: LockOwner; mtimeMs: number } | undefined> {
   // One descriptor for both, so the owner and the heartbeat come from the same lock file.
-  const fh = await open(path, "r").catch(() => undefined);
+  const fh = await openOwnFile(path).catch(() => undefined);
   if (!fh) return undefined;
   try {
     const { owner } = parseLock(await readAll(fh));
@@ -182,7 +223,7 @@ async function readAll(fh: FileHandle): Promise<string> {
 
 async function sameFile(path: string, ino: number): Promise<boolean> {
   try {
-    return (await stat(path)).ino === ino;
+    return (await lstat(path)).ino === ino;
   } catch {
     return false;
   }
@@ -224,7 +265,8 @@ export async function tryAcquireLock(path: string): Promise<HeldLock | undefined
   for (let i = 0; i < 3; i++) {
     const mine = await tryCreate(path, self);
     if (mine) return mine;
-    const fh = await open(path, "r").catch(() => undefined);
+    // A lock path that is not our kind of file is left alone: a GC or cleanup pass does not take it.
+    const fh = await openOwnFile(path).catch(() => undefined);
     if (!fh) continue;
     try {
       const { owner } = parseLock(await readAll(fh));

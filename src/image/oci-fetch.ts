@@ -21,6 +21,7 @@ import {
   type Platform,
 } from "../core/oci-manifest.js";
 import { decideRegistryScheme, formatImageReference, manifestReferenceOf, parseImageReference, parseRegistryList, type ImageReference } from "../core/oci-ref.js";
+import { redactUrlsIn } from "../core/redact.js";
 import { TarDiskSelector, type DiskSelectorOptions } from "../core/tar-disk.js";
 import { TarFormatError } from "../core/tar.js";
 import { ConfigError, FetchError, ImageRejectedError, asError } from "../lib/errors.js";
@@ -185,7 +186,8 @@ async function guarded<T>(fn: () => Promise<T>, name: string, callerSignal: Abor
     if (err instanceof FetchError || err instanceof ImageRejectedError) throw err;
     const e = err as Error & { cause?: { code?: string; message?: string } };
     const detail = e.name === "TimeoutError" ? "the request timed out" : (e.cause?.code ?? e.cause?.message ?? e.message);
-    throw registryError(`Cannot reach the registry for image "${name}": ${detail}`, true, err);
+    // A redirect to a pre-signed blob URL can end up in a network error's text.
+    throw registryError(`Cannot reach the registry for image "${name}": ${redactUrlsIn(detail)}`, true, err);
   }
 }
 

@@ -4,9 +4,11 @@
  * that holds it and report its result); download to `.part`, sparse, hashing as it arrives, resuming and
  * retrying; inspect with our header parser, then `qemu-img info` (which must agree) and `qemu-img check`;
  * convert to raw into `.converted` (or keep a raw `.part` as it is); re-inspect; write the sidecar; rename
- * atomically; fsync the directory.
+ * atomically; fsync the directory. A file at one of our names that we did not write (a symlink, a directory, a
+ * FIFO, a hard link) stops the fetch with ForeignFileError before anything is downloaded; it is never followed,
+ * used or removed. A coalesced waiter takes the holder's verdict only for the same request (core/request-key.ts).
  */
-import { mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, rename, unlink } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseChecksum, type Checksum } from "../core/checksum.js";
@@ -14,15 +16,18 @@ import { evaluateConverted, type ImageLimits } from "../core/image-checks.js";
 import { ByteReader } from "../core/byte-window.js";
 import { detectFormat } from "../core/image-header.js";
 import { baseNameFor } from "../core/names.js";
-import { DiskFullError, ImageRejectedError } from "../lib/errors.js";
+import { redactUrl } from "../core/redact.js";
+import { requestKey } from "../core/request-key.js";
+import { DiskFullError, ForeignFileError, ImageRejectedError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
-import { basePaths, exists, fsyncDir, readSidecar, removeStaleTempFiles, removeWorkFiles, writeSidecar, type BaseSidecar } from "./base-dir.js";
+import { basePaths, fsyncDir, readSidecar, removeStaleTempFiles, removeWorkFiles, sealBase, WorkFileMode, writeSidecar, type BaseSidecar } from "./base-dir.js";
 import { createHasher } from "./hasher.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, downloadSource, type Announcement, type DownloadResult, type RetryPolicy } from "./http-fetch.js";
 import { asDiskFull, convertToRaw, downloadCap, earlyCheck, freeBytes, fsyncFile, inspectImage, refuseIf, type StepContext } from "./image-steps.js";
 import { acquireLock } from "./lock.js";
 import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "./outcome.js";
 import { qemuImgInfo } from "./qemu-img.js";
+import { createOwnFile, statOwnFile } from "./safe-fs.js";
 import { resolvedFromHttp, type ResolvedSource, type SourceSpec } from "./source.js";
 import { SparseWriter } from "./sparse-writer.js";
 
@@ -89,7 +94,8 @@ const progressEveryMs = 250;
 /**
  * Makes the image a ready raw base, or throws and leaves no file for this id.
  * @throws ImageRejectedError when the image is unsafe, corrupt, too large or fails its checksum
- * @throws FetchError when the source fails; DiskFullError when it cannot fit; ToolError when qemu-img fails
+ * @throws FetchError when the source fails; DiskFullError when it cannot fit; ToolError when qemu-img fails;
+ *   ForeignFileError when a file we did not write is at one of the base's names
  */
 export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
   const started = performance.now();
@@ -98,15 +104,26 @@ export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
   if (req.id === "") throw new TypeError("Cannot fetch image: the id is empty");
   const checksum = req.checksum === undefined ? undefined : parseChecksum(req.checksum);
   const base = baseNameFor(req.id);
-  const paths = basePaths(req.baseDir, base);
   await mkdir(req.baseDir, { recursive: true });
+  try {
+    return await fetchCoalesced(req, base, checksum, started, log);
+  } catch (e) {
+    // One line, no stack: a planted file is a finding about the node, not a bug.
+    if (e instanceof ForeignFileError) log.warn({ imageId: req.id, base, path: e.path, what: e.what, reason: e.reason }, "Refused to use a file basecache did not write");
+    throw e;
+  }
+}
+
+async function fetchCoalesced(req: FetchRequest, base: string, checksum: Checksum | undefined, started: number, log: Logger): Promise<FetchResult> {
+  const paths = basePaths(req.baseDir, base);
+  const key = requestKey(req);
   const hit = await cachedResult(req, base, checksum, started);
   if (hit) return hit;
   await removeStaleTempFiles(req.baseDir).catch((err: unknown) => log.warn({ err }, "Cannot remove stale work files"));
   for (;;) {
     const attempt = await acquireLock(paths.lock, req.signal);
     if (!attempt.held) {
-      const err = errorFromLockOutcome(attempt.outcome);
+      const err = errorFromLockOutcome(attempt.outcome, key);
       if (err) throw err;
       const coalesced = await cachedResult(req, base, checksum, started);
       if (coalesced) return coalesced;
@@ -116,14 +133,16 @@ export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
     try {
       const again = await cachedResult(req, base, checksum, started);
       const result = again ?? (await fetchLocked(req, base, checksum, started, log));
-      await lock.release({ status: "ready", reason: again ? "cached" : "fetched", message: "Base is ready" });
+      await lock.release({ status: "ready", reason: again ? "cached" : "fetched", message: "Base is ready", request: key });
       return result;
     } catch (thrown) {
       // ENOSPC can strike at any write, the sidecar and the rename included: it is always disk-full (exit 5).
       const err = asDiskFull(thrown, req.id);
-      await removeWorkFiles(req.baseDir, base).catch((e: unknown) => log.error({ err: e }, "Cannot remove work files"));
-      await lock.release(lockOutcomeFor(err));
-      log.warn({ err, imageId: req.id, base, ...describeOutcome(err) }, "Fetch of image failed");
+      await removeWorkFiles(req.baseDir, base).catch((e: unknown) => {
+        if (!(e instanceof ForeignFileError)) log.error({ err: e }, "Cannot remove work files");
+      });
+      await lock.release(lockOutcomeFor(err, key));
+      if (!(err instanceof ForeignFileError)) log.warn({ err, imageId: req.id, base, ...describeOutcome(err) }, "Fetch of image failed");
       throw err;
     }
   }
@@ -131,8 +150,10 @@ export async function fetchImage(req: FetchRequest): Promise<FetchResult> {
 
 async function cachedResult(req: FetchRequest, base: string, checksum: Checksum | undefined, started: number): Promise<FetchResult | undefined> {
   const p = basePaths(req.baseDir, base);
-  const st = await stat(p.base).catch(() => undefined);
-  if (!st?.isFile()) return undefined;
+  // A base that is a symlink (to anything), a directory, a FIFO or a hard link is not one we stored.
+  const st = await statOwnFile(p.base);
+  if (!st) return undefined;
+  await statOwnFile(p.sidecar);
   const sc = await readSidecar(req.baseDir, base);
   if (checksum && sc) {
     const known = checksum.algorithm === "sha256" ? sc.sha256 : sc.sha512;
@@ -190,10 +211,12 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
     await unlink(p.part);
   }
   refuseIf(evaluateConverted(await qemuImgInfo(p.converted, "raw", req.signal ? { signal: req.signal } : {}), virtualSize), req.id);
+  const st = await sealBase(p.converted);
+  // Planted while we worked: refuse before the sidecar is written, so nothing of ours is left next to it.
+  if (await statOwnFile(p.base)) throw new ForeignFileError(p.base, "a file another process put there while this fetch held the lock");
   await writeSidecar(req.baseDir, base, sidecarFor(req, base, source, facts.format, virtualSize, dl));
   await rename(p.converted, p.base);
   await fsyncDir(req.baseDir);
-  const st = await stat(p.base);
   log.info({ imageId: req.id, base, format: facts.format, bytes: st.size }, "Stored image as raw base");
   return {
     id: req.id,
@@ -210,7 +233,7 @@ async function fetchLocked(req: FetchRequest, base: string, checksum: Checksum |
 }
 
 async function download(req: FetchRequest, source: ResolvedSource, part: string, limits: ImageLimits, checksum: Checksum | undefined): Promise<DownloadResult> {
-  const fh = await open(part, "w+", 0o644);
+  const fh = await createOwnFile(part, WorkFileMode);
   const hasher = createHasher(checksum?.algorithm === "sha512" ? "sha512" : undefined);
   let lastProgress = 0;
   try {
@@ -269,7 +292,7 @@ function sidecarFor(req: FetchRequest, base: string, source: ResolvedSource, sou
     sha256: dl.sha256,
     ...(dl.extraDigest ? { sha512: dl.extraDigest } : {}),
     source: source.description,
-    finalUrl: dl.finalUrl,
+    finalUrl: redactUrl(dl.finalUrl),
     ...(dl.etag ? { etag: dl.etag } : {}),
     ...(dl.lastModified ? { lastModified: dl.lastModified } : {}),
     bytesDownloaded: dl.networkBytes,
@@ -286,9 +309,4 @@ function stepContext(req: FetchRequest, log: Logger): StepContext {
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
     ...(req.onFacts ? { onFacts: req.onFacts } : {}),
   };
-}
-
-/** Whether a base for `id` is present in `baseDir`. */
-export async function hasBase(baseDir: string, id: string): Promise<boolean> {
-  return exists(basePaths(baseDir, baseNameFor(id)).base);
 }

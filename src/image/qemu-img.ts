@@ -114,11 +114,12 @@ export async function qemuImgConvertToRaw(src: string, srcFormat: string, dst: s
   await run(["convert", "-f", srcFormat, "-O", "raw", "-t", opts.targetCache, "-W", "-p", src, dst], { ...opts, onStdout });
 }
 
-/** `qemu-img create -f qcow2 -b BACKING -F BACKING_FORMAT PATH [SIZE]`. */
-export async function qemuImgCreateOverlay(path: string, backing: string, backingFormat: string, size: number | undefined, opts: QemuImgOptions = {}): Promise<void> {
-  const args = ["create", "-q", "-f", "qcow2", "-b", backing, "-F", backingFormat, path];
-  if (size !== undefined) args.push(String(size));
-  await run(args, { timeoutMs: 60_000, ...opts });
+/**
+ * `qemu-img create -u -f qcow2 -b BACKING -F BACKING_FORMAT PATH SIZE`. With -u qemu-img records the backing
+ * path without opening it: the caller has checked the file behind that path, and a name is not to be trusted twice.
+ */
+export async function qemuImgCreateOverlay(path: string, backing: string, backingFormat: string, size: number, opts: QemuImgOptions = {}): Promise<void> {
+  await run(["create", "-q", "-u", "-f", "qcow2", "-b", backing, "-F", backingFormat, path, String(size)], { timeoutMs: 60_000, ...opts });
 }
 
 /** `qemu-img resize -f FORMAT PATH SIZE` (growing only). */

@@ -3,6 +3,7 @@
  * been resolved to one HTTP(S) URL. The fetch pipeline downloads `url` and never guesses anything else.
  */
 import type { HttpSource, ImageSource } from "../core/api-records.js";
+import { redactUrl } from "../core/redact.js";
 
 export interface ResolvedSource {
   /** The http: or https: URL of the bytes to download. */
@@ -28,6 +29,7 @@ export interface ResolvedSource {
 export type SourceSpec = ResolvedSource | ImageSource;
 
 /** Turns a plain `{http:{url}}` spec into a ResolvedSource; other specs pass through. */
-export function resolvedFromHttp(spec: HttpSource): ResolvedSource {
-  return { url: spec.http.url, unpack: "none", description: spec.http.url };
+export function resolvedFromHttp(spec: { http: { url: string } }): ResolvedSource {
+  // The description is what logs, errors and the sidecar show: never the URL's password or signature.
+  return { url: spec.http.url, unpack: "none", description: redactUrl(spec.http.url) };
 }

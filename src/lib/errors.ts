@@ -81,6 +81,24 @@ export class DiskFullError extends BasecacheError {
   readonly reason = "disk-full";
 }
 
+/**
+ * A file at one of our names (a base, its sidecar, lock or work files, an instance disk's temporary name) that
+ * basecache did not write: a symlink, a directory, a FIFO, a socket, a device or a file with more than one
+ * name. It is reported, never used, never followed and never removed; an operator has to look at it.
+ */
+export class ForeignFileError extends BasecacheError {
+  readonly code = "FOREIGN_FILE";
+  readonly reason = "foreign-file";
+  constructor(
+    readonly path: string,
+    readonly what: string,
+    message?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message ?? `Cannot use "${path}": it is ${what}, not a file basecache wrote; it was left alone (remove it if nothing needs it)`, options);
+  }
+}
+
 /** An external tool (qemu-img) failed, timed out or was killed. */
 export class ToolError extends BasecacheError {
   readonly code = "TOOL_FAILED";

@@ -1,4 +1,4 @@
-import { ConfigError, DeadlineError, DiskFullError, FetchError, ImageRejectedError } from "./errors.js";
+import { ConfigError, DeadlineError, DiskFullError, FetchError, ForeignFileError, ImageRejectedError } from "./errors.js";
 
 /** Process exit codes; see STYLE.md. */
 export const ExitCode = {
@@ -18,7 +18,8 @@ export function exitCodeFor(err: unknown): ExitCode {
   if (err instanceof ImageRejectedError) return ExitCode.Rejected;
   if (err instanceof FetchError) return ExitCode.SourceFailed;
   if (err instanceof DiskFullError) return ExitCode.DiskFull;
-  if (err instanceof ConfigError) return ExitCode.Usage;
+  // A planted file in the base or instances dir is the node's configuration gone wrong, as a bad --base-dir is.
+  if (err instanceof ConfigError || err instanceof ForeignFileError) return ExitCode.Usage;
   if (err instanceof DeadlineError) return ExitCode.Deadline;
   return ExitCode.Internal;
 }

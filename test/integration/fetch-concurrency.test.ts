@@ -1,6 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readlink, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
@@ -87,4 +88,39 @@ test("the base dir listing shows who holds work files, and stale ones are remove
   assert.ok(names.includes("notes.txt"), "unknown files are never removed");
   assert.ok(!names.includes(`${dead}.lock`), "the stale lock is gone");
   assert.equal((await running).code, 0);
+});
+
+test("a waiter with the right checksum does not inherit the verdict of a holder with the wrong one", async () => {
+  const good = `sha256:${createHash("sha256").update(await readFile(qcow2)).digest("hex")}`;
+  const wrong = `sha256:${"0".repeat(64)}`;
+  const url = origin.route("/verdict.qcow2", { kind: "slow", chunkBytes: 128 * 1024, intervalMs: 200, body: { file: qcow2 } });
+  const base = baseNameFor("verdict");
+  const first = runFetch([...fetchArgs("verdict", url), "--checksum", wrong]);
+  // The second starts while the first holds the lock and downloads.
+  await eventually(async () => assert.ok((await readdir(baseDir)).includes(`${base}.part`)));
+  const second = runFetch([...fetchArgs("verdict", url), "--checksum", good]);
+  const [a, b] = await Promise.all([first, second]);
+  assert.equal(a.code, 3, a.json.message);
+  assert.equal(a.json.reason, "checksum-mismatch");
+  assert.equal(b.code, 0, b.json.message);
+  assert.equal(b.json.cached, false, "the second fetched for itself");
+  assert.equal(origin.requestsTo("/verdict.qcow2"), 2);
+  assert.deepEqual((await filesStartingWith(baseDir, base)).sort(), [base, `${base}.info.json`]);
+});
+
+test("a waiter with the wrong checksum gets its own refusal, quoting its own hash, and the base stays", async () => {
+  const good = `sha256:${createHash("sha256").update(await readFile(qcow2)).digest("hex")}`;
+  const wrong = `sha256:${"1".repeat(64)}`;
+  const url = origin.route("/verdict2.qcow2", { kind: "slow", chunkBytes: 256 * 1024, intervalMs: 100, body: { file: qcow2 } });
+  const base = baseNameFor("verdict2");
+  const first = runFetch([...fetchArgs("verdict2", url), "--checksum", good]);
+  await eventually(async () => assert.ok((await readdir(baseDir)).includes(`${base}.part`)));
+  const second = runFetch([...fetchArgs("verdict2", url), "--checksum", wrong]);
+  const [a, b] = await Promise.all([first, second]);
+  assert.equal(a.code, 0, a.json.message);
+  assert.equal(b.code, 3, b.json.message);
+  assert.equal(b.json.reason, "checksum-mismatch");
+  assert.ok(b.json.message.includes("1".repeat(64)), b.json.message);
+  assert.equal(origin.requestsTo("/verdict2.qcow2"), 1, "the waiter judged the holder's base, it downloaded nothing");
+  assert.deepEqual((await filesStartingWith(baseDir, base)).sort(), [base, `${base}.info.json`]);
 });

@@ -227,6 +227,24 @@ test("unknown names, odd file types and GC's own state file are never deleted", 
   assert.equal(plan.usage.cacheBytes, 1000, "unknown files do not count against the cache budget");
 });
 
+test("a planted entry at any of our names (link, directory, FIFO, hard link) is reported and kept, never deleted", () => {
+  const names = [C, `${C}.part`, `${C}.converted`, `${C}.info.json`, `${C}.info.json.tmp`, `${C}.lock`];
+  const kinds: Partial<GcEntry>[] = [{ type: "symlink" }, { type: "directory" }, { type: "other" }, { type: "file", links: 2 }];
+  for (const name of names)
+    for (const over of kinds) {
+      // Expired by every rule that applies to a file of ours, and over budget: only its type keeps it.
+      const state = stateWith({ [C]: { unusedSince: NOW - 480 * H } });
+      const plan = planGc(input({ entries: [entry(name, over)], state, budget: { limitBytes: 1, highWatermark: 0.5, lowWatermark: 0 } }));
+      const d = decisionFor(plan, name);
+      const label = `${name.slice(40) || "base"} as ${JSON.stringify(over)}`;
+      assert.equal(d.action, "report", label);
+      assert.equal(d.reason, "NotARegularFile", label);
+      assert.equal(d.kind, "unknown", label);
+      if (over.links) assert.match(d.message, /2 names \(a hard link\)/, label);
+      assert.equal(plan.usage.cacheBytes, 0, `${label}: not counted as the cache's own bytes`);
+    }
+});
+
 // ---- Watermarks -------------------------------------------------------------------------------------------
 
 test("above the high watermark, unused bases go least recently used first down to the low watermark", () => {

@@ -1,6 +1,6 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { DiskFullError, FetchError, ImageRejectedError, ToolError } from "../../src/lib/errors.js";
+import { DiskFullError, FetchError, ForeignFileError, ImageRejectedError, ToolError } from "../../src/lib/errors.js";
 import { ExitCode, exitCodeFor } from "../../src/lib/exit.js";
 import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "../../src/image/outcome.js";
 import { parseByteQuantity } from "../../src/core/quantity.js";
@@ -14,6 +14,7 @@ describe("outcomes and exit codes", () => {
     ["bad redirect", new FetchError("bad-redirect", "m", { retryable: false }), "failed", "bad-redirect", ExitCode.SourceFailed],
     ["disk full", new DiskFullError("m"), "failed", "disk-full", ExitCode.DiskFull],
     ["tool failure", new ToolError("m", { tool: "qemu-img", exitCode: 1, timedOut: false, stderrTail: "" }), "failed", "tool-failed", ExitCode.Internal],
+    ["a planted file at one of our names", new ForeignFileError("/b/x.lock", "a FIFO"), "failed", "foreign-file", ExitCode.Usage],
     ["anything else", new Error("boom"), "failed", "internal", ExitCode.Internal],
     ["a non-error", "boom", "failed", "internal", ExitCode.Internal],
   ];
@@ -25,15 +26,23 @@ describe("outcomes and exit codes", () => {
       assert.equal(exitCodeFor(err), code);
     });
   }
-  test("a waiter rebuilds the holder's refusal with the same class and reason", () => {
-    const e = errorFromLockOutcome(lockOutcomeFor(new ImageRejectedError("too-large", "big")));
+  test("a waiter of the same request rebuilds the holder's refusal with the same class and reason", () => {
+    const e = errorFromLockOutcome(lockOutcomeFor(new ImageRejectedError("too-large", "big"), "k1"), "k1");
     assert.ok(e instanceof ImageRejectedError);
     assert.equal(e.reason, "too-large");
-    assert.ok(errorFromLockOutcome(lockOutcomeFor(new DiskFullError("x"))) instanceof DiskFullError);
-    assert.ok(errorFromLockOutcome(lockOutcomeFor(new FetchError("http-status", "x", { retryable: false }))) instanceof FetchError);
+    assert.ok(errorFromLockOutcome(lockOutcomeFor(new DiskFullError("x"), "k1"), "k1") instanceof DiskFullError);
+    assert.ok(errorFromLockOutcome(lockOutcomeFor(new FetchError("http-status", "x", { retryable: false }), "k1"), "k1") instanceof FetchError);
+  });
+  test("a waiter of another request never takes the holder's verdict", () => {
+    for (const err of [new ImageRejectedError("checksum-mismatch", "m"), new DiskFullError("x"), new FetchError("http-status", "x", { retryable: false })]) {
+      assert.equal(errorFromLockOutcome(lockOutcomeFor(err, "k1"), "k2"), undefined);
+    }
+    // An outcome that names no request (left by GC, cleanup, or an older basecache) is no one's verdict.
+    assert.equal(errorFromLockOutcome({ status: "rejected", reason: "corrupt", message: "m", errorName: "ImageRejectedError" }, "k1"), undefined);
   });
   test("a holder that stopped for another reason makes the waiter try itself", () => {
-    assert.equal(errorFromLockOutcome(lockOutcomeFor(new Error("Received SIGTERM"))), undefined);
+    assert.equal(errorFromLockOutcome(lockOutcomeFor(new Error("Received SIGTERM"), "k1"), "k1"), undefined);
+    assert.equal(errorFromLockOutcome(lockOutcomeFor(new ForeignFileError("/b/x", "a FIFO"), "k1"), "k1"), undefined);
   });
 });
 

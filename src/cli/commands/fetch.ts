@@ -1,7 +1,7 @@
 /**
  * `basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF) [--checksum ALGO:HEX]
  *  [--max-virtual-size SIZE] [--timeout DUR] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
- * Exit 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 deadline, 2 usage, 1 anything else.
+ * Exit 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 deadline, 2 usage or a planted file (foreign-file), 1 anything else.
  */
 import { resolve } from "node:path";
 import { parseChecksum } from "../../core/checksum.js";
@@ -32,7 +32,8 @@ const spec: CommandSpec<typeof flags> = {
   description: "Makes the image a ready raw base at DIR/sha1(ID): downloads, verifies, inspects, converts.",
   flags,
   footer: [
-    "Exit codes: 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 --timeout ran out, 2 usage error, 1 other.",
+    "Exit codes: 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 --timeout ran out, 2 usage error or a file",
+    "basecache did not write at one of the image's names (reason foreign-file), 1 other.",
     "Tuning (environment): BASECACHE_FETCH_ATTEMPTS, BASECACHE_FETCH_RETRY_BASE_MS, BASECACHE_FETCH_RETRY_MAX_MS,",
     "BASECACHE_FETCH_IDLE_TIMEOUT_MS.",
   ].join("\n"),

@@ -29,7 +29,7 @@ export interface ResolvedSource {
 export type SourceSpec = ResolvedSource | ImageSource;
 
 /** Turns a plain `{http:{url}}` spec into a ResolvedSource; other specs pass through. */
-export function resolvedFromHttp(spec: { http: { url: string } }): ResolvedSource {
+export function resolvedFromHttp(spec: HttpSource): ResolvedSource {
   // The description is what logs, errors and the sidecar show: never the URL's password or signature.
   return { url: spec.http.url, unpack: "none", description: redactUrl(spec.http.url) };
 }

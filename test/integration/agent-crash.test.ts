@@ -119,7 +119,7 @@ test("a restarted agent remembers a rejection from its status and does not fetch
   const requests = origin.requestsTo("/rejected.qcow2");
 
   const second = launch(node, d, kubeconfig);
-  await second.waitForLog("Reconciled node");
+  await second.waitForLog("Reconciled key");
   // Something else to do proves the restarted agent has reconciled this generation.
   await setNicImages(admin, node, [{ id: "rejected-image", url }, { id: "after-image", url: good }]);
   await eventually(async () => assert.equal((await imageStatus(admin, node, "after-image"))?.phase, "Ready"), { timeoutMs: 60_000 });

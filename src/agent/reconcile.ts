@@ -10,6 +10,7 @@ import type { BackoffPolicy } from "../core/backoff.js";
 import { classifyGcEntry } from "../core/gc.js";
 import { baseNameFor } from "../core/names.js";
 import { parseByteQuantity } from "../core/quantity.js";
+import { isRejectReason } from "../core/reject-reasons.js";
 import { listBaseDir, readSidecar } from "../image/base-dir.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchProgress } from "../image/pipeline.js";
@@ -17,7 +18,7 @@ import { ApiVersion, NodeImageCacheKind, type NodeImageCache } from "../kube/api
 import type { EventRecorder, EventType } from "../kube/events.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
 import type { Clock } from "../lib/clock.js";
-import { DiskFullError, type RejectReason } from "../lib/errors.js";
+import { DiskFullError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
 import { readFilesystemUsage } from "./inventory.js";
 import type { AgentMetrics } from "./metrics.js";
@@ -42,24 +43,6 @@ export interface NodeAgentOptions {
   fetchRetry?: RetryPolicy;
   random?: () => number;
 }
-
-// Every RejectReason, so a Failed entry written before a restart is still known as a rejection.
-const rejectReasons: Record<RejectReason, true> = {
-  "backing-file": true,
-  "data-file": true,
-  encrypted: true,
-  "unknown-feature": true,
-  "too-large": true,
-  corrupt: true,
-  "unsupported-format": true,
-  "not-a-disk": true,
-  empty: true,
-  "checksum-mismatch": true,
-  "format-mismatch": true,
-  "compression-bomb": true,
-  "bad-extent": true,
-  "inspect-failed": true,
-};
 
 const ProgressRequeueMs = 1_000;
 const CacheUsageRefreshMs = 15_000;
@@ -173,7 +156,7 @@ export class NodeAgent {
   private seedFromStatus(nic: NodeImageCache): void {
     this.seeded = true;
     for (const s of nic.status?.images ?? []) {
-      if (s.phase !== "Failed" || !s.reason || !(s.reason in rejectReasons) || this.memory[s.id]) continue;
+      if (s.phase !== "Failed" || !s.reason || !isRejectReason(s.reason) || this.memory[s.id]) continue;
       const generation = s.observedGeneration ?? nic.status?.observedGeneration ?? 0;
       // Still the generation it was rejected at: the definition in the spec now is the one that was rejected.
       const spec = generation === nic.metadata.generation ? (nic.spec.images as AgentWantedImage[]).find((i) => i.id === s.id) : undefined;

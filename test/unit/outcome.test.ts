@@ -1,0 +1,37 @@
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { DiskFullError, FetchError, ImageRejectedError, ToolError } from "../../src/lib/errors.js";
+import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "../../src/image/outcome.js";
+
+describe("how a fetch ended", () => {
+  const table: [string, unknown, string, string][] = [
+    ["rejected", new ImageRejectedError("backing-file", "m"), "rejected", "backing-file"],
+    ["http error", new FetchError("http-status", "m", { status: 404, retryable: false }), "failed", "http-status"],
+    ["bad redirect", new FetchError("bad-redirect", "m", { retryable: false }), "failed", "bad-redirect"],
+    ["disk full", new DiskFullError("m"), "failed", "disk-full"],
+    ["tool failure", new ToolError("m", { tool: "qemu-img", exitCode: 1, timedOut: false, stderrTail: "" }), "failed", "tool-failed"],
+    ["anything else", new Error("boom"), "failed", "internal"],
+    ["a non-error", "boom", "failed", "internal"],
+  ];
+  for (const [label, err, status, reason] of table) {
+    test(label, () => {
+      const o = describeOutcome(err);
+      assert.equal(o.status, status);
+      assert.equal(o.reason, reason);
+    });
+  }
+  test("a waiter rebuilds the holder's refusal with the same class and reason", () => {
+    const e = errorFromLockOutcome(lockOutcomeFor(new ImageRejectedError("too-large", "big")));
+    assert.ok(e instanceof ImageRejectedError);
+    assert.equal(e.reason, "too-large");
+    assert.ok(errorFromLockOutcome(lockOutcomeFor(new DiskFullError("x"))) instanceof DiskFullError);
+    assert.ok(errorFromLockOutcome(lockOutcomeFor(new FetchError("http-status", "x", { retryable: false }))) instanceof FetchError);
+  });
+  test("a holder that stopped for another reason makes the waiter try itself", () => {
+    assert.equal(errorFromLockOutcome(lockOutcomeFor(new Error("Received SIGTERM"))), undefined);
+  });
+  test("a holder's reason this version does not know makes the waiter try itself", () => {
+    assert.equal(errorFromLockOutcome({ status: "rejected", reason: "from-the-future", message: "m", errorName: "ImageRejectedError" }), undefined);
+    assert.equal(errorFromLockOutcome({ status: "failed", reason: "from-the-future", message: "m", errorName: "FetchError" }), undefined);
+  });
+});

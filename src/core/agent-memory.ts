@@ -5,7 +5,6 @@
  */
 import type { ImagePhase } from "./api-records.js";
 import { backoffDelay, type BackoffPolicy } from "./backoff.js";
-import type { ImageRejectReason } from "./image-checks.js";
 
 /** A fetch under way, as the agent tracks it in memory. */
 export interface RunningFetch {
@@ -55,27 +54,4 @@ export function recordFailure(
   if (outcome.kind === "rejected") return { ...base, message: outcome.message };
   const retryAt = at.now + backoffDelay(at.policy, attempts - 1, at.jitter);
   return { ...base, retryAt, message: `${outcome.message} (attempt ${attempts}; next at ${new Date(retryAt).toISOString()})` };
-}
-
-// Every reason an image is refused for, so a Failed status entry written before a restart is known as a rejection.
-const rejectReasons: Record<ImageRejectReason, true> = {
-  "backing-file": true,
-  "data-file": true,
-  encrypted: true,
-  "unknown-feature": true,
-  "too-large": true,
-  corrupt: true,
-  "unsupported-format": true,
-  "not-a-disk": true,
-  empty: true,
-  "checksum-mismatch": true,
-  "format-mismatch": true,
-  "compression-bomb": true,
-  "bad-extent": true,
-  "inspect-failed": true,
-};
-
-/** True when `reason` is one an image is refused for (never retried as is), not a failed source's. */
-export function isRejectReason(reason: string): reason is ImageRejectReason {
-  return Object.hasOwn(rejectReasons, reason);
 }

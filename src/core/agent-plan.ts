@@ -6,7 +6,8 @@
  */
 import { createHash } from "node:crypto";
 import type { DiskUsage, ImageSpec, NodeImageCache, NodeImageCacheStatus, NodeImageStatus } from "./api-records.js";
-import { isRejectReason, type FetchFailure, type ImageMemory } from "./agent-memory.js";
+import type { FetchFailure, ImageMemory } from "./agent-memory.js";
+import { isRejectReason } from "./reject-reasons.js";
 import { setConditions, type ConditionInput } from "./conditions.js";
 import { baseNameFor } from "./names.js";
 import { formatBytes } from "./quantity.js";

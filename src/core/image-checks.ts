@@ -4,23 +4,10 @@
  * run in order and the first refusal wins, so the reason is the most specific one.
  */
 import type { HeaderFacts, HeaderFormat } from "./image-header.js";
+import type { RejectReason } from "./reject-reasons.js";
 
-/** Why an image was refused; the same strings as `RejectReason` in lib/errors.ts. */
-export type ImageRejectReason =
-  | "backing-file"
-  | "data-file"
-  | "encrypted"
-  | "unknown-feature"
-  | "too-large"
-  | "corrupt"
-  | "unsupported-format"
-  | "not-a-disk"
-  | "empty"
-  | "checksum-mismatch"
-  | "format-mismatch"
-  | "compression-bomb"
-  | "bad-extent"
-  | "inspect-failed";
+/** Why an image was refused: one of the reasons in core/reject-reasons.ts. */
+export type ImageRejectReason = RejectReason;
 
 /** Accept, or refuse with a reason and a message that says what is wrong. */
 export type ImageVerdict = { accept: true } | { accept: false; reason: ImageRejectReason; message: string };

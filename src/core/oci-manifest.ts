@@ -3,6 +3,7 @@
  * layer holds the disk and how it is packed. Pure; every refusal is returned with a reason and a message.
  */
 import { DigestPattern } from "./oci-ref.js";
+import type { RejectReason } from "./reject-reasons.js";
 
 /** Media types of manifests we accept, and of the layers we know. */
 export const MediaType = {
@@ -43,9 +44,9 @@ export type ManifestDocument =
   | { kind: "image"; mediaType: string; config: Descriptor; layers: Descriptor[] }
   | { kind: "index"; mediaType: string; manifests: Descriptor[] };
 
-/** Why a manifest cannot give us a disk; reasons are the RejectReason strings of lib/errors.ts. */
+/** Why a manifest cannot give us a disk, with one of the refusal reasons of core/reject-reasons.ts. */
 export interface ManifestProblem {
-  reason: "not-a-disk" | "unsupported-format" | "corrupt";
+  reason: Extract<RejectReason, "not-a-disk" | "unsupported-format" | "corrupt">;
   message: string;
 }
 

@@ -3,11 +3,12 @@
  * base-256 sizes). Pure and incremental: feed it chunks, get back entries and views of their data, never
  * more than one 512-byte header or one bounded metadata record held in memory.
  */
+import type { RejectReason } from "./reject-reasons.js";
 
-/** Why an archive was refused; the reasons are RejectReason strings of lib/errors.ts. */
+/** Why an archive was refused, with one of the refusal reasons of core/reject-reasons.ts. */
 export class TarFormatError extends Error {
   constructor(
-    readonly reason: "corrupt" | "not-a-disk" | "too-large" | "unsupported-format",
+    readonly reason: Extract<RejectReason, "corrupt" | "not-a-disk" | "too-large" | "unsupported-format">,
     message: string,
   ) {
     super(message);

@@ -5,6 +5,7 @@
 import { open, statfs, unlink } from "node:fs/promises";
 import { evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits, type ImageVerdict } from "../core/image-checks.js";
 import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
+import { EarlyRejectReasons } from "../core/reject-reasons.js";
 import { DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
 import { readHeaderFacts } from "./header-read.js";
@@ -37,9 +38,8 @@ export function earlyCheck(id: string, head: Buffer, total: number | undefined, 
   if (total === undefined) return;
   const parse = inspectHeader({ size: total, chunks: [{ offset: 0, data: head.subarray(0, Math.min(head.length, HeaderProbeBytes)) }] });
   if (!parse.done) return;
-  const early = new Set(["backing-file", "data-file", "encrypted", "unsupported-format", "too-large", "bad-extent", "unknown-feature"]);
   const v = evaluateHeader(parse.facts, limits);
-  if (!v.accept && early.has(v.reason)) refuseIf(v, id);
+  if (!v.accept && EarlyRejectReasons.includes(v.reason)) refuseIf(v, id);
 }
 
 /** Both inspection layers; returns our facts and the virtual size qemu-img reads (they agree, up to VHD geometry). */

@@ -2,7 +2,9 @@
  * The one mapping from the end of a fetch (a result or a thrown error) to status, reason and message, shared by
  * `basecache fetch --json`, the agent's status and the lock outcome that coalesced waiters read.
  */
-import { AbortedError, DeadlineError, DiskFullError, FetchError, ForeignFileError, ImageRejectedError, ToolError, type FetchFailReason, type RejectReason } from "../lib/errors.js";
+import { isFetchFailReason } from "../core/fetch-fail-reasons.js";
+import { isRejectReason } from "../core/reject-reasons.js";
+import { AbortedError, DeadlineError, DiskFullError, FetchError, ForeignFileError, ImageRejectedError, ToolError } from "../lib/errors.js";
 import type { LockOutcome } from "./lock.js";
 
 /** Status of a fetch: the base is ready, the image was refused, or the fetch failed. */
@@ -37,15 +39,16 @@ export function lockOutcomeFor(err: unknown, request: string): LockOutcome {
 /**
  * Rebuilds the error a holder ended with, for a waiter of the request with key `request` to report the same
  * result; undefined when the waiter should try the fetch itself: the holder worked on another request (another
- * source, checksum or limit: its verdict is not ours), was stopped, or failed in a way that is not about the image.
+ * source, checksum or limit: its verdict is not ours), was stopped, failed in a way that is not about the image, or
+ * left a reason this version does not know.
  */
 export function errorFromLockOutcome(o: LockOutcome, request: string): Error | undefined {
   if (o.request !== request) return undefined;
   switch (o.errorName) {
     case "ImageRejectedError":
-      return new ImageRejectedError(o.reason as RejectReason, o.message);
+      return isRejectReason(o.reason) ? new ImageRejectedError(o.reason, o.message) : undefined;
     case "FetchError":
-      return new FetchError(o.reason as FetchFailReason, o.message, { retryable: false });
+      return isFetchFailReason(o.reason) ? new FetchError(o.reason, o.message, { retryable: false }) : undefined;
     case "DiskFullError":
       return new DiskFullError(o.message);
     default:

@@ -3,33 +3,11 @@
  * `lib/exit.ts` maps each to one process exit code.
  */
 
-/** Stable machine-readable reasons for a refused image (also the `reason` in `--json` and status). */
-export type RejectReason =
-  | "backing-file"
-  | "data-file"
-  | "encrypted"
-  | "unknown-feature"
-  | "too-large"
-  | "corrupt"
-  | "unsupported-format"
-  | "not-a-disk"
-  | "empty"
-  | "checksum-mismatch"
-  | "format-mismatch"
-  | "compression-bomb"
-  | "bad-extent"
-  | "inspect-failed";
+import type { FetchFailReason } from "../core/fetch-fail-reasons.js";
+import type { RejectReason } from "../core/reject-reasons.js";
 
-/** Stable machine-readable reasons for a source that failed. */
-export type FetchFailReason =
-  | "http-status"
-  | "unreachable"
-  | "bad-redirect"
-  | "too-many-redirects"
-  | "retries-exhausted"
-  | "truncated"
-  | "stalled"
-  | "registry";
+export type { FetchFailReason } from "../core/fetch-fail-reasons.js";
+export type { RejectReason } from "../core/reject-reasons.js";
 
 /**
  * The base of every error the project throws on purpose. Such an error is an expected outcome (a refused

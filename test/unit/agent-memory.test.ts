@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DefaultRetryPolicy, isRejectReason, recordFailure } from "../../src/core/agent-memory.js";
+import { DefaultRetryPolicy, recordFailure } from "../../src/core/agent-memory.js";
 
 const NOW = 1_800_000_000_000;
 
@@ -44,18 +44,4 @@ test("backoff grows with attempts of the same definition and restarts for a new 
   assert.ok(delays.at(-1)! <= DefaultRetryPolicy.maxMs);
   assert.equal(f.attempts, 13);
   assert.equal(recordFailure(f, out, at("two")).attempts, 1);
-});
-
-test("isRejectReason knows every reason an image is refused for, and no source failure", () => {
-  const table: [string, boolean][] = [
-    ["backing-file", true],
-    ["checksum-mismatch", true],
-    ["inspect-failed", true],
-    ["http-status", false],
-    ["disk-full", false],
-    ["aborted", false],
-    ["toString", false],
-    ["", false],
-  ];
-  for (const [reason, want] of table) assert.equal(isRejectReason(reason), want, reason);
 });

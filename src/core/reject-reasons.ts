@@ -1,0 +1,48 @@
+/**
+ * The one list of reasons an image is refused: the `reason` of an `ImageRejectedError`, of `--json` output and
+ * of a `Failed` status entry (the agent writes it as is, there is no second spelling). Each row says what the
+ * reason means; docs/operations.md explains the same reasons to an operator. Adding a reason is one row.
+ */
+
+/** One refusal reason and what it means. */
+export interface RejectReasonRow {
+  readonly reason: string;
+  /** What the image is, in one line. */
+  readonly doc: string;
+  /** Final from the header alone: `earlyCheck` refuses it from the first 64 KiB, before downloading the rest. */
+  readonly early?: true;
+}
+
+/** Every refusal reason, most specific first, as the image checks try them. */
+export const RejectReasonRows = [
+  { reason: "backing-file", early: true, doc: "The image names a backing file: reading it would read another file on the node" },
+  { reason: "data-file", early: true, doc: "A qcow2 image with an external data file, the same risk as a backing file" },
+  { reason: "encrypted", early: true, doc: "The image is encrypted" },
+  { reason: "unknown-feature", early: true, doc: "A qcow2 image sets incompatible feature bits we do not know" },
+  { reason: "too-large", early: true, doc: "The virtual size (or an archive member) is above the size limit" },
+  { reason: "corrupt", doc: "The image, its manifest or its archive is structurally damaged" },
+  { reason: "unsupported-format", early: true, doc: "Not raw, qcow2, vmdk, vhdx, vpc or vdi, or a variant of them we refuse" },
+  { reason: "not-a-disk", doc: "Not a disk image at all, e.g. an HTML error page served with 200" },
+  { reason: "empty", doc: "No bytes, or a size that is not whole sectors" },
+  { reason: "checksum-mismatch", doc: "The download's SHA-256 differs from the declared checksum" },
+  { reason: "format-mismatch", doc: "Our header inspector and qemu-img disagree on the format" },
+  { reason: "compression-bomb", doc: "A compressed image would expand beyond the size limit" },
+  { reason: "bad-extent", early: true, doc: "A VMDK whose extents point outside the file" },
+  { reason: "inspect-failed", doc: "The image could not be inspected safely, or the converted file did not read back as the raw disk expected" },
+] as const satisfies readonly RejectReasonRow[];
+
+/** Every refusal reason, in the order of `RejectReasonRows`. */
+export const RejectReasons = RejectReasonRows.map((r) => r.reason);
+
+/** A stable, machine-readable reason for a refused image. */
+export type RejectReason = (typeof RejectReasons)[number];
+
+/** The reasons `earlyCheck` may refuse from the header before the download ends. */
+export const EarlyRejectReasons: readonly RejectReason[] = RejectReasonRows.filter((r: RejectReasonRow) => r.early === true).map((r) => r.reason);
+
+const known: ReadonlySet<string> = new Set(RejectReasons);
+
+/** True when `x` is one of the refusal reasons (e.g. a `Failed` entry's reason read back from status). */
+export function isRejectReason(x: unknown): x is RejectReason {
+  return typeof x === "string" && known.has(x);
+}

@@ -1,0 +1,33 @@
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+import { parseFetchFlags } from "../../src/cli/commands/fetch.js";
+import { ConfigError } from "../../src/lib/errors.js";
+
+describe("basecache fetch flags", () => {
+  const ok = ["--base-dir", "/b", "--id", "x", "--url", "http://h/x"];
+  test("parses the contract's flags", () => {
+    const f = parseFetchFlags([...ok, "--checksum", `sha256:${"a".repeat(64)}`, "--max-virtual-size", "1Gi", "--json"], {});
+    assert.ok(f !== "help");
+    assert.equal(f.json, true);
+    assert.equal(f.request.maxVirtualSize, 1024 ** 3);
+    assert.deepEqual(f.request.source, { http: { url: "http://h/x" } });
+  });
+  test("takes --registry-image instead of --url", () => {
+    const f = parseFetchFlags(["--base-dir", "/b", "--id", "x", "--registry-image", "r.local/os/debian:12"], {});
+    assert.ok(f !== "help");
+    assert.deepEqual(f.request.source, { registry: { image: "r.local/os/debian:12" } });
+  });
+  const bad: [string, string[]][] = [
+    ["no base dir", ["--id", "x", "--url", "http://h/x"]],
+    ["no id", ["--base-dir", "/b", "--url", "http://h/x"]],
+    ["no source", ["--base-dir", "/b", "--id", "x"]],
+    ["two sources", [...ok, "--registry-image", "r/x:1"]],
+    ["a file URL", ["--base-dir", "/b", "--id", "x", "--url", "file:///etc/passwd"]],
+    ["a bad checksum", [...ok, "--checksum", "md5:00"]],
+    ["a bad size", [...ok, "--max-virtual-size", "lots"]],
+    ["an unknown flag", [...ok, "--force"]],
+    ["a positional", [...ok, "extra"]],
+  ];
+  for (const [label, argv] of bad) test(`refuses ${label} as a usage error`, () => assert.throws(() => parseFetchFlags(argv, {}), ConfigError));
+  test("refuses a bad tuning variable", () => assert.throws(() => parseFetchFlags(ok, { BASECACHE_FETCH_ATTEMPTS: "0" }), ConfigError));
+});

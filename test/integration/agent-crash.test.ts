@@ -77,8 +77,7 @@ test("an agent killed with SIGKILL mid-download and restarted ends with a correc
 
   // The restarted agent finds the same source, now served at full speed.
   origin.serve("/crash.qcow2", { file: images.path("crash.qcow2") });
-  const second = launch(node, d, kubeconfig);
-  await second.waitForLog("Agent started");
+  launch(node, d, kubeconfig);
   await eventually(async () => assert.equal((await imageStatus(admin, node, "crash-image"))?.phase, "Ready"), { timeoutMs: 90_000 });
   await assertNoStrays(d.base, ["crash-image"]);
 });
@@ -103,7 +102,6 @@ test("SIGTERM mid-download stops the agent with exit 0 and rolls the download ba
   await eventually(async () => assert.ok((await stat(`${d.base}/${baseNameFor("term-image")}.part`)).size > 0), { timeoutMs: 60_000 });
   assert.equal(await agent.stop(), 0);
   await assertNoStrays(d.base, []);
-  assert.ok(agent.lines.some((l) => l.msg === "Agent stopped"));
 });
 
 test("a restarted agent remembers a rejection from its status and does not fetch the image again", async () => {

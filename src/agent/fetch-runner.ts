@@ -11,7 +11,7 @@ import { parseByteQuantity } from "../core/quantity.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchProgress } from "../image/pipeline.js";
 import type { Clock } from "../lib/clock.js";
-import { DiskFullError } from "../lib/errors.js";
+import { AbortedError, DiskFullError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
 import type { DiskState } from "./disk-state.js";
 import type { AgentMetrics } from "./metrics.js";
@@ -80,12 +80,12 @@ export class FetchRunner {
     const t = this.tasks.get(id);
     if (!t || t.controller.signal.aborted) return;
     this.opts.log.info({ imageId: id, why }, "Cancelled fetch of image");
-    t.controller.abort(new Error(`Cancelled: ${why}`));
+    t.controller.abort(new AbortedError(`Cancelled fetch: ${why}`));
   }
 
   /** Aborts every task and waits until each has rolled back its work files. */
   async stop(): Promise<void> {
-    for (const t of this.tasks.values()) t.controller.abort(new Error("Agent is stopping"));
+    for (const t of this.tasks.values()) t.controller.abort(new AbortedError("Agent is stopping"));
     await Promise.all([...this.tasks.values()].map((t) => t.done));
   }
 

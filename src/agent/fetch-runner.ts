@@ -1,7 +1,8 @@
 /**
  * The agent's fetches and their memory, in one owner: it starts, cancels and stops the pipeline's fetches (and
  * its checks of bases already on disk), and is the only writer of what the agent remembers of each image. The
- * plan reads a snapshot (`recall`); the fetches' callbacks write here and then ask for another pass.
+ * plan reads a snapshot (`recall`); the fetches' callbacks write here and then ask for another pass. A task logs
+ * under the logger of the pass that started it, so its lines carry that pass's `reconcileId`.
  */
 import { DefaultRetryPolicy, recordFailure, type ImageMemory } from "../core/agent-memory.js";
 import { imageFingerprint } from "../core/agent-plan.js";
@@ -20,7 +21,6 @@ import type { NodeEvents } from "./node-events.js";
 export interface FetchRunnerOptions {
   baseDir: string;
   clock: Clock;
-  log: Logger;
   metrics: AgentMetrics;
   events: NodeEvents;
   /** Told when a fetch ended, so the next pass measures the cache afresh. */
@@ -35,6 +35,13 @@ export interface FetchRunnerOptions {
 /** A download (`fetch`) or a check of a base already on disk against its definition (`verify`). */
 export type FetchKind = "fetch" | "verify";
 
+/** How a pass starts a task: its kind, the spec's generation (for the failure record) and the pass's logger. */
+export interface TaskStart {
+  kind: FetchKind;
+  generation: number;
+  log: Logger;
+}
+
 /** What the runner remembers, as the plan reads it. */
 export interface Recollection {
   memory: Record<string, ImageMemory>;
@@ -45,6 +52,15 @@ export interface Recollection {
 }
 
 const ProgressRequeueMs = 1_000;
+
+/** One running task; `log` is the starting pass's, bound to the image. */
+interface Task {
+  image: ImageSpec;
+  fingerprint: string;
+  controller: AbortController;
+  generation: number;
+  log: Logger;
+}
 
 export class FetchRunner {
   private readonly memory: Record<string, ImageMemory> = {};
@@ -76,10 +92,11 @@ export class FetchRunner {
     for (const id of ids) if (!this.tasks.has(id)) delete this.memory[id];
   }
 
-  cancel(id: string, why: string): void {
+  /** Aborts the task for `id`, if one runs; `log` is the cancelling pass's. */
+  cancel(id: string, why: string, log: Logger): void {
     const t = this.tasks.get(id);
     if (!t || t.controller.signal.aborted) return;
-    this.opts.log.info({ imageId: id, why }, "Cancelled fetch of image");
+    log.info({ imageId: id, why }, "Cancelled fetch of image");
     t.controller.abort(new AbortedError(`Cancelled fetch: ${why}`));
   }
 
@@ -89,14 +106,15 @@ export class FetchRunner {
     await Promise.all([...this.tasks.values()].map((t) => t.done));
   }
 
-  /** Starts a task for `image` unless one is under way; `generation` is the spec's, for the failure record. */
-  start(image: ImageSpec, kind: FetchKind, generation: number): void {
+  /** Starts a task for `image` unless one is under way. */
+  start(image: ImageSpec, how: TaskStart): void {
     if (this.tasks.has(image.id)) return;
     const fingerprint = imageFingerprint(image);
     const controller = new AbortController();
-    if (kind === "fetch") (this.memory[image.id] ??= {}).running = { fingerprint, phase: "Downloading", bytesDone: 0 };
-    const done = this.run(image, fingerprint, controller, generation)
-      .catch((err: unknown) => this.opts.log.error({ err, imageId: image.id }, "Fetch task failed unexpectedly"))
+    const task: Task = { image, fingerprint, controller, generation: how.generation, log: how.log.child({ imageId: image.id }) };
+    if (how.kind === "fetch") (this.memory[image.id] ??= {}).running = { fingerprint, phase: "Downloading", bytesDone: 0 };
+    const done = this.run(task)
+      .catch((err: unknown) => task.log.error({ err }, "Fetch task failed unexpectedly"))
       .finally(() => {
         this.tasks.delete(image.id);
         const mem = this.memory[image.id];
@@ -113,8 +131,9 @@ export class FetchRunner {
     for (const l of this.listeners) l(afterMs);
   }
 
-  private async run(image: ImageSpec, fingerprint: string, controller: AbortController, generation: number): Promise<void> {
-    const { log, metrics } = this.opts;
+  private async run(task: Task): Promise<void> {
+    const { image, fingerprint, controller, log } = task;
+    const { metrics } = this.opts;
     const admission: { error?: Error } = {};
     const started = performance.now();
     try {
@@ -125,15 +144,15 @@ export class FetchRunner {
         ...(image.checksum ? { checksum: image.checksum } : {}),
         ...(image.maxVirtualSize ? { maxVirtualSize: parseByteQuantity(image.maxVirtualSize) } : {}),
         signal: controller.signal,
-        log: log.child({ imageId: image.id }),
-        onProgress: this.progressHandler(image.id, fingerprint, controller, admission),
+        log,
+        onProgress: this.progressHandler(task, admission),
         ...(this.opts.fetchRetry ? { retry: this.opts.fetchRetry } : {}),
       });
       this.memory[image.id] = { verified: fingerprint };
       if (result.cached) return;
       metrics.fetches.inc({ outcome: "ready", reason: "fetched" });
       metrics.fetchSeconds.observe({ outcome: "ready" }, result.seconds);
-      log.info({ imageId: image.id, base: result.base, bytes: result.bytesDownloaded, durationMs: Math.round(result.seconds * 1000) }, "Fetched image");
+      log.info({ base: result.base, bytes: result.bytesDownloaded, durationMs: Math.round(result.seconds * 1000) }, "Fetched image");
       this.opts.events.record("Normal", "ImageReady", "Fetch", `Image "${image.id}" is ready as base ${result.base} (${result.virtualSize} bytes virtual)`);
     } catch (err) {
       const refused = admission.error ?? (controller.signal.reason instanceof DiskFullError ? controller.signal.reason : undefined);
@@ -141,13 +160,14 @@ export class FetchRunner {
         metrics.fetches.inc({ outcome: "aborted", reason: "aborted" });
         return;
       }
-      this.recordFailed(image.id, fingerprint, refused ?? err, generation, (performance.now() - started) / 1000);
+      this.recordFailed(task, refused ?? err, (performance.now() - started) / 1000);
     }
   }
 
   // Progress updates metrics and memory, asks for a pass soon, and asks once for room under a cache budget.
-  private progressHandler(id: string, fingerprint: string, controller: AbortController, admission: { error?: Error }) {
+  private progressHandler(task: Task, admission: { error?: Error }) {
     const { metrics } = this.opts;
+    const { image: { id }, fingerprint } = task;
     const labels = { image_id: id };
     let lastDone = 0;
     let admitted = false;
@@ -162,14 +182,15 @@ export class FetchRunner {
       if (m?.running) m.running = { fingerprint, phase: p.phase, bytesDone: p.bytesDone, ...(p.bytesTotal !== undefined ? { bytesTotal: p.bytesTotal } : {}) };
       if (!admitted && p.bytesTotal !== undefined && this.opts.makeRoom) {
         admitted = true;
-        void this.admit(id, p.bytesTotal, controller).then((e) => (admission.error = e));
+        void this.admit(task, p.bytesTotal).then((e) => (admission.error = e));
       }
       this.notify(ProgressRequeueMs);
     };
   }
 
-  private recordFailed(id: string, fingerprint: string, err: unknown, generation: number, seconds: number): void {
+  private recordFailed(task: Task, err: unknown, seconds: number): void {
     const { metrics } = this.opts;
+    const { image: { id }, fingerprint, generation } = task;
     const o = describeOutcome(err);
     const kind = o.status === "rejected" ? "rejected" : "failed";
     const m = (this.memory[id] ??= {});
@@ -190,15 +211,15 @@ export class FetchRunner {
     }
   }
 
-  private async admit(id: string, bytes: number, controller: AbortController): Promise<Error | undefined> {
+  private async admit(task: Task, bytes: number): Promise<Error | undefined> {
     try {
       if (await this.opts.makeRoom?.(bytes)) return undefined;
     } catch (err) {
-      this.opts.log.warn({ err, imageId: id }, "Cannot make room for image, fetching anyway");
+      task.log.warn({ err }, "Cannot make room for image, fetching anyway");
       return undefined;
     }
-    const err = new DiskFullError(`Cannot fit image "${id}" (${bytes} bytes) in the cache budget: not enough unused bases to evict`);
-    controller.abort(err);
+    const err = new DiskFullError(`Cannot fit image "${task.image.id}" (${bytes} bytes) in the cache budget: not enough unused bases to evict`);
+    task.controller.abort(err);
     return err;
   }
 }

@@ -1,7 +1,9 @@
 /**
  * The agent's GC passes, one at a time: on a timer, on SIGUSR1, on a new `basecache.io/gc-requested` value, at
  * start, and to make room for an arriving image under a cache budget. References come from the informers.
+ * Each pass logs under its own `reconcileId`, as a queue pass does.
  */
+import { randomUUID } from "node:crypto";
 import { DefaultRetentionMs, imagesFromAnnotation, type GcDecision, type GcUse, type GcWant } from "../core/gc.js";
 import { parseDuration } from "../core/duration.js";
 import { cacheBytesAfter } from "../core/gc-budget.js";
@@ -39,6 +41,8 @@ export interface GcRunnerOptions {
   /** Where each pass records what it removed and, under a cache budget, what it found. */
   disk: DiskState;
   signal: AbortSignal;
+  /** A new pass id; default a random UUID. */
+  newId?: () => string;
 }
 
 /** Wanted bases from the node's NodeImageCache: unknown until its informer synced; none when it does not exist. */
@@ -85,7 +89,7 @@ export class GcRunner {
 
   private async pass(trigger: string, reserveBytes: number): Promise<boolean> {
     const { metrics } = this.opts;
-    const log = this.opts.log.child({ gcTrigger: trigger });
+    const log = this.opts.log.child({ gcTrigger: trigger, reconcileId: (this.opts.newId ?? randomUUID)() });
     const end = metrics.gcSeconds.startTimer();
     if (this.opts.signal.aborted) return true;
     try {

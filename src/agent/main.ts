@@ -109,9 +109,9 @@ function wireParts(opts: AgentOptions, edges: Edges) {
   const references = { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) };
   const gc = new GcRunner({ ...opts, log, metrics, signal, references, events, disk });
   const makeRoom = opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {};
-  const fetches = new FetchRunner({ ...opts, log, metrics, events, disk, ...makeRoom });
+  const fetches = new FetchRunner({ ...opts, metrics, events, disk, ...makeRoom });
   const parts: AgentParts = { nodeImageCache: nic, clock: opts.clock, concurrency: opts.concurrency, disk, fetches, status };
-  const queue = new WorkQueue({ name: "node", log, metrics: metrics.queue, reconcile: (_key, s) => reconcileNode(parts, s) });
+  const queue = new WorkQueue({ name: "node", log, metrics: metrics.queue, reconcile: (_key, s, passLog) => reconcileNode(parts, s, passLog) });
   fetches.onChange((ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)));
   disk.onChange(() => queue.add(opts.node));
   watchNodeImageCache(nics, {

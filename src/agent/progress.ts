@@ -2,7 +2,7 @@
  * The agent's status writer: takes every status the reconciler computes and writes it to the NodeImageCache's
  * status subresource as core/progress.ts decides: nothing when nothing changed, progress at most every 10 s,
  * outcomes within a second. A failed write is retried after a short delay; offers meanwhile only update what
- * the retry will write.
+ * the retry will write. A write logs under the logger of the pass whose status it writes.
  */
 import type { NodeImageCacheStatus } from "../core/api-records.js";
 import { decideStatusWrite, DefaultWritePolicy, type WritePolicy } from "../core/progress.js";
@@ -20,6 +20,8 @@ export class StatusWriter {
   private written: NodeImageCacheStatus | undefined;
   private writtenAt: number | undefined;
   private wanted: NodeImageCacheStatus | undefined;
+  /** The logger of the pass that offered `wanted`. */
+  private wantedLog: Logger;
   private timer: NodeJS.Timeout | undefined;
   /** When `timer` fires, on the writer's clock. */
   private timerAt: number | undefined;
@@ -37,16 +39,19 @@ export class StatusWriter {
       metrics?: AgentMetrics;
       policy?: WritePolicy;
     },
-  ) {}
+  ) {
+    this.wantedLog = opts.log;
+  }
 
   /** Tells the writer what the server holds now (from the informer), so an equal status is never rewritten. */
   observe(stored: NodeImageCacheStatus | undefined): void {
     if (this.written === undefined && stored !== undefined) this.written = normalizeJson(stored);
   }
 
-  /** Offers the latest computed status; it is written now, later, or not at all. */
-  offer(status: NodeImageCacheStatus): void {
+  /** Offers the latest computed status; it is written now, later, or not at all, logged under `log` (the pass's). */
+  offer(status: NodeImageCacheStatus, log: Logger): void {
     this.wanted = normalizeJson(status);
+    this.wantedLog = log;
     this.schedule();
   }
 
@@ -110,6 +115,7 @@ export class StatusWriter {
 
   private async write(): Promise<void> {
     const status = this.wanted;
+    const log = this.wantedLog;
     if (!status) return;
     this.writing = (async () => {
       try {
@@ -118,11 +124,11 @@ export class StatusWriter {
         this.writtenAt = this.opts.clock.now();
         this.retryAt = undefined;
         this.opts.metrics?.statusWrites.inc({ outcome: "written" });
-        this.opts.log.debug({ images: status.images?.length ?? 0 }, "Wrote NodeImageCache status");
+        log.debug({ images: status.images?.length ?? 0 }, "Wrote NodeImageCache status");
       } catch (e) {
         this.retryAt = this.opts.clock.now() + RetryAfterFailureMs;
         this.opts.metrics?.statusWrites.inc({ outcome: "failed" });
-        this.opts.log.warn({ err: asError(e) }, "Cannot write NodeImageCache status, retrying");
+        log.warn({ err: asError(e) }, "Cannot write NodeImageCache status, retrying");
       }
     })();
     await this.writing;

@@ -19,7 +19,7 @@ import { startController, type ControllerProcess } from "../../test/harness/cont
 import { eventually } from "../../test/harness/eventually.js";
 import { Api, type StoredNodeImageCache } from "../../test/harness/kube-api.js";
 import { enableKeepAlive, mergePatchOptions as mergePatchOpts } from "../../src/kube/client.js";
-import { imageDefinitionHash } from "../../src/core/agent-plan.js";
+import { definitionHash } from "../../src/core/image-definition.js";
 import { benchImages, DefaultSim, SimNode } from "./sim-agent.js";
 
 const { values } = parseArgs({
@@ -145,7 +145,7 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
 
   // 2. Simulated agents. The sample reports everything through the agent's coalescing policy, for real.
   const generation = new Map(nics.map((n) => [n.metadata.name, (n.metadata as { generation?: number }).generation ?? 1]));
-  const definitions = new Map(images.map((x) => [x.id, imageDefinitionHash(x)]));
+  const definitions = new Map(images.map((x) => [x.id, definitionHash(x)]));
   const sims = names.map((n, i) => new SimNode(n, images.map((x) => x.id), i + 1, DefaultSim, definitions));
   const sample = sims.slice(0, SAMPLE);
   const beforeAgents = await apiserverWrites(admin);

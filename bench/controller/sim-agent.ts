@@ -61,7 +61,7 @@ export class SimNode {
     imageIds: readonly string[],
     seed: number,
     private readonly opts: SimOptions = DefaultSim,
-    /** Image id -> imageDefinitionHash, stamped on each entry as the real agent does. */
+    /** Image id -> definitionHash, stamped on each entry as the real agent does. */
     private readonly definitions: ReadonlyMap<string, string> = new Map(),
   ) {
     const rnd = prng(seed);

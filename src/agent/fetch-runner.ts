@@ -5,9 +5,9 @@
  * under the logger of the pass that started it, so its lines carry that pass's `reconcileId`.
  */
 import { DefaultRetryPolicy, recordFailure, type ImageMemory } from "../core/agent-memory.js";
-import { imageFingerprint } from "../core/agent-plan.js";
 import type { ImageSpec } from "../core/api-records.js";
 import type { BackoffPolicy } from "../core/backoff.js";
+import { definitionKey } from "../core/image-definition.js";
 import { parseByteQuantity } from "../core/quantity.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchProgress } from "../image/pipeline.js";
@@ -56,7 +56,7 @@ const ProgressRequeueMs = 1_000;
 /** One running task; `log` is the starting pass's, bound to the image. */
 interface Task {
   image: ImageSpec;
-  fingerprint: string;
+  definitionKey: string;
   controller: AbortController;
   generation: number;
   log: Logger;
@@ -109,10 +109,10 @@ export class FetchRunner {
   /** Starts a task for `image` unless one is under way. */
   start(image: ImageSpec, how: TaskStart): void {
     if (this.tasks.has(image.id)) return;
-    const fingerprint = imageFingerprint(image);
+    const key = definitionKey(image);
     const controller = new AbortController();
-    const task: Task = { image, fingerprint, controller, generation: how.generation, log: how.log.child({ imageId: image.id }) };
-    if (how.kind === "fetch") (this.memory[image.id] ??= {}).running = { fingerprint, phase: "Downloading", bytesDone: 0 };
+    const task: Task = { image, definitionKey: key, controller, generation: how.generation, log: how.log.child({ imageId: image.id }) };
+    if (how.kind === "fetch") (this.memory[image.id] ??= {}).running = { definitionKey: key, phase: "Downloading", bytesDone: 0 };
     const done = this.run(task)
       .catch((err: unknown) => task.log.error({ err }, "Fetch task failed unexpectedly"))
       .finally(() => {
@@ -132,7 +132,7 @@ export class FetchRunner {
   }
 
   private async run(task: Task): Promise<void> {
-    const { image, fingerprint, controller, log } = task;
+    const { image, controller, log } = task;
     const { metrics } = this.opts;
     const admission: { error?: Error } = {};
     const started = performance.now();
@@ -148,7 +148,7 @@ export class FetchRunner {
         onProgress: this.progressHandler(task, admission),
         ...(this.opts.fetchRetry ? { retry: this.opts.fetchRetry } : {}),
       });
-      this.memory[image.id] = { verified: fingerprint };
+      this.memory[image.id] = { verified: task.definitionKey };
       if (result.cached) return;
       metrics.fetches.inc({ outcome: "ready", reason: "fetched" });
       metrics.fetchSeconds.observe({ outcome: "ready" }, result.seconds);
@@ -167,7 +167,7 @@ export class FetchRunner {
   // Progress updates metrics and memory, asks for a pass soon, and asks once for room under a cache budget.
   private progressHandler(task: Task, admission: { error?: Error }) {
     const { metrics } = this.opts;
-    const { image: { id }, fingerprint } = task;
+    const { id } = task.image;
     const labels = { image_id: id };
     let lastDone = 0;
     let admitted = false;
@@ -179,7 +179,7 @@ export class FetchRunner {
       metrics.imageBytesDone.set(labels, p.bytesDone);
       if (p.bytesTotal !== undefined) metrics.imageBytesTotal.set(labels, p.bytesTotal);
       const m = this.memory[id];
-      if (m?.running) m.running = { fingerprint, phase: p.phase, bytesDone: p.bytesDone, ...(p.bytesTotal !== undefined ? { bytesTotal: p.bytesTotal } : {}) };
+      if (m?.running) m.running = { definitionKey: task.definitionKey, phase: p.phase, bytesDone: p.bytesDone, ...(p.bytesTotal !== undefined ? { bytesTotal: p.bytesTotal } : {}) };
       if (!admitted && p.bytesTotal !== undefined && this.opts.makeRoom) {
         admitted = true;
         void this.admit(task, p.bytesTotal).then((e) => (admission.error = e));
@@ -190,14 +190,14 @@ export class FetchRunner {
 
   private recordFailed(task: Task, err: unknown, seconds: number): void {
     const { metrics } = this.opts;
-    const { image: { id }, fingerprint, generation } = task;
+    const { id } = task.image;
     const o = describeOutcome(err);
     const kind = o.status === "rejected" ? "rejected" : "failed";
     const m = (this.memory[id] ??= {});
     m.failure = recordFailure(m.failure, { kind, reason: o.reason, message: o.message }, {
       now: this.opts.clock.now(),
-      generation,
-      fingerprint,
+      generation: task.generation,
+      definitionKey: task.definitionKey,
       jitter: (this.opts.random ?? Math.random)(),
       policy: this.opts.retry ?? DefaultRetryPolicy,
     });

@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { findConflicts, lostDefinitions } from "../core/desired.js";
-import { imageDefinitionHash } from "../core/agent-plan.js";
+import { definitionHash } from "../core/image-definition.js";
 import { placementPatch, planNodePlacement, type PlacementCache, type PlacementInput, type Taint } from "../core/node-placement.js";
 import type { ImageCache } from "../kube/api-types.js";
 import { call, isNotFound, mergePatchOptions, type RawObject } from "../kube/client.js";
@@ -49,7 +49,7 @@ export function placementCaches(all: readonly ImageCache[]): PlacementCache[] {
     const c: PlacementCache = {
       name: ic.metadata.name,
       deleting: !!ic.metadata.deletionTimestamp,
-      images: ic.spec.images.map((i) => ({ id: i.id, definition: imageDefinitionHash(i) })),
+      images: ic.spec.images.map((i) => ({ id: i.id, definition: definitionHash(i) })),
       lostIds: ic.spec.images.filter((i) => lost.has(`${ic.metadata.name}\u0000${i.id}`)).map((i) => i.id),
       taintUntilReady: ic.spec.placement?.taintUntilReady === true,
     };

@@ -6,7 +6,7 @@
 import { capImages, findConflicts, lostDefinitions, MaxImagesPerNode, planNodeImages, selectingImageCaches } from "../core/desired.js";
 import { selectorMatches } from "../core/label-selector.js";
 import { findCondition } from "../core/conditions.js";
-import { imageDefinitionHash } from "../core/agent-plan.js";
+import { definitionHash } from "../core/image-definition.js";
 import { planImageCacheStatus, type NodeImageReport, type RollupStatus } from "../core/rollup.js";
 import { ApiVersion, ImageCacheKind, type ImageCache } from "../kube/api-types.js";
 import { isNotFound } from "../kube/client.js";
@@ -70,7 +70,7 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
     imageIds: ic.spec.images.map((i) => i.id),
     nodes: g.nodes,
     reports: g.reports,
-    definitions: new Map(ic.spec.images.map((i) => [i.id, imageDefinitionHash(i)])),
+    definitions: new Map(ic.spec.images.map((i) => [i.id, definitionHash(i)])),
     conflicts: g.conflicts,
     overflowIds: g.overflowIds,
     existingConditions: current?.conditions ?? [],

@@ -8,15 +8,16 @@ import { backoffDelay, type BackoffPolicy } from "./backoff.js";
 
 /** A fetch under way, as the agent tracks it in memory. */
 export interface RunningFetch {
-  fingerprint: string;
+  /** definitionKey of the definition being fetched. */
+  definitionKey: string;
   phase: Exclude<ImagePhase, "Ready" | "Failed">;
   bytesDone?: number;
   bytesTotal?: number;
 }
 
 /**
- * The last failed attempt of an image. A rejection waits for the image's definition to change (by fingerprint,
- * or by generation when the fingerprint was lost with a restart); a failed source retries at `retryAt`.
+ * The last failed attempt of an image. A rejection waits for the image's definition to change (by definitionKey,
+ * or by generation when the key was lost with a restart); a failed source retries at `retryAt`.
  */
 export interface FetchFailure {
   kind: "rejected" | "failed";
@@ -25,7 +26,7 @@ export interface FetchFailure {
   attempts: number;
   /** Epoch ms of the next attempt, for kind "failed". */
   retryAt?: number;
-  fingerprint?: string;
+  definitionKey?: string;
   generation: number;
 }
 
@@ -33,7 +34,7 @@ export interface FetchFailure {
 export interface ImageMemory {
   running?: RunningFetch;
   failure?: FetchFailure;
-  /** The fingerprint a base on disk was last checked against (checksum, size limit) by the pipeline. */
+  /** The definitionKey a base on disk was last checked against (checksum, size limit) by the pipeline. */
   verified?: string;
 }
 
@@ -47,10 +48,10 @@ export const DefaultRetryPolicy: BackoffPolicy = { baseMs: 5_000, maxMs: 2 * 60_
 export function recordFailure(
   prior: FetchFailure | undefined,
   outcome: { kind: "rejected" | "failed"; reason: string; message: string },
-  at: { now: number; generation: number; fingerprint: string; jitter: number; policy: BackoffPolicy },
+  at: { now: number; generation: number; definitionKey: string; jitter: number; policy: BackoffPolicy },
 ): FetchFailure {
-  const attempts = prior && prior.fingerprint === at.fingerprint ? prior.attempts + 1 : 1;
-  const base = { kind: outcome.kind, reason: outcome.reason, attempts, fingerprint: at.fingerprint, generation: at.generation };
+  const attempts = prior && prior.definitionKey === at.definitionKey ? prior.attempts + 1 : 1;
+  const base = { kind: outcome.kind, reason: outcome.reason, attempts, definitionKey: at.definitionKey, generation: at.generation };
   if (outcome.kind === "rejected") return { ...base, message: outcome.message };
   const retryAt = at.now + backoffDelay(at.policy, attempts - 1, at.jitter);
   return { ...base, retryAt, message: `${outcome.message} (attempt ${attempts}; next at ${new Date(retryAt).toISOString()})` };

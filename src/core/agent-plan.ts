@@ -4,9 +4,9 @@
  * to cancel, what to remember and forget, the status to write and when to look again. Pure; src/agent/reconcile.ts
  * gathers and applies.
  */
-import { createHash } from "node:crypto";
 import type { DiskUsage, ImageSpec, NodeImageCache, NodeImageCacheStatus, NodeImageStatus } from "./api-records.js";
 import type { FetchFailure, ImageMemory } from "./agent-memory.js";
+import { definitionKey, hashOfDefinitionKey } from "./image-definition.js";
 import { isRejectReason } from "./reject-reasons.js";
 import { setConditions, type ConditionInput } from "./conditions.js";
 import { baseNameFor } from "./names.js";
@@ -60,24 +60,6 @@ export interface AgentPlan {
   requeueAfterMs?: number;
 }
 
-/** A stable text of the parts of an image's definition that decide its bytes; a change retries a rejection. */
-export function imageFingerprint(image: ImageSpec): string {
-  const source = "http" in image.source ? { http: image.source.http.url } : { registry: image.source.registry.image };
-  return JSON.stringify([source, image.checksum ?? "", image.maxVirtualSize ?? ""]);
-}
-
-/**
- * A short hash of imageFingerprint, carried in each status entry. The controller computes the same from the
- * ImageCache, so a node still reporting on an older definition of an id is not counted as holding the new one.
- */
-export function imageDefinitionHash(image: ImageSpec): string {
-  return hashOfFingerprint(imageFingerprint(image));
-}
-
-function hashOfFingerprint(fingerprint: string): string {
-  return createHash("sha1").update(fingerprint, "utf8").digest("hex").slice(0, 16);
-}
-
 /** The input as the per-image rules read it: the NodeImageCache unpacked, the seeded memory merged in. */
 interface PassFacts {
   now: number;
@@ -94,11 +76,11 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
   const generation = nic.metadata.generation ?? 0;
   const seed = input.seeded ? undefined : planSeedMemory(nic, input.memory);
   const facts: PassFacts = { now: input.now, generation, onDisk: input.onDisk, memory: { ...seed, ...input.memory }, ...(input.budget ? { budget: input.budget } : {}) };
-  const fingerprints = new Map(nic.spec.images.map((w) => [w.id, imageFingerprint(w)]));
+  const keys = new Map(nic.spec.images.map((w) => [w.id, definitionKey(w)]));
   const cancel = Object.entries(input.memory)
-    .filter(([id, m]) => m.running && m.running.fingerprint !== fingerprints.get(id))
+    .filter(([id, m]) => m.running && m.running.definitionKey !== keys.get(id))
     .map(([id]) => ({ id, why: "its definition changed or it is no longer wanted" }));
-  const forget = Object.keys(input.memory).filter((id) => !fingerprints.has(id) && !input.tasks.includes(id));
+  const forget = Object.keys(input.memory).filter((id) => !keys.has(id) && !input.tasks.includes(id));
   let running = Object.values(input.memory).filter((m) => m.running).length;
   const start: ImageSpec[] = [];
   const verify: ImageSpec[] = [];
@@ -128,7 +110,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
 /**
  * The rejections a status written before a restart records, for ids the agent remembers nothing of: a rejection
  * stays one until the definition changes. When the entry is of the current generation, the definition in the
- * spec is the one that was rejected, so its fingerprint is remembered too; otherwise only the generation.
+ * spec is the one that was rejected, so its definition key is remembered too; otherwise only the generation.
  */
 export function planSeedMemory(nic: NodeImageCache, memory: Readonly<Record<string, ImageMemory>>): Record<string, ImageMemory> {
   const seed: Record<string, ImageMemory> = {};
@@ -136,8 +118,8 @@ export function planSeedMemory(nic: NodeImageCache, memory: Readonly<Record<stri
     if (s.phase !== "Failed" || !s.reason || !isRejectReason(s.reason) || memory[s.id] || seed[s.id]) continue;
     const generation = s.observedGeneration ?? nic.status?.observedGeneration ?? 0;
     const spec = generation === nic.metadata.generation ? nic.spec.images.find((i) => i.id === s.id) : undefined;
-    const fingerprint = spec ? { fingerprint: imageFingerprint(spec) } : {};
-    seed[s.id] = { failure: { kind: "rejected", reason: s.reason, message: s.message ?? "", attempts: 1, generation, ...fingerprint } };
+    const key = spec ? { definitionKey: definitionKey(spec) } : {};
+    seed[s.id] = { failure: { kind: "rejected", reason: s.reason, message: s.message ?? "", attempts: 1, generation, ...key } };
   }
   return seed;
 }
@@ -151,11 +133,11 @@ type ImageDecision =
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
 function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
   const base = baseNameFor(image.id);
-  const fingerprint = imageFingerprint(image);
-  const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfFingerprint(fingerprint) };
+  const key = definitionKey(image);
+  const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfDefinitionKey(key) };
   const memory = input.memory[image.id];
   const failure = memory?.failure;
-  const sameFailure = failure !== undefined && sameDefinition(failure, fingerprint, input.generation);
+  const sameFailure = failure !== undefined && sameDefinition(failure, key, input.generation);
   if (failure && sameFailure && failure.kind === "rejected") {
     return { kind: "hold", status: { ...entry, phase: "Failed", reason: failure.reason, message: failure.message } };
   }
@@ -164,9 +146,9 @@ function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
     const size = present.virtualSize !== undefined ? { virtualSize: present.virtualSize } : {};
     const ready: NodeImageStatus = { ...entry, phase: "Ready", ...size };
     const backingOff = sameFailure && failure.retryAt !== undefined && failure.retryAt > input.now;
-    return { kind: memory?.verified === fingerprint || memory?.running || backingOff ? "hold" : "verify", status: ready };
+    return { kind: memory?.verified === key || memory?.running || backingOff ? "hold" : "verify", status: ready };
   }
-  if (memory?.running && memory.running.fingerprint === fingerprint) {
+  if (memory?.running && memory.running.definitionKey === key) {
     const { phase, bytesDone, bytesTotal } = memory.running;
     return { kind: "hold", status: { ...entry, phase, ...optional({ bytesDone, bytesTotal }) } };
   }
@@ -178,8 +160,8 @@ function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
   return { kind: "fetch", status: { ...entry, phase: "Pending" } };
 }
 
-function sameDefinition(failure: FetchFailure, fingerprint: string, generation: number): boolean {
-  return failure.fingerprint !== undefined ? failure.fingerprint === fingerprint : failure.generation === generation;
+function sameDefinition(failure: FetchFailure, key: string, generation: number): boolean {
+  return failure.definitionKey !== undefined ? failure.definitionKey === key : failure.generation === generation;
 }
 
 function optional(fields: Record<string, number | undefined>): Record<string, number> {

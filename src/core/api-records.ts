@@ -136,7 +136,7 @@ export interface NodeImageStatus {
   message?: string;
   /** Generation of the spec this entry was computed for, so a changed spec retries a rejected image. */
   observedGeneration?: number;
-  /** Hash of the image definition this entry reports on (imageDefinitionHash in core/agent-plan.ts). */
+  /** Hash of the image definition this entry reports on (definitionHash in core/agent-plan.ts). */
   definition?: string;
 }
 

@@ -4,8 +4,8 @@
  */
 import type { ImageCacheSpec, ImageSpec, NodeInfo, WantedImage } from "./api-records.js";
 import { DefaultUnusedFor, formatDuration, isDuration, parseDuration } from "./duration.js";
+import { definitionKey } from "./image-definition.js";
 import { selectorMatches } from "./label-selector.js";
-import { parseByteQuantity } from "./quantity.js";
 
 /** What the planner needs of an ImageCache. */
 export interface ImageCacheView extends Pick<ImageCacheSpec, "nodeSelector" | "retention"> {
@@ -51,21 +51,6 @@ function compareAge(a: ImageCacheView, b: ImageCacheView): number {
   const ta = a.creationTimestamp ?? "";
   const tb = b.creationTimestamp ?? "";
   return compareStrings(ta, tb) || compareStrings(a.name, b.name);
-}
-
-function normalizedSize(text: string | undefined): string {
-  if (text === undefined) return "";
-  try {
-    return String(parseByteQuantity(text));
-  } catch {
-    return `invalid:${text}`;
-  }
-}
-
-/** A string that is equal for two definitions exactly when a node would fetch the same thing for both. */
-export function definitionKey(d: ImageSpec): string {
-  const source = "http" in d.source ? `http:${d.source.http.url}` : `registry:${d.source.registry.image}`;
-  return JSON.stringify([source, d.checksum ?? "", normalizedSize(d.maxVirtualSize)]);
 }
 
 /** Finds ids defined differently by two or more ImageCaches; the oldest ImageCache's definition wins. */

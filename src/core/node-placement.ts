@@ -36,7 +36,7 @@ export interface PlacementCache {
   name: string;
   deleting: boolean;
   nodeSelector?: LabelSelector;
-  /** Each image id with the hash of this ImageCache's definition of it (imageDefinitionHash). */
+  /** Each image id with the hash of this ImageCache's definition of it (definitionHash). */
   images: readonly { id: string; definition: string }[];
   /** Ids this ImageCache lost to an older, different definition. */
   lostIds: readonly string[];

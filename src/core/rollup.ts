@@ -24,7 +24,7 @@ export interface RollupInput {
   /** Node name -> its NodeImageCache status images (absent: no status yet). */
   reports: ReadonlyMap<string, readonly NodeImageReport[]>;
   /**
-   * Image id -> hash of this ImageCache's definition of it (imageDefinitionHash). A report on another definition
+   * Image id -> hash of this ImageCache's definition of it (definitionHash). A report on another definition
    * is stale (the node has not caught up with a change) and counts as pending, neither ready nor failed.
    */
   definitions?: ReadonlyMap<string, string>;

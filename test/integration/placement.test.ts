@@ -14,7 +14,7 @@ import { startController, type ControllerProcess } from "../harness/controller-p
 import { eventually } from "../harness/eventually.js";
 import { Api, httpImage, type StoredImageCache } from "../harness/kube-api.js";
 import { applyObjects, describeApiError, readManifests } from "../harness/manifests.js";
-import { imageDefinitionHash } from "../../src/core/agent-plan.js";
+import { definitionHash } from "../../src/core/image-definition.js";
 import { placementLabel, syncedLabel, WarmingTaintKey } from "../../src/core/placement-keys.js";
 import { baseNameFor } from "../../src/core/names.js";
 import type { ImageSpec, NodeImageStatus } from "../../src/kube/api-types.js";
@@ -84,7 +84,7 @@ async function createNode(name: string, labels: Record<string, string>, taints: 
 
 /** The status entries an agent writes once `images` are in `phase` for their current definitions. */
 function entries(images: ImageSpec[], phase: NodeImageStatus["phase"], over: Partial<NodeImageStatus> = {}): NodeImageStatus[] {
-  return images.map((i) => ({ id: i.id, base: baseNameFor(i.id), phase, definition: imageDefinitionHash(i), observedGeneration: 1, ...over }));
+  return images.map((i) => ({ id: i.id, base: baseNameFor(i.id), phase, definition: definitionHash(i), observedGeneration: 1, ...over }));
 }
 
 async function writeStatus(nodeName: string, images: NodeImageStatus[]): Promise<void> {

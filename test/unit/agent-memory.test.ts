@@ -5,34 +5,34 @@ import { DefaultRetryPolicy, recordFailure } from "../../src/core/agent-memory.j
 const NOW = 1_800_000_000_000;
 
 test("a rejection waits for a new definition; a failed source retries after backoff counted per definition", () => {
-  const at = { now: NOW, generation: 2, fingerprint: "one", jitter: 0, policy: DefaultRetryPolicy };
-  const table: { what: string; prior?: Parameters<typeof recordFailure>[0]; kind: "rejected" | "failed"; fingerprint: string; want: object }[] = [
-    { what: "first rejection", kind: "rejected", fingerprint: "one", want: { kind: "rejected", reason: "r", message: "m", attempts: 1, fingerprint: "one", generation: 2 } },
-    { what: "first failure", kind: "failed", fingerprint: "one", want: { kind: "failed", reason: "r", attempts: 1, fingerprint: "one", generation: 2, retryAt: NOW + 2_500 } },
+  const at = { now: NOW, generation: 2, definitionKey: "one", jitter: 0, policy: DefaultRetryPolicy };
+  const table: { what: string; prior?: Parameters<typeof recordFailure>[0]; kind: "rejected" | "failed"; definitionKey: string; want: object }[] = [
+    { what: "first rejection", kind: "rejected", definitionKey: "one", want: { kind: "rejected", reason: "r", message: "m", attempts: 1, definitionKey: "one", generation: 2 } },
+    { what: "first failure", kind: "failed", definitionKey: "one", want: { kind: "failed", reason: "r", attempts: 1, definitionKey: "one", generation: 2, retryAt: NOW + 2_500 } },
     {
       what: "second failure of the same definition",
-      prior: { kind: "failed", reason: "r", message: "m", attempts: 1, fingerprint: "one", generation: 2, retryAt: NOW },
+      prior: { kind: "failed", reason: "r", message: "m", attempts: 1, definitionKey: "one", generation: 2, retryAt: NOW },
       kind: "failed",
-      fingerprint: "one",
+      definitionKey: "one",
       want: { attempts: 2, retryAt: NOW + 5_000 },
     },
     {
       what: "a failure of a new definition starts over",
-      prior: { kind: "failed", reason: "r", message: "m", attempts: 4, fingerprint: "one", generation: 2, retryAt: NOW },
+      prior: { kind: "failed", reason: "r", message: "m", attempts: 4, definitionKey: "one", generation: 2, retryAt: NOW },
       kind: "failed",
-      fingerprint: "two",
-      want: { attempts: 1, fingerprint: "two", retryAt: NOW + 2_500 },
+      definitionKey: "two",
+      want: { attempts: 1, definitionKey: "two", retryAt: NOW + 2_500 },
     },
   ];
   for (const t of table) {
-    const got = recordFailure(t.prior, { kind: t.kind, reason: "r", message: "m" }, { ...at, fingerprint: t.fingerprint });
+    const got = recordFailure(t.prior, { kind: t.kind, reason: "r", message: "m" }, { ...at, definitionKey: t.definitionKey });
     for (const [k, v] of Object.entries(t.want)) assert.deepEqual(got[k as keyof typeof got], v, `${t.what}: ${k}`);
     if (t.kind === "failed") assert.match(got.message, /^m \(attempt \d+; next at \d{4}-/, t.what);
   }
 });
 
 test("backoff grows with attempts of the same definition and restarts for a new one", () => {
-  const at = (fingerprint: string) => ({ now: NOW, generation: 1, fingerprint, jitter: 0.5, policy: DefaultRetryPolicy });
+  const at = (definitionKey: string) => ({ now: NOW, generation: 1, definitionKey, jitter: 0.5, policy: DefaultRetryPolicy });
   const out = { kind: "failed" as const, reason: "unreachable", message: "x" };
   let f = recordFailure(undefined, out, at("one"));
   const delays = [f.retryAt! - NOW];

@@ -2,8 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DefaultRetryPolicy, recordFailure, type ImageMemory } from "../../src/core/agent-memory.js";
-import { imageDefinitionHash, imageFingerprint, planAgent, planSeedMemory, type AgentPlan, type AgentPlanInput } from "../../src/core/agent-plan.js";
+import { planAgent, planSeedMemory, type AgentPlan, type AgentPlanInput } from "../../src/core/agent-plan.js";
 import type { ImageSpec, NodeImageCache, NodeImageCacheStatus } from "../../src/core/api-records.js";
+import { definitionHash, definitionKey } from "../../src/core/image-definition.js";
 import { baseNameFor } from "../../src/core/names.js";
 
 const NOW = 1_800_000_000_000;
@@ -41,18 +42,23 @@ test("wanted images not on disk start, at most `concurrency` at a time, in spec 
 });
 
 test("running fetches count against the concurrency", () => {
-  const memory: Record<string, ImageMemory> = { a: { running: { fingerprint: imageFingerprint(image("a")), phase: "Converting", bytesDone: 10, bytesTotal: 10 } } };
+  const memory: Record<string, ImageMemory> = { a: { running: { definitionKey: definitionKey(image("a")), phase: "Converting", bytesDone: 10, bytesTotal: 10 } } };
   const plan = planFor({ wanted: [image("a"), image("b"), image("c")], memory });
   assert.deepEqual(plan.start.map((i) => i.id), ["b"]);
-  assert.deepEqual(phaseOf(plan, "a"), { id: "a", base: baseNameFor("a"), phase: "Converting", bytesDone: 10, bytesTotal: 10, observedGeneration: 3, definition: imageDefinitionHash(image("a")) });
+  assert.deepEqual(phaseOf(plan, "a"), { id: "a", base: baseNameFor("a"), phase: "Converting", bytesDone: 10, bytesTotal: 10, observedGeneration: 3, definition: definitionHash(image("a")) });
 });
 
-test("every status entry names the definition it reports on, and a changed definition changes it", () => {
-  const plan = planFor({ wanted: [image("a"), image("b", { checksum: `sha256:${"0".repeat(64)}` })] });
-  for (const i of plan.status.images ?? []) assert.match(i.definition ?? "", /^[0-9a-f]{16}$/);
-  const variants = [image("a"), image("a", { source: { http: { url: "http://other/a.qcow2" } } }), image("a", { checksum: `sha256:${"1".repeat(64)}` }), image("a", { maxVirtualSize: "1Gi" }), image("a", { source: { registry: { image: "r.example/a:1" } } })];
-  assert.equal(new Set(variants.map(imageDefinitionHash)).size, variants.length);
-  assert.equal(imageDefinitionHash(image("a")), imageDefinitionHash(image("a")));
+test("every status entry names the definition it reports on", () => {
+  const wanted = [image("a"), image("b", { checksum: `sha256:${"0".repeat(64)}` })];
+  const plan = planFor({ wanted });
+  assert.deepEqual(plan.status.images?.map((i) => i.definition), wanted.map(definitionHash));
+});
+
+test("a size limit rewritten as an equal quantity is the same definition: the fetch under way goes on", () => {
+  const memory: Record<string, ImageMemory> = { a: { running: { definitionKey: definitionKey(image("a", { maxVirtualSize: "1Gi" })), phase: "Downloading" } } };
+  const plan = planFor({ wanted: [image("a", { maxVirtualSize: "1073741824" })], memory, tasks: ["a"] });
+  assert.deepEqual(plan.cancel, []);
+  assert.equal(phaseOf(plan, "a")?.phase, "Downloading");
 });
 
 test("a base already on disk is adopted as Ready, not fetched again", () => {
@@ -65,8 +71,8 @@ test("a base already on disk is adopted as Ready, not fetched again", () => {
 });
 
 test("a rejected image is not retried while its definition is unchanged", () => {
-  const fp = imageFingerprint(image("a"));
-  const memory = { a: { failure: { kind: "rejected" as const, reason: "backing-file", message: "Has a backing file", attempts: 1, fingerprint: fp, generation: 1 } } };
+  const defKey = definitionKey(image("a"));
+  const memory = { a: { failure: { kind: "rejected" as const, reason: "backing-file", message: "Has a backing file", attempts: 1, definitionKey: defKey, generation: 1 } } };
   const same = planFor({ wanted: [image("a")], memory, generation: 9 });
   assert.deepEqual(same.start, []);
   assert.deepEqual([phaseOf(same, "a")?.phase, phaseOf(same, "a")?.reason], ["Failed", "backing-file"]);
@@ -83,8 +89,8 @@ test("a rejection remembered only by generation (after a restart) is retried whe
 });
 
 test("a failed source waits for its retry time, then is fetched again", () => {
-  const fp = imageFingerprint(image("a"));
-  const failure = recordFailure(undefined, { kind: "failed", reason: "http-status", message: "Cannot fetch: HTTP 503" }, { now: NOW, generation: 3, fingerprint: fp, jitter: 0, policy: DefaultRetryPolicy });
+  const defKey = definitionKey(image("a"));
+  const failure = recordFailure(undefined, { kind: "failed", reason: "http-status", message: "Cannot fetch: HTTP 503" }, { now: NOW, generation: 3, definitionKey: defKey, jitter: 0, policy: DefaultRetryPolicy });
   assert.equal(failure.retryAt, NOW + 2_500);
   const waiting = planFor({ wanted: [image("a")], memory: { a: { failure } }, now: NOW + 1000 });
   assert.deepEqual(waiting.start, []);
@@ -96,8 +102,8 @@ test("a failed source waits for its retry time, then is fetched again", () => {
 
 test("running fetches of images no longer wanted, or of an old definition, are cancelled", () => {
   const memory = {
-    gone: { running: { fingerprint: "x", phase: "Downloading" as const } },
-    a: { running: { fingerprint: "old", phase: "Downloading" as const } },
+    gone: { running: { definitionKey: "x", phase: "Downloading" as const } },
+    a: { running: { definitionKey: "old", phase: "Downloading" as const } },
   };
   const plan = planFor({ wanted: [image("a")], memory });
   assert.deepEqual(plan.cancel.map((c) => c.id).sort(), ["a", "gone"]);
@@ -130,8 +136,8 @@ test("property: never more than `concurrency` fetches run, no image is both star
       (wantedIds, present, running, rejected) => {
         const wanted = wantedIds.map((id) => image(id));
         const memory: Record<string, ImageMemory> = {};
-        for (const id of running) memory[id] = { running: { fingerprint: imageFingerprint(image(id)), phase: "Downloading" } };
-        for (const id of rejected) memory[id] = { ...memory[id], failure: { kind: "rejected", reason: "corrupt", message: "m", attempts: 1, fingerprint: imageFingerprint(image(id)), generation: 3 } };
+        for (const id of running) memory[id] = { running: { definitionKey: definitionKey(image(id)), phase: "Downloading" } };
+        for (const id of rejected) memory[id] = { ...memory[id], failure: { kind: "rejected", reason: "corrupt", message: "m", attempts: 1, definitionKey: definitionKey(image(id)), generation: 3 } };
         const concurrency = 1 + (running.length % 3);
         const plan = planFor({ wanted, memory, concurrency, onDisk: new Map(present.map((id) => [baseNameFor(id), {}])) });
         const stillRunning = running.filter((id) => !plan.cancel.some((c) => c.id === id)).length;
@@ -153,15 +159,15 @@ test("a base on disk is checked once per definition against the pipeline, withou
   assert.deepEqual(fresh.verify.map((i) => i.id), ["a"]);
   assert.deepEqual(fresh.start.map((i) => i.id), ["b", "c"]);
   assert.equal(phaseOf(fresh, "a")?.phase, "Ready");
-  const checked = planFor({ wanted: [image("a")], onDisk, memory: { a: { verified: imageFingerprint(image("a")) } } });
+  const checked = planFor({ wanted: [image("a")], onDisk, memory: { a: { verified: definitionKey(image("a")) } } });
   assert.deepEqual(checked.verify, []);
-  const redefined = planFor({ wanted: [image("a", { maxVirtualSize: "1Gi" })], onDisk, memory: { a: { verified: imageFingerprint(image("a")) } } });
+  const redefined = planFor({ wanted: [image("a", { maxVirtualSize: "1Gi" })], onDisk, memory: { a: { verified: definitionKey(image("a")) } } });
   assert.deepEqual(redefined.verify.map((i) => i.id), ["a"]);
 });
 
 test("a base on disk that its definition rejects (a checksum that does not match) is Failed, and kept", () => {
   const img = image("a", { checksum: `sha256:${"1".repeat(64)}` });
-  const memory = { a: { failure: { kind: "rejected" as const, reason: "checksum-mismatch", message: "m", attempts: 1, fingerprint: imageFingerprint(img), generation: 3 } } };
+  const memory = { a: { failure: { kind: "rejected" as const, reason: "checksum-mismatch", message: "m", attempts: 1, definitionKey: definitionKey(img), generation: 3 } } };
   const plan = planFor({ wanted: [img], onDisk: new Map([[baseNameFor("a"), {}]]), memory });
   assert.deepEqual([phaseOf(plan, "a")?.phase, phaseOf(plan, "a")?.reason], ["Failed", "checksum-mismatch"]);
   assert.deepEqual([plan.start, plan.verify], [[], []]);
@@ -189,7 +195,7 @@ test("the status reports the cache's usage in bytes and for humans, for kubectl'
 });
 
 test("without a NodeImageCache every task is cancelled, nothing starts and no status is offered", () => {
-  const memory = { a: { running: { fingerprint: "x", phase: "Downloading" as const } }, b: { verified: "y" } };
+  const memory = { a: { running: { definitionKey: "x", phase: "Downloading" as const } }, b: { verified: "y" } };
   const plan = planAgent({ ...input({ memory, tasks: ["a", "b"] }), nodeImageCache: undefined });
   assert.deepEqual(plan.cancel, [
     { id: "a", why: "its NodeImageCache is gone" },
@@ -222,14 +228,14 @@ test("the first pass takes rejections from a status written before a restart, an
 
 test("planSeedMemory: which status entries become remembered rejections", () => {
   const entry = (over: Partial<NonNullable<NodeImageCacheStatus["images"]>[number]>) => ({ id: "a", base: baseNameFor("a"), phase: "Failed" as const, reason: "corrupt", message: "m", ...over });
-  const fp = imageFingerprint(image("a"));
+  const defKey = definitionKey(image("a"));
   const table: { what: string; images: NonNullable<NodeImageCacheStatus["images"]>; memory?: Record<string, ImageMemory>; want: Record<string, ImageMemory> }[] = [
-    { what: "a rejection of this generation, with its fingerprint", images: [entry({ observedGeneration: 3 })], want: { a: { failure: { kind: "rejected", reason: "corrupt", message: "m", attempts: 1, generation: 3, fingerprint: fp } } } },
+    { what: "a rejection of this generation, with its definition key", images: [entry({ observedGeneration: 3 })], want: { a: { failure: { kind: "rejected", reason: "corrupt", message: "m", attempts: 1, generation: 3, definitionKey: defKey } } } },
     { what: "a rejection of an older generation, by generation only", images: [entry({ observedGeneration: 2 })], want: { a: { failure: { kind: "rejected", reason: "corrupt", message: "m", attempts: 1, generation: 2 } } } },
     { what: "the status's generation when the entry has none", images: [entry({})], want: { a: { failure: { kind: "rejected", reason: "corrupt", message: "m", attempts: 1, generation: 1 } } } },
     { what: "a failed source is not a rejection", images: [entry({ reason: "unreachable" })], want: {} },
     { what: "a Ready entry", images: [entry({ phase: "Ready", reason: undefined })], want: {} },
-    { what: "an id the agent already remembers", images: [entry({})], memory: { a: { verified: fp } }, want: {} },
+    { what: "an id the agent already remembers", images: [entry({})], memory: { a: { verified: defKey } }, want: {} },
   ];
   for (const t of table) {
     const nic = nodeImageCache([image("a")], 3, { observedGeneration: 1, images: t.images });

@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { ImageSpec } from "../../src/core/api-records.js";
-import { capImages, definitionKey, findConflicts, MaxWantedBy, planDesiredState, type ImageCacheView, type NodeView } from "../../src/core/desired.js";
+import { capImages, findConflicts, MaxWantedBy, planDesiredState, type ImageCacheView, type NodeView } from "../../src/core/desired.js";
+import { definitionKey } from "../../src/core/image-definition.js";
 import { selectorMatches } from "../../src/core/label-selector.js";
 
 function img(id: string, url = `https://images.example/${id}.qcow2`, extra: Partial<ImageSpec> = {}): ImageSpec {
@@ -52,12 +53,6 @@ test("two ImageCaches sharing an identical image list both in wantedBy, with the
   assert.equal(shared?.unusedFor, "1h30m");
   assert.equal(state.nodes.get("n1")?.find((i) => i.id === "only-a")?.unusedFor, "48h");
   assert.deepEqual(state.conflicts, []);
-});
-
-test("equal quantities written differently are the same definition", () => {
-  assert.equal(definitionKey(img("a", undefined, { maxVirtualSize: "1Gi" })), definitionKey(img("a", undefined, { maxVirtualSize: "1073741824" })));
-  assert.notEqual(definitionKey(img("a", undefined, { maxVirtualSize: "1Gi" })), definitionKey(img("a", undefined, { maxVirtualSize: "1G" })));
-  assert.notEqual(definitionKey(img("a")), definitionKey({ id: "a", source: { registry: { image: "https://images.example/a.qcow2" } } }));
 });
 
 test("the same id defined differently is a conflict: the older definition is used, the newer is not", () => {

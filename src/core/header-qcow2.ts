@@ -57,7 +57,7 @@ export function parseQcow2(r: ByteReader, base: HeaderFacts): HeaderFacts {
       if (t > 1) facts.unknownFeatures = `compression type ${t}`;
     }
   }
-  readExtensions(r, facts, headerLength, clusterSize);
+  parseExtensions(r, facts, headerLength, clusterSize);
   return facts;
 }
 
@@ -76,7 +76,7 @@ function checkTables(r: ByteReader, facts: HeaderFacts, clusterSize: number): vo
   }
 }
 
-function readExtensions(r: ByteReader, facts: HeaderFacts, start: number, clusterSize: number): void {
+function parseExtensions(r: ByteReader, facts: HeaderFacts, start: number, clusterSize: number): void {
   let off = start;
   for (let i = 0; i < MaxExtensions; i++) {
     if (off + 8 > clusterSize || off + 8 > facts.fileSize) {

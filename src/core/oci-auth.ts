@@ -66,8 +66,8 @@ export function planTokenRequest(
   return { ok: true, url: url.toString() };
 }
 
-/** Reads the token from a token endpoint's JSON answer (`token`, or the OAuth2 `access_token`). */
-export function readTokenResponse(body: string): string | undefined {
+/** Parses the token out of a token endpoint's JSON answer (`token`, or the OAuth2 `access_token`). */
+export function parseTokenResponse(body: string): string | undefined {
   try {
     const doc: unknown = JSON.parse(body);
     if (typeof doc !== "object" || doc === null) return undefined;

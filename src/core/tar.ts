@@ -44,14 +44,15 @@ export interface RawTarHeader {
 
 const utf8 = new TextDecoder("utf-8");
 
-function readString(block: Uint8Array, offset: number, length: number): string {
+// A NUL-terminated (or full-width) text field of a header block.
+function decodeField(block: Uint8Array, offset: number, length: number): string {
   const field = block.subarray(offset, offset + length);
   const nul = field.indexOf(0);
   return utf8.decode(nul >= 0 ? field.subarray(0, nul) : field);
 }
 
 /**
- * Reads a numeric header field: octal ASCII padded with spaces or NULs, or GNU base-256 (first byte 0x80).
+ * Parses a numeric header field: octal ASCII padded with spaces or NULs, or GNU base-256 (first byte 0x80).
  * @throws TarFormatError (corrupt) for a negative, non-octal or unsafe number
  */
 export function parseTarNumber(field: Uint8Array): number {
@@ -94,16 +95,16 @@ export function parseTarHeader(block: Uint8Array): RawTarHeader {
     signed += b > 127 ? b - 256 : b;
   }
   if (stored !== unsigned && stored !== signed) throw new TarFormatError("corrupt", "tar header checksum does not match");
-  const magic = readString(block, 257, 6);
-  const version = readString(block, 263, 2);
-  let name = readString(block, 0, 100);
+  const magic = decodeField(block, 257, 6);
+  const version = decodeField(block, 263, 2);
+  let name = decodeField(block, 0, 100);
   // POSIX ustar splits long names into prefix/name; old GNU tar ("ustar  ") keeps other fields there.
   if (magic === "ustar" && version === "00") {
-    const prefix = readString(block, 345, 155);
+    const prefix = decodeField(block, 345, 155);
     if (prefix !== "") name = `${prefix}/${name}`;
   }
   const typeflag = String.fromCharCode(block[156] ?? 0);
-  return { name, size: parseTarNumber(block.subarray(124, 136)), typeflag: typeflag === "\0" ? "0" : typeflag, linkName: readString(block, 157, 100) };
+  return { name, size: parseTarNumber(block.subarray(124, 136)), typeflag: typeflag === "\0" ? "0" : typeflag, linkName: decodeField(block, 157, 100) };
 }
 
 /**
@@ -287,8 +288,8 @@ export class TarParser {
     const data = this.meta;
     this.meta = new Uint8Array(0);
     if (this.metaKind === "x") this.pax = { ...this.pax, ...parsePaxRecords(data) };
-    else if (this.metaKind === "L") this.longName = readString(data, 0, data.length);
-    else if (this.metaKind === "K") this.longLink = readString(data, 0, data.length);
+    else if (this.metaKind === "L") this.longName = decodeField(data, 0, data.length);
+    else if (this.metaKind === "K") this.longLink = decodeField(data, 0, data.length);
     // A global pax header ("g") sets defaults such as a comment; a global path or size would be meaningless.
   }
 }

@@ -8,7 +8,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Readable, pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { basicAuthorization, findDockerConfigCredentials, parseAuthChallenge, planTokenRequest, readTokenResponse, type BasicCredentials } from "../core/oci-auth.js";
+import { basicAuthorization, findDockerConfigCredentials, parseAuthChallenge, planTokenRequest, parseTokenResponse, type BasicCredentials } from "../core/oci-auth.js";
 import {
   ManifestAccept,
   MaxManifestBytes,
@@ -167,7 +167,7 @@ class RegistryClient {
       const retryable = res.status === 429 || res.status >= 500;
       throw new FetchError("http-status", `Cannot get a registry token for image "${this.name}": token server answered ${res.status}`, { status: res.status, retryable });
     }
-    const token = readTokenResponse((await readLimited(res, 1024 * 1024, this.name)).toString("utf8"));
+    const token = parseTokenResponse((await readLimited(res, 1024 * 1024, this.name)).toString("utf8"));
     if (token === undefined) throw registryError(`Cannot get a registry token for image "${this.name}": the token server's answer holds no token`, false);
     return token;
   }

@@ -6,7 +6,7 @@ import {
   parseAuthChallenge,
   planTokenRequest,
   pullScope,
-  readTokenResponse,
+  parseTokenResponse,
 } from "../../src/core/oci-auth.js";
 
 test("parses WWW-Authenticate challenges", () => {
@@ -48,12 +48,12 @@ test("plans the token request from the challenge, with our pull scope when it na
 });
 
 test("reads the token from a token server's answer", () => {
-  assert.equal(readTokenResponse('{"token":"abc","access_token":"def"}'), "abc");
-  assert.equal(readTokenResponse('{"access_token":"def"}'), "def");
-  assert.equal(readTokenResponse('{"token":""}'), undefined);
-  assert.equal(readTokenResponse('{"token":"a\\r\\nX-Evil: 1"}'), undefined, "no header injection");
-  assert.equal(readTokenResponse("null"), undefined);
-  assert.equal(readTokenResponse("<html>"), undefined);
+  assert.equal(parseTokenResponse('{"token":"abc","access_token":"def"}'), "abc");
+  assert.equal(parseTokenResponse('{"access_token":"def"}'), "def");
+  assert.equal(parseTokenResponse('{"token":""}'), undefined);
+  assert.equal(parseTokenResponse('{"token":"a\\r\\nX-Evil: 1"}'), undefined, "no header injection");
+  assert.equal(parseTokenResponse("null"), undefined);
+  assert.equal(parseTokenResponse("<html>"), undefined);
 });
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");

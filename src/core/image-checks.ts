@@ -3,14 +3,15 @@
  * in; accept, or reject with a stable reason and a message, comes out. Each rule is a tiny function; the chains
  * run in order and the first refusal wins, so the reason is the most specific one.
  */
-import type { HeaderFacts, HeaderFormat } from "./image-header.js";
-import type { RejectReason } from "./reject-reasons.js";
+import { HeaderProbeBytes, inspectHeader, type HeaderFacts, type HeaderFormat } from "./image-header.js";
+import { EarlyRejectReasons, type RejectReason } from "./reject-reasons.js";
+import { Accept, firstRefusal, refuse, type Verdict } from "./verdict.js";
 
 /** Why an image was refused: one of the reasons in core/reject-reasons.ts. */
 export type ImageRejectReason = RejectReason;
 
 /** Accept, or refuse with a reason and a message that says what is wrong. */
-export type ImageVerdict = { accept: true } | { accept: false; reason: ImageRejectReason; message: string };
+export type ImageVerdict = Verdict<ImageRejectReason>;
 
 /** Limits an image must stay within. */
 export interface ImageLimits {
@@ -25,32 +26,77 @@ export const AllowedVmdkCreateTypes: readonly string[] = ["monolithicSparse", "s
 /** Formats whose qemu driver implements `qemu-img check`. */
 export const CheckableFormats: readonly HeaderFormat[] = ["qcow2", "vmdk", "vhdx", "vdi"];
 
-const Accept: ImageVerdict = { accept: true };
-const reject = (reason: ImageRejectReason, message: string): ImageVerdict => ({ accept: false, reason, message });
-
 type HeaderRule = (f: HeaderFacts, l: ImageLimits) => ImageVerdict;
 
-const headerRules: HeaderRule[] = [
-  (f) => (f.fileSize === 0 ? reject("empty", "the file is empty") : Accept),
-  (f) => (f.format === "luks" || f.encrypted ? reject("encrypted", `the ${f.format} image is encrypted`) : Accept),
-  (f) => (AllowedFormats.includes(f.format) ? Accept : reject("unsupported-format", `format ${f.format} is not allowed (allowed: ${AllowedFormats.join(", ")})`)),
-  (f) => (f.corrupt ? reject("corrupt", `the ${f.format} header is corrupt: ${f.corrupt}`) : Accept),
-  (f) => (f.backingFile !== undefined ? reject("backing-file", `the ${f.format} image has a backing file ${quote(f.backingFile)}`) : Accept),
-  (f) => (f.dataFile !== undefined ? reject("data-file", `the ${f.format} image has an external data file ${quote(f.dataFile)}`) : Accept),
-  (f) => (f.badExtent ? reject("bad-extent", `the vmdk image is unsafe: ${f.badExtent}`) : Accept),
-  (f) =>
-    f.format === "vmdk" && !AllowedVmdkCreateTypes.includes(f.subformat ?? "")
-      ? reject("unsupported-format", `vmdk create type "${f.subformat ?? ""}" is not allowed (allowed: ${AllowedVmdkCreateTypes.join(", ")})`)
-      : Accept,
-  (f) => (f.unknownFeatures ? reject("unknown-feature", `the ${f.format} image uses features we do not know: ${f.unknownFeatures}`) : Accept),
-  (f) => (f.format === "raw" && f.fileSize % 512 !== 0 ? reject("not-a-disk", `the raw file is ${f.fileSize} bytes, not a whole number of 512-byte sectors`) : Accept),
-  (f) => (f.notADisk ? reject("not-a-disk", `the file is not a disk image: ${f.notADisk}`) : Accept),
-  (f, l) => tooLarge(f.virtualSize, l),
+export function refuseEmpty(f: HeaderFacts): ImageVerdict {
+  return f.fileSize === 0 ? refuse("empty", "the file is empty") : Accept;
+}
+export function refuseEncrypted(f: HeaderFacts): ImageVerdict {
+  return f.format === "luks" || f.encrypted ? refuse("encrypted", `the ${f.format} image is encrypted`) : Accept;
+}
+export function refuseDisallowedFormat(f: HeaderFacts): ImageVerdict {
+  return AllowedFormats.includes(f.format) ? Accept : refuse("unsupported-format", `format ${f.format} is not allowed (allowed: ${AllowedFormats.join(", ")})`);
+}
+export function refuseCorruptHeader(f: HeaderFacts): ImageVerdict {
+  return f.corrupt ? refuse("corrupt", `the ${f.format} header is corrupt: ${f.corrupt}`) : Accept;
+}
+export function refuseBackingFile(f: HeaderFacts): ImageVerdict {
+  return f.backingFile !== undefined ? refuse("backing-file", `the ${f.format} image has a backing file ${quote(f.backingFile)}`) : Accept;
+}
+export function refuseDataFile(f: HeaderFacts): ImageVerdict {
+  return f.dataFile !== undefined ? refuse("data-file", `the ${f.format} image has an external data file ${quote(f.dataFile)}`) : Accept;
+}
+export function refuseBadExtent(f: HeaderFacts): ImageVerdict {
+  return f.badExtent ? refuse("bad-extent", `the vmdk image is unsafe: ${f.badExtent}`) : Accept;
+}
+export function refuseVmdkCreateType(f: HeaderFacts): ImageVerdict {
+  if (f.format !== "vmdk" || AllowedVmdkCreateTypes.includes(f.subformat ?? "")) return Accept;
+  return refuse("unsupported-format", `vmdk create type "${f.subformat ?? ""}" is not allowed (allowed: ${AllowedVmdkCreateTypes.join(", ")})`);
+}
+export function refuseUnknownFeature(f: HeaderFacts): ImageVerdict {
+  return f.unknownFeatures ? refuse("unknown-feature", `the ${f.format} image uses features we do not know: ${f.unknownFeatures}`) : Accept;
+}
+export function refuseUnalignedRaw(f: HeaderFacts): ImageVerdict {
+  return f.format === "raw" && f.fileSize % 512 !== 0 ? refuse("not-a-disk", `the raw file is ${f.fileSize} bytes, not a whole number of 512-byte sectors`) : Accept;
+}
+export function refuseNotADisk(f: HeaderFacts): ImageVerdict {
+  return f.notADisk ? refuse("not-a-disk", `the file is not a disk image: ${f.notADisk}`) : Accept;
+}
+export function refuseHeaderTooLarge(f: HeaderFacts, l: ImageLimits): ImageVerdict {
+  return tooLarge(f.virtualSize, l);
+}
+
+/** What our header inspector's facts must pass, in order: the first refusal names the most specific reason. */
+export const HeaderChain: readonly HeaderRule[] = [
+  refuseEmpty,
+  refuseEncrypted,
+  refuseDisallowedFormat,
+  refuseCorruptHeader,
+  refuseBackingFile,
+  refuseDataFile,
+  refuseBadExtent,
+  refuseVmdkCreateType,
+  refuseUnknownFeature,
+  refuseUnalignedRaw,
+  refuseNotADisk,
+  refuseHeaderTooLarge,
 ];
 
 /** Decides on the facts our header inspector found, before qemu-img opens the file. */
 export function evaluateHeader(facts: HeaderFacts, limits: ImageLimits): ImageVerdict {
-  return firstRefusal(headerRules.map((rule) => () => rule(facts, limits)));
+  return firstRefusal(HeaderChain, facts, limits);
+}
+
+/**
+ * Decides from the first bytes of a download whose total size is announced: refuses only what is final from the
+ * header alone (EarlyRejectReasons), so a hostile image is not downloaded in full. An unfinished parse accepts.
+ */
+export function evaluateEarlyHeader(head: Uint8Array, total: number | undefined, limits: ImageLimits): ImageVerdict {
+  if (total === undefined) return Accept;
+  const parse = inspectHeader({ size: total, chunks: [{ offset: 0, data: head.subarray(0, Math.min(head.length, HeaderProbeBytes)) }] });
+  if (!parse.done) return Accept;
+  const v = evaluateHeader(parse.facts, limits);
+  return !v.accept && EarlyRejectReasons.includes(v.reason) ? v : Accept;
 }
 
 /** The fields of `qemu-img info --output=json` that the checks read. */
@@ -90,23 +136,46 @@ export function parseQemuInfo(json: unknown): QemuImageInfo {
   return info;
 }
 
-/** Decides on `qemu-img info` of the downloaded file: it must agree with our header inspector. */
-export function evaluateQemuInfo(facts: HeaderFacts, info: QemuImageInfo, limits: ImageLimits): ImageVerdict {
-  return firstRefusal([
-    () => (info.format === facts.format ? Accept : reject("format-mismatch", `qemu-img reads format ${info.format}, our inspector found ${facts.format}`)),
-    () => (info.backingFilename !== undefined ? reject("backing-file", `qemu-img reports a backing file ${quote(info.backingFilename)}`) : Accept),
-    () => (info.dataFile !== undefined ? reject("data-file", `qemu-img reports an external data file ${quote(info.dataFile)}`) : Accept),
-    () => (info.encrypted ? reject("encrypted", "qemu-img reports the image is encrypted") : Accept),
-    () => (info.corrupt || info.dirty ? reject("corrupt", "qemu-img reports the image is marked corrupt or dirty") : Accept),
-    () => sizesAgree(facts, info),
-    () => tooLarge(info.virtualSize, limits),
-  ]);
-}
+type QemuInfoRule = (facts: HeaderFacts, info: QemuImageInfo, limits: ImageLimits) => ImageVerdict;
 
-function sizesAgree(facts: HeaderFacts, info: QemuImageInfo): ImageVerdict {
+export function refuseFormatDisagreement(facts: HeaderFacts, info: QemuImageInfo): ImageVerdict {
+  return info.format === facts.format ? Accept : refuse("format-mismatch", `qemu-img reads format ${info.format}, our inspector found ${facts.format}`);
+}
+export function refuseQemuBackingFile(_f: HeaderFacts, info: QemuImageInfo): ImageVerdict {
+  return info.backingFilename !== undefined ? refuse("backing-file", `qemu-img reports a backing file ${quote(info.backingFilename)}`) : Accept;
+}
+export function refuseQemuDataFile(_f: HeaderFacts, info: QemuImageInfo): ImageVerdict {
+  return info.dataFile !== undefined ? refuse("data-file", `qemu-img reports an external data file ${quote(info.dataFile)}`) : Accept;
+}
+export function refuseQemuEncrypted(_f: HeaderFacts, info: QemuImageInfo): ImageVerdict {
+  return info.encrypted ? refuse("encrypted", "qemu-img reports the image is encrypted") : Accept;
+}
+export function refuseQemuCorrupt(_f: HeaderFacts, info: QemuImageInfo): ImageVerdict {
+  return info.corrupt || info.dirty ? refuse("corrupt", "qemu-img reports the image is marked corrupt or dirty") : Accept;
+}
+export function refuseSizeDisagreement(facts: HeaderFacts, info: QemuImageInfo): ImageVerdict {
   const ours = [facts.virtualSize, facts.altVirtualSize].filter((v): v is number => v !== undefined);
   if (ours.length === 0 || ours.includes(info.virtualSize)) return Accept;
-  return reject("format-mismatch", `qemu-img reads a virtual size of ${info.virtualSize} bytes, our inspector found ${ours.join(" or ")}`);
+  return refuse("format-mismatch", `qemu-img reads a virtual size of ${info.virtualSize} bytes, our inspector found ${ours.join(" or ")}`);
+}
+export function refuseQemuTooLarge(_f: HeaderFacts, info: QemuImageInfo, limits: ImageLimits): ImageVerdict {
+  return tooLarge(info.virtualSize, limits);
+}
+
+/** What `qemu-img info` of the downloaded file must pass: it agrees with our inspector and finds nothing unsafe. */
+export const QemuInfoChain: readonly QemuInfoRule[] = [
+  refuseFormatDisagreement,
+  refuseQemuBackingFile,
+  refuseQemuDataFile,
+  refuseQemuEncrypted,
+  refuseQemuCorrupt,
+  refuseSizeDisagreement,
+  refuseQemuTooLarge,
+];
+
+/** Decides on `qemu-img info` of the downloaded file: it must agree with our header inspector. */
+export function evaluateQemuInfo(facts: HeaderFacts, info: QemuImageInfo, limits: ImageLimits): ImageVerdict {
+  return firstRefusal(QemuInfoChain, facts, info, limits);
 }
 
 /** What `qemu-img check --output=json` found. */
@@ -121,32 +190,31 @@ export interface QemuCheckResult {
 /** Decides on `qemu-img check`: leaked clusters are harmless, anything else is corruption. */
 export function evaluateQemuCheck(check: QemuCheckResult): ImageVerdict {
   if (check.exitCode === 63) return Accept;
-  if (check.corruptions > 0) return reject("corrupt", `qemu-img check found ${check.corruptions} corruptions`);
-  if (check.checkErrors > 0 || check.exitCode === 1) return reject("corrupt", "qemu-img check could not complete: the image structure is broken");
-  if (check.exitCode !== 0 && check.exitCode !== 3) return reject("corrupt", `qemu-img check exited ${check.exitCode}`);
+  if (check.corruptions > 0) return refuse("corrupt", `qemu-img check found ${check.corruptions} corruptions`);
+  if (check.checkErrors > 0 || check.exitCode === 1) return refuse("corrupt", "qemu-img check could not complete: the image structure is broken");
+  if (check.exitCode !== 0 && check.exitCode !== 3) return refuse("corrupt", `qemu-img check exited ${check.exitCode}`);
   return Accept;
 }
 
-/** Decides on `qemu-img info` of the converted output: raw, with the source's virtual size. */
+export function refuseConvertedNotRaw(info: QemuImageInfo): ImageVerdict {
+  return info.format === "raw" ? Accept : refuse("inspect-failed", `the converted file reads as ${info.format}, not raw`);
+}
+export function refuseConvertedSizeChange(info: QemuImageInfo, expectedVirtualSize: number): ImageVerdict {
+  if (info.virtualSize === expectedVirtualSize) return Accept;
+  return refuse("inspect-failed", `the converted file has ${info.virtualSize} bytes, the source's virtual size is ${expectedVirtualSize}`);
+}
+
+/** What the converted output must pass: raw, with the source's virtual size. */
+export const ConvertedChain: readonly ((info: QemuImageInfo, expectedVirtualSize: number) => ImageVerdict)[] = [refuseConvertedNotRaw, refuseConvertedSizeChange];
+
+/** Decides on `qemu-img info` of the converted output. */
 export function evaluateConverted(info: QemuImageInfo, expectedVirtualSize: number): ImageVerdict {
-  if (info.format !== "raw") return reject("inspect-failed", `the converted file reads as ${info.format}, not raw`);
-  if (info.virtualSize !== expectedVirtualSize) {
-    return reject("inspect-failed", `the converted file has ${info.virtualSize} bytes, the source's virtual size is ${expectedVirtualSize}`);
-  }
-  return Accept;
+  return firstRefusal(ConvertedChain, info, expectedVirtualSize);
 }
 
 function tooLarge(size: number | undefined, limits: ImageLimits): ImageVerdict {
   if (size === undefined || limits.maxVirtualSize === undefined || size <= limits.maxVirtualSize) return Accept;
-  return reject("too-large", `the virtual size ${size} bytes exceeds the limit of ${limits.maxVirtualSize} bytes`);
-}
-
-function firstRefusal(rules: (() => ImageVerdict)[]): ImageVerdict {
-  for (const rule of rules) {
-    const v = rule();
-    if (!v.accept) return v;
-  }
-  return Accept;
+  return refuse("too-large", `the virtual size ${size} bytes exceeds the limit of ${limits.maxVirtualSize} bytes`);
 }
 
 function quote(s: string): string {

@@ -9,7 +9,7 @@ export interface RejectReasonRow {
   readonly reason: string;
   /** What the image is, in one line. */
   readonly doc: string;
-  /** Final from the header alone: `earlyCheck` refuses it from the first 64 KiB, before downloading the rest. */
+  /** Final from the header alone: `evaluateEarlyHeader` refuses it from the first 64 KiB, before downloading the rest. */
   readonly early?: true;
 }
 
@@ -37,7 +37,7 @@ export const RejectReasons = RejectReasonRows.map((r) => r.reason);
 /** A stable, machine-readable reason for a refused image. */
 export type RejectReason = (typeof RejectReasons)[number];
 
-/** The reasons `earlyCheck` may refuse from the header before the download ends. */
+/** The reasons `evaluateEarlyHeader` may refuse from the header before the download ends. */
 export const EarlyRejectReasons: readonly RejectReason[] = RejectReasonRows.filter((r: RejectReasonRow) => r.early === true).map((r) => r.reason);
 
 const known: ReadonlySet<string> = new Set(RejectReasons);

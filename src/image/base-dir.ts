@@ -82,9 +82,19 @@ function lstatOrUndefined(path: string): Stats | undefined {
 }
 
 /** Paths of one base and its work files. */
-export function basePaths(baseDir: string, base: string) {
+export function basePaths(baseDir: string, base: string): BasePaths {
   const p = join(baseDir, base);
   return { base: p, part: p + PartSuffix, converted: p + ConvertedSuffix, sidecar: p + SidecarSuffix, sidecarTemp: p + SidecarTempSuffix, lock: p + LockSuffix };
+}
+
+/** The names a base and its work files go by. */
+export interface BasePaths {
+  base: string;
+  part: string;
+  converted: string;
+  sidecar: string;
+  sidecarTemp: string;
+  lock: string;
 }
 
 /**

@@ -3,9 +3,9 @@
  * conversion to raw with its free-space check, and the small file-system helpers they share.
  */
 import { open, statfs, unlink } from "node:fs/promises";
-import { evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits, type ImageVerdict } from "../core/image-checks.js";
-import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
-import { EarlyRejectReasons } from "../core/reject-reasons.js";
+import { evaluateConversionSpace, type FetchVerdict } from "../core/fetch-rules.js";
+import { evaluateEarlyHeader, evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits } from "../core/image-checks.js";
+import type { HeaderFacts } from "../core/image-header.js";
 import { DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
 import { readHeaderFacts } from "./header-read.js";
@@ -25,21 +25,10 @@ export interface StepContext {
 /** Free space kept in reserve when judging whether an image fits: 64 MiB, or 2% of a small filesystem. */
 const reserveBytes = 64 * 1024 * 1024;
 const reserveFraction = 0.02;
-/** Expansion (data bytes over file bytes) beyond which an image that cannot fit is refused as a compression bomb. */
-const CompressionBombRatio = 100;
-
-/** A qcow2/vmdk/vhdx file may be a little larger than its virtual size (metadata), never by much. */
-export function downloadCap(maxVirtualSize: number): number {
-  return Math.ceil(maxVirtualSize * 1.05) + 64 * 1024 * 1024;
-}
 
 /** Refuses early, from the first 64 KiB, what no later step could accept: saves downloading a hostile image. */
 export function earlyCheck(id: string, head: Buffer, total: number | undefined, limits: ImageLimits): void {
-  if (total === undefined) return;
-  const parse = inspectHeader({ size: total, chunks: [{ offset: 0, data: head.subarray(0, Math.min(head.length, HeaderProbeBytes)) }] });
-  if (!parse.done) return;
-  const v = evaluateHeader(parse.facts, limits);
-  if (!v.accept && EarlyRejectReasons.includes(v.reason)) refuseIf(v, id);
+  refuseIf(evaluateEarlyHeader(head, total, limits), id);
 }
 
 /** Both inspection layers; returns our facts and the virtual size qemu-img reads (they agree, up to VHD geometry). */
@@ -79,14 +68,7 @@ export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: st
   const needed = await qemuImgDataBytes(src, facts.format, signalOpt(ctx)).catch((e: unknown) => {
     throw asInspectFailed(e, ctx, "map");
   });
-  const free = await freeBytes(ctx.baseDir);
-  if (needed > free) {
-    // A small file that expands a hundredfold past the free space is a compression bomb, not a big image.
-    if (needed > facts.fileSize * CompressionBombRatio) {
-      throw new ImageRejectedError("compression-bomb", `Refused image "${ctx.id}": its ${facts.fileSize} bytes expand to ${needed} bytes of data, more than the ${free} bytes free`);
-    }
-    throw new DiskFullError(`Cannot convert image "${ctx.id}": it holds ${needed} bytes of data and the base dir's filesystem has ${free} bytes free`);
-  }
+  refuseIf(evaluateConversionSpace({ dataBytes: needed, fileSize: facts.fileSize, freeBytes: await freeBytes(ctx.baseDir) }), ctx.id, "convert");
   const onProgress = (pct: number) => ctx.onProgress?.({ phase: "Converting", bytesDone: Math.round((total * pct) / 100), bytesTotal: total });
   const run = (targetCache: "none" | "writeback") => qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(ctx), targetCache, onProgress });
   try {
@@ -103,9 +85,14 @@ export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: st
   }
 }
 
-/** Throws ImageRejectedError for a refusing verdict. */
-export function refuseIf(v: ImageVerdict, id: string): void {
-  if (!v.accept) throw new ImageRejectedError(v.reason, `Refused image "${id}": ${v.message}`);
+/**
+ * Throws for a refusing verdict: ImageRejectedError for the image's fault, DiskFullError ("Cannot <verb> image")
+ * when the node has no room for it.
+ */
+export function refuseIf(v: FetchVerdict, id: string, verb = "fetch"): void {
+  if (v.accept) return;
+  if (v.reason === "disk-full") throw new DiskFullError(`Cannot ${verb} image "${id}": ${v.message}`);
+  throw new ImageRejectedError(v.reason, `Refused image "${id}": ${v.message}`);
 }
 
 /** fsyncs one file. */

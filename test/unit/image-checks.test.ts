@@ -1,12 +1,38 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import {
+  ConvertedChain,
   evaluateConverted,
+  evaluateEarlyHeader,
   evaluateHeader,
+  HeaderChain,
+  QemuInfoChain,
+  refuseBackingFile,
+  refuseBadExtent,
+  refuseConvertedNotRaw,
+  refuseConvertedSizeChange,
+  refuseCorruptHeader,
+  refuseDataFile,
+  refuseDisallowedFormat,
+  refuseEmpty,
+  refuseEncrypted,
+  refuseFormatDisagreement,
+  refuseHeaderTooLarge,
+  refuseNotADisk,
+  refuseQemuBackingFile,
+  refuseQemuCorrupt,
+  refuseQemuDataFile,
+  refuseQemuEncrypted,
+  refuseQemuTooLarge,
+  refuseSizeDisagreement,
+  refuseUnalignedRaw,
+  refuseUnknownFeature,
+  refuseVmdkCreateType,
   evaluateQemuCheck,
   evaluateQemuInfo,
   parseQemuInfo,
   type ImageLimits,
+  type ImageVerdict,
   type QemuImageInfo,
 } from "../../src/core/image-checks.js";
 import type { HeaderFacts } from "../../src/core/image-header.js";
@@ -107,4 +133,77 @@ describe("parsing qemu-img info JSON", () => {
   });
   test("refuses output without a format", () => assert.throws(() => parseQemuInfo({ "virtual-size": 1 }), TypeError));
   test("refuses non-objects", () => assert.throws(() => parseQemuInfo("x"), TypeError));
+});
+
+describe("each named rule alone", () => {
+  const rules: [string, (f: HeaderFacts, l: ImageLimits) => ImageVerdict, [Partial<HeaderFacts>, string][]][] = [
+    ["refuseEmpty", refuseEmpty, [[{ fileSize: 0 }, "empty"], [{ fileSize: 1 }, "accept"]]],
+    ["refuseEncrypted", refuseEncrypted, [[{ format: "luks" }, "encrypted"], [{ encrypted: true }, "encrypted"], [{}, "accept"]]],
+    ["refuseDisallowedFormat", refuseDisallowedFormat, [[{ format: "qed" }, "unsupported-format"], [{ format: "vdi" }, "accept"]]],
+    ["refuseCorruptHeader", refuseCorruptHeader, [[{ corrupt: "x" }, "corrupt"], [{}, "accept"]]],
+    ["refuseBackingFile", refuseBackingFile, [[{ backingFile: "" }, "backing-file"], [{}, "accept"]]],
+    ["refuseDataFile", refuseDataFile, [[{ dataFile: "d" }, "data-file"], [{}, "accept"]]],
+    ["refuseBadExtent", refuseBadExtent, [[{ badExtent: "x" }, "bad-extent"], [{}, "accept"]]],
+    ["refuseVmdkCreateType", refuseVmdkCreateType, [[{ format: "vmdk", subformat: "twoGbMaxExtentSparse" }, "unsupported-format"], [{ format: "vmdk" }, "unsupported-format"], [{ format: "vmdk", subformat: "streamOptimized" }, "accept"], [{ subformat: "whatever" }, "accept"]]],
+    ["refuseUnknownFeature", refuseUnknownFeature, [[{ unknownFeatures: "bit 3" }, "unknown-feature"], [{}, "accept"]]],
+    ["refuseUnalignedRaw", refuseUnalignedRaw, [[{ format: "raw", fileSize: 513 }, "not-a-disk"], [{ format: "raw", fileSize: 1024 }, "accept"], [{ fileSize: 513 }, "accept"]]],
+    ["refuseNotADisk", refuseNotADisk, [[{ notADisk: "text" }, "not-a-disk"], [{}, "accept"]]],
+    ["refuseHeaderTooLarge", refuseHeaderTooLarge, [[{ virtualSize: 2 * GiB + 1 }, "too-large"], [{ virtualSize: 2 * GiB }, "accept"], [{ virtualSize: undefined }, "accept"]]],
+  ];
+  for (const [name, rule, cases] of rules) {
+    for (const [over, expected] of cases) test(`${name}: ${JSON.stringify(over)} -> ${expected}`, () => assert.equal(reasonOf(rule(facts(over), limits)), expected));
+  }
+  test("the header chain holds every rule once, in this order", () => assert.deepEqual(HeaderChain, rules.map(([, r]) => r)));
+
+  const infoRules: [string, (f: HeaderFacts, i: QemuImageInfo, l: ImageLimits) => ImageVerdict, [Partial<QemuImageInfo>, string][]][] = [
+    ["refuseFormatDisagreement", refuseFormatDisagreement, [[{ format: "raw" }, "format-mismatch"], [{}, "accept"]]],
+    ["refuseQemuBackingFile", refuseQemuBackingFile, [[{ backingFilename: "b" }, "backing-file"], [{}, "accept"]]],
+    ["refuseQemuDataFile", refuseQemuDataFile, [[{ dataFile: "d" }, "data-file"], [{}, "accept"]]],
+    ["refuseQemuEncrypted", refuseQemuEncrypted, [[{ encrypted: true }, "encrypted"], [{}, "accept"]]],
+    ["refuseQemuCorrupt", refuseQemuCorrupt, [[{ corrupt: true }, "corrupt"], [{ dirty: true }, "corrupt"], [{}, "accept"]]],
+    ["refuseSizeDisagreement", refuseSizeDisagreement, [[{ virtualSize: GiB - 512 }, "format-mismatch"], [{}, "accept"]]],
+    ["refuseQemuTooLarge", refuseQemuTooLarge, [[{ virtualSize: 2 * GiB + 512 }, "too-large"], [{}, "accept"]]],
+  ];
+  for (const [name, rule, cases] of infoRules) {
+    for (const [over, expected] of cases) test(`${name}: ${JSON.stringify(over)} -> ${expected}`, () => assert.equal(reasonOf(rule(facts(), info(over), limits)), expected));
+  }
+  test("the qemu-img info chain holds every rule once, in this order", () => assert.deepEqual(QemuInfoChain, infoRules.map(([, r]) => r)));
+
+  test("refuseConvertedNotRaw and refuseConvertedSizeChange, in this order", () => {
+    assert.equal(reasonOf(refuseConvertedNotRaw(info({ format: "qcow2" }))), "inspect-failed");
+    assert.equal(reasonOf(refuseConvertedNotRaw(info({ format: "raw" }))), "accept");
+    assert.equal(reasonOf(refuseConvertedSizeChange(info({ virtualSize: 512 }), GiB)), "inspect-failed");
+    assert.equal(reasonOf(refuseConvertedSizeChange(info(), GiB)), "accept");
+    assert.deepEqual(ConvertedChain, [refuseConvertedNotRaw, refuseConvertedSizeChange]);
+  });
+});
+
+describe("evaluateEarlyHeader", () => {
+  const qcow2Head = (backing: boolean): Buffer => {
+    const h = Buffer.alloc(4096);
+    h.write("QFI\xfb", 0, "latin1");
+    h.writeUInt32BE(3, 4); // version
+    if (backing) {
+      h.writeBigUInt64BE(1024n, 8); // backing file offset
+      h.writeUInt32BE(4, 16); // backing file name length
+      h.write("/etc", 1024);
+    }
+    h.writeUInt32BE(16, 20); // cluster bits
+    h.writeBigUInt64BE(BigInt(GiB), 24); // virtual size
+    h.writeUInt32BE(1, 36); // l1 size
+    h.writeBigUInt64BE(65536n, 40); // l1 offset
+    h.writeBigUInt64BE(131072n, 48); // refcount table offset
+    h.writeUInt32BE(1, 56); // refcount clusters
+    h.writeUInt32BE(4, 96); // refcount order
+    h.writeUInt32BE(104, 100); // header length
+    return h;
+  };
+  test("an unknown total accepts: nothing is final yet", () => assert.equal(reasonOf(evaluateEarlyHeader(qcow2Head(true), undefined, limits)), "accept"));
+  test("a backing file is final from the header", () => assert.equal(reasonOf(evaluateEarlyHeader(qcow2Head(true), 1024 * 1024, limits)), "backing-file"));
+  test("too large is final from the header", () => assert.equal(reasonOf(evaluateEarlyHeader(qcow2Head(false), 1024 * 1024, { maxVirtualSize: GiB / 2 })), "too-large"));
+  test("a reason that needs the whole file (not-a-disk) waits for it", () => {
+    const html = Buffer.from("<!doctype html><html><body>404</body></html>".padEnd(4096, " "));
+    assert.equal(reasonOf(evaluateHeader({ format: "raw", fileSize: 4096, virtualSize: 4096, notADisk: "it is an HTML page" }, limits)), "not-a-disk");
+    assert.equal(reasonOf(evaluateEarlyHeader(html, 4096, limits)), "accept");
+  });
 });

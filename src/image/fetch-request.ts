@@ -1,0 +1,60 @@
+/** What a fetch is asked to do and what it returns: the records of src/image/pipeline.ts's `fetchImage`. */
+import type { Logger } from "../lib/log.js";
+import type { RetryPolicy } from "./http-fetch.js";
+import type { SourceSpec } from "./source.js";
+
+/** Progress of a fetch, reported at most every few hundred milliseconds. */
+export interface FetchProgress {
+  phase: "Downloading" | "Converting";
+  bytesDone: number;
+  bytesTotal?: number;
+}
+
+/** What a fetch has learned so far, reported as it goes so that a failure can still say it (`fetch --json`). */
+export interface FetchFacts {
+  format?: string;
+  virtualSize?: number;
+  bytesDownloaded?: number;
+  sha256?: string;
+}
+
+/** What to fetch and where. */
+export interface FetchRequest {
+  /** The `_base` directory; created when missing. */
+  baseDir: string;
+  /** The image id; the base is named by its sha1. */
+  id: string;
+  source: SourceSpec;
+  /** `"sha256:<hex>"` or `"sha512:<hex>"` of the image file as served (for tar sources: of the disk inside). */
+  checksum?: string;
+  /** Largest virtual size accepted, in bytes. */
+  maxVirtualSize?: number;
+  signal?: AbortSignal;
+  log?: Logger;
+  onProgress?: (p: FetchProgress) => void;
+  /** Called with each fact as it is learned: after the download, and once the header is read. */
+  onFacts?: (f: FetchFacts) => void;
+  retry?: RetryPolicy;
+  /** No byte for this long counts as a stall (then resume or retry). */
+  idleTimeoutMs?: number;
+}
+
+/** A ready base. */
+export interface FetchResult {
+  id: string;
+  /** File name of the base: sha1 hex of the id. */
+  base: string;
+  /** Absolute path of the base. */
+  path: string;
+  /** True when the base was already there (or another process fetched it while we waited): nothing downloaded. */
+  cached: boolean;
+  /** Format of the source image (the base itself is always raw). */
+  format: string;
+  virtualSize: number;
+  bytesDownloaded: number;
+  /** SHA-256 of the source image bytes. */
+  sha256: string;
+  seconds: number;
+  /** Bytes the base occupies on disk (sparse). */
+  allocatedBytes: number;
+}

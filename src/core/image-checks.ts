@@ -4,6 +4,8 @@
  * run in order and the first refusal wins, so the reason is the most specific one.
  */
 import type { HeaderFacts, HeaderFormat } from "./image-header.js";
+import { MaxTableBytes } from "./convert-limits.js";
+import { formatBytes } from "./quantity.js";
 import type { RejectReason } from "./reject-reasons.js";
 
 /** Why an image was refused: one of the reasons in core/reject-reasons.ts. */
@@ -25,6 +27,30 @@ export const AllowedVmdkCreateTypes: readonly string[] = ["monolithicSparse", "s
 /** Formats whose qemu driver implements `qemu-img check`. */
 export const CheckableFormats: readonly HeaderFormat[] = ["qcow2", "vmdk", "vhdx", "vdi"];
 
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** An allocation unit the format's tools write, and what they write. */
+interface ClusterRange {
+  what: string;
+  min: number;
+  max: number;
+  tools: string;
+}
+
+/**
+ * The allocation units accepted, per format: what the formats' own tools write, with room to spare. Above the
+ * range a unit costs the converter memory or time no legitimate image needs (qemu buffers whole compressed VMDK
+ * grains); below it, or not a power of two, no tool writes it.
+ */
+export const ClusterRanges: Readonly<Partial<Record<HeaderFormat, ClusterRange>>> = {
+  qcow2: { what: "cluster", min: 512, max: 2 * MiB, tools: "qemu-img writes 64 KiB by default and accepts 512 B to 2 MiB" },
+  vmdk: { what: "grain", min: 4 * KiB, max: 1 * MiB, tools: "qemu-img and VMware write 64 KiB" },
+  vhdx: { what: "block", min: 1 * MiB, max: 256 * MiB, tools: "the VHDX specification allows 1 MiB to 256 MiB" },
+  vpc: { what: "block", min: 4 * KiB, max: 16 * MiB, tools: "qemu-img, Hyper-V and VirtualBox write 2 MiB" },
+  vdi: { what: "block", min: 1 * MiB, max: 1 * MiB, tools: "VirtualBox and qemu-img write 1 MiB, and qemu reads no other" },
+};
+
 const Accept: ImageVerdict = { accept: true };
 const reject = (reason: ImageRejectReason, message: string): ImageVerdict => ({ accept: false, reason, message });
 
@@ -43,10 +69,26 @@ const headerRules: HeaderRule[] = [
       ? reject("unsupported-format", `vmdk create type "${f.subformat ?? ""}" is not allowed (allowed: ${AllowedVmdkCreateTypes.join(", ")})`)
       : Accept,
   (f) => (f.unknownFeatures ? reject("unknown-feature", `the ${f.format} image uses features we do not know: ${f.unknownFeatures}`) : Accept),
+  (f) => clusterShape(f),
+  (f) =>
+    f.tableBytes !== undefined && f.tableBytes > MaxTableBytes
+      ? reject("resource-limit", `the ${f.format} tables need ${f.tableBytes} bytes (${formatBytes(f.tableBytes)}) of memory, more than the ${formatBytes(MaxTableBytes)} any legitimate image needs`)
+      : Accept,
   (f) => (f.format === "raw" && f.fileSize % 512 !== 0 ? reject("not-a-disk", `the raw file is ${f.fileSize} bytes, not a whole number of 512-byte sectors`) : Accept),
   (f) => (f.notADisk ? reject("not-a-disk", `the file is not a disk image: ${f.notADisk}`) : Accept),
   (f, l) => tooLarge(f.virtualSize, l),
 ];
+
+function clusterShape(f: HeaderFacts): ImageVerdict {
+  const range = ClusterRanges[f.format];
+  const c = f.clusterBytes;
+  if (!range || c === undefined) return Accept;
+  const size = `the ${f.format} ${range.what} size is ${c} bytes (${formatBytes(c)})`;
+  const allowed = `${formatBytes(range.min)} to ${formatBytes(range.max)}; ${range.tools}`;
+  if (c > range.max) return reject("resource-limit", `${size}: converting it would need memory and time no legitimate image needs (allowed: ${allowed})`);
+  if (c < range.min || (c & (c - 1)) !== 0) return reject("unsupported-format", `${size}, which no tool writes (allowed: powers of two from ${allowed})`);
+  return Accept;
+}
 
 /** Decides on the facts our header inspector found, before qemu-img opens the file. */
 export function evaluateHeader(facts: HeaderFacts, limits: ImageLimits): ImageVerdict {

@@ -5,8 +5,10 @@
 import { open, statfs, unlink } from "node:fs/promises";
 import { evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits, type ImageVerdict } from "../core/image-checks.js";
 import { HeaderProbeBytes, inspectHeader, type HeaderFacts } from "../core/image-header.js";
+import { parseConvertOverrides, planConvertLimits, type ConvertLimits } from "../core/convert-limits.js";
+import { formatBytes } from "../core/quantity.js";
 import { EarlyRejectReasons } from "../core/reject-reasons.js";
-import { DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
+import { ConfigError, DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
 import { readHeaderFacts } from "./header-read.js";
 import { qemuImgCheck, qemuImgConvertToRaw, qemuImgDataBytes, qemuImgInfo } from "./qemu-img.js";
@@ -73,7 +75,11 @@ function asInspectFailed(e: unknown, ctx: StepContext, step: string): unknown {
   return new ImageRejectedError("inspect-failed", `Refused image "${ctx.id}": qemu-img ${step} ${how} under its resource limits: ${lastLine(e.details.stderrTail)}`, { cause: e });
 }
 
-/** Converts `src` to a raw `dst`, durable when it returns, after checking that its data fits the free space. */
+/**
+ * Converts `src` to a raw `dst`, durable when it returns, after checking that its data fits the free space.
+ * qemu-img runs under limits sized from the image (core/convert-limits.ts); one stopped by them is refused as
+ * `resource-limit`, never retried.
+ */
 export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: string, dst: string): Promise<void> {
   const total = facts.virtualSize ?? 0;
   const needed = await qemuImgDataBytes(src, facts.format, signalOpt(ctx)).catch((e: unknown) => {
@@ -85,10 +91,15 @@ export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: st
     if (needed > facts.fileSize * CompressionBombRatio) {
       throw new ImageRejectedError("compression-bomb", `Refused image "${ctx.id}": its ${facts.fileSize} bytes expand to ${needed} bytes of data, more than the ${free} bytes free`);
     }
-    throw new DiskFullError(`Cannot convert image "${ctx.id}": it holds ${needed} bytes of data and the base dir's filesystem has ${free} bytes free`);
+    throw new DiskFullError(`Cannot convert image "${ctx.id}": it holds ${needed} bytes (${formatBytes(needed)}) of data and the base dir's filesystem has ${free} bytes (${formatBytes(free)}) free`);
   }
+  const limits = convertLimitsFor(total, needed);
+  ctx.log.debug({ imageId: ctx.id, limits }, "Converting image under limits");
   const onProgress = (pct: number) => ctx.onProgress?.({ phase: "Converting", bytesDone: Math.round((total * pct) / 100), bytesTotal: total });
-  const run = (targetCache: "none" | "writeback") => qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(ctx), targetCache, onProgress });
+  const run = (targetCache: "none" | "writeback") =>
+    qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(ctx), targetCache, onProgress, limits, timeoutMs: limits.timeoutMs }).catch((e: unknown) => {
+      throw asConvertRefusal(e, ctx, limits, total);
+    });
   try {
     await run("none");
   } catch (e) {
@@ -102,6 +113,33 @@ export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: st
     await fsyncFile(dst);
   }
 }
+
+function convertLimitsFor(virtualSize: number, dataBytes: number): ConvertLimits {
+  const overrides = parseConvertOverrides(process.env);
+  if ("error" in overrides) throw new ConfigError(`Cannot convert an image: ${overrides.error}`);
+  return planConvertLimits({ virtualSize, dataBytes }, overrides);
+}
+
+/**
+ * A conversion stopped by its limits (timeout, CPU, address space: qemu-img then aborts on a failed allocation
+ * or thread creation) is the image's doing: `resource-limit`. A target the filesystem cannot hold at the virtual
+ * size ("File too large", EFBIG) is `too-large`. An abort stays an abort; anything else stays a ToolError.
+ */
+function asConvertRefusal(e: unknown, ctx: StepContext, limits: ConvertLimits, virtualSize: number): unknown {
+  if (!(e instanceof ToolError) || ctx.signal?.aborted) return e;
+  const d = e.details;
+  if (/File too large/i.test(d.stderrTail)) {
+    return new ImageRejectedError("too-large", `Refused image "${ctx.id}": its virtual size of ${virtualSize} bytes (${formatBytes(virtualSize)}) is larger than a file the base dir's filesystem can hold`, { cause: e });
+  }
+  const memory = /Cannot allocate memory|Resource temporarily unavailable|Failed to allocate|out of memory/i.test(d.stderrTail);
+  if (!d.timedOut && !memory && !(d.signal && LimitSignals.includes(d.signal))) return e;
+  const how = d.timedOut ? `ran longer than its bound of ${limits.timeoutMs / 1000} s` : memory ? "ran out of its memory limit" : `was killed by ${d.signal ?? "a signal"}`;
+  const bounds = `${formatBytes(limits.addressSpaceBytes)} of address space, ${limits.cpuSeconds} s of CPU, ${limits.timeoutMs / 1000} s of wall-clock time`;
+  return new ImageRejectedError("resource-limit", `Refused image "${ctx.id}": qemu-img convert ${how} (limits: ${bounds})${d.stderrTail ? `: ${lastLine(d.stderrTail)}` : ""}`, { cause: e });
+}
+
+/** Signals that mean qemu-img met a limit: SIGXCPU/SIGKILL from the CPU limit, SIGABRT/SIGTRAP (glib)/SIGSEGV from a failed allocation. */
+const LimitSignals: readonly string[] = ["SIGXCPU", "SIGKILL", "SIGABRT", "SIGTRAP", "SIGSEGV"];
 
 /** Throws ImageRejectedError for a refusing verdict. */
 export function refuseIf(v: ImageVerdict, id: string): void {
@@ -118,7 +156,7 @@ export async function fsyncFile(path: string): Promise<void> {
 export async function freeBytes(dir: string): Promise<number> {
   const s = await statfs(dir);
   const reserve = Math.min(reserveBytes, s.blocks * s.bsize * reserveFraction);
-  return Math.max(0, s.bavail * s.bsize - reserve);
+  return Math.floor(Math.max(0, s.bavail * s.bsize - reserve));
 }
 
 /** Turns ENOSPC (from node or from qemu-img) into DiskFullError; anything else passes through. */

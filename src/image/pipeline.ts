@@ -16,6 +16,7 @@ import { evaluateConverted, type ImageLimits } from "../core/image-checks.js";
 import { ByteReader } from "../core/byte-window.js";
 import { detectFormat } from "../core/image-header.js";
 import { baseNameFor } from "../core/names.js";
+import { formatBytes } from "../core/quantity.js";
 import { redactUrl } from "../core/redact.js";
 import { requestKey } from "../core/request-key.js";
 import { DiskFullError, ForeignFileError, ImageRejectedError } from "../lib/errors.js";
@@ -274,7 +275,7 @@ async function checkAnnouncement(req: FetchRequest, a: Announcement): Promise<vo
   }
   const free = await freeBytes(req.baseDir);
   if (a.totalBytes > free) {
-    throw new DiskFullError(`Cannot fetch image "${req.id}": it is ${a.totalBytes} bytes and the base dir's filesystem has ${free} bytes free`);
+    throw new DiskFullError(`Cannot fetch image "${req.id}": it is ${a.totalBytes} bytes (${formatBytes(a.totalBytes)}) and the base dir's filesystem has ${free} bytes (${formatBytes(free)}) free`);
   }
 }
 

@@ -12,6 +12,8 @@ import {
 import type { HeaderFacts } from "../../src/core/image-header.js";
 import { parseChecksum } from "../../src/core/checksum.js";
 
+const KiB = 1024;
+const MiB = 1024 * KiB;
 const GiB = 1024 ** 3;
 const facts = (over: Partial<HeaderFacts> = {}): HeaderFacts => ({ format: "qcow2", fileSize: 1024 * 1024, virtualSize: GiB, ...over });
 const info = (over: Partial<QemuImageInfo> = {}): QemuImageInfo => ({ format: "qcow2", virtualSize: GiB, encrypted: false, corrupt: false, dirty: false, ...over });
@@ -46,6 +48,27 @@ describe("header rules: each refusal reason", () => {
     ["virtual size above the limit", { virtualSize: 2 * GiB + 1 }, "too-large"],
     ["virtual size exactly at the limit", { virtualSize: 2 * GiB }, "accept"],
     ["vhdx, vpc and vdi are allowed", { format: "vhdx" }, "accept"],
+    // Allocation units: what the formats' tools write is accepted, above it costs memory, below it no tool writes.
+    ["a vmdk with qemu-img's 64 KiB grains", { format: "vmdk", subformat: "streamOptimized", clusterBytes: 64 * KiB }, "accept"],
+    ["a vmdk with 1 MiB grains, the largest accepted", { format: "vmdk", subformat: "streamOptimized", clusterBytes: MiB }, "accept"],
+    ["a streamOptimized vmdk with 1 GiB grains", { format: "vmdk", subformat: "streamOptimized", clusterBytes: GiB }, "resource-limit"],
+    ["a vmdk with 64 MiB grains", { format: "vmdk", subformat: "monolithicSparse", clusterBytes: 64 * MiB }, "resource-limit"],
+    ["a vmdk with 2 KiB grains", { format: "vmdk", subformat: "monolithicSparse", clusterBytes: 2 * KiB }, "unsupported-format"],
+    ["a vmdk with grains that are not a power of two", { format: "vmdk", subformat: "monolithicSparse", clusterBytes: 96 * KiB }, "unsupported-format"],
+    ["a qcow2 with 2 MiB clusters", { clusterBytes: 2 * MiB }, "accept"],
+    ["a qcow2 with 512-byte clusters", { clusterBytes: 512 }, "accept"],
+    ["a qcow2 with 4 MiB clusters", { clusterBytes: 4 * MiB }, "resource-limit"],
+    ["a vhdx with 32 MiB blocks", { format: "vhdx", clusterBytes: 32 * MiB }, "accept"],
+    ["a vhdx with 512 MiB blocks", { format: "vhdx", clusterBytes: 512 * MiB }, "resource-limit"],
+    ["a vhdx with 512 KiB blocks", { format: "vhdx", clusterBytes: 512 * KiB }, "unsupported-format"],
+    ["a vpc with 2 MiB blocks", { format: "vpc", clusterBytes: 2 * MiB }, "accept"],
+    ["a vpc with 1 GiB blocks", { format: "vpc", clusterBytes: GiB }, "resource-limit"],
+    ["a vdi with 1 MiB blocks", { format: "vdi", clusterBytes: MiB }, "accept"],
+    ["a vdi with 2 MiB blocks", { format: "vdi", clusterBytes: 2 * MiB }, "resource-limit"],
+    ["a vdi with 0-byte blocks", { format: "vdi", clusterBytes: 0 }, "unsupported-format"],
+    ["tables of 1 MiB", { tableBytes: MiB }, "accept"],
+    ["tables of 64 MiB, the most accepted", { tableBytes: 64 * MiB }, "accept"],
+    ["tables of more than 64 MiB", { tableBytes: 64 * MiB + 1 }, "resource-limit"],
   ];
   for (const [label, over, reason] of table) test(label, () => assert.equal(reasonOf(evaluateHeader(facts(over), limits)), reason));
 

@@ -93,6 +93,11 @@ describe("qcow2 header", () => {
     assert.match(facts(qcow2({ incompat: 1n })).corrupt ?? "", /dirty/);
   });
   test("an unknown version is an unknown feature", () => assert.match(facts(qcow2({ version: 4 })).unknownFeatures ?? "", /version 4/));
+  test("the cluster size and the memory of the L1 and refcount tables are read", () => {
+    const f = facts(qcow2());
+    assert.equal(f.clusterBytes, 65536);
+    assert.equal(f.tableBytes, 1 * 8 + 1 * 65536);
+  });
   test("a cluster size outside 512 B..2 MiB is corruption", () => assert.match(facts(qcow2({ clusterBits: 8, fileClusters: 64 })).corrupt ?? "", /cluster bits/));
   test("an L1 table outside the file is corruption", () => assert.match(facts(qcow2({ l1Offset: 100 * 65536 })).corrupt ?? "", /L1 table/));
   test("a refcount table outside the file is corruption", () => assert.match(facts(qcow2({ refcountOffset: 100 * 65536 })).corrupt ?? "", /refcount/));
@@ -142,6 +147,7 @@ function sparseVmdk(descriptor: string, capacitySectors = 2048n): Buffer {
   b.writeBigUInt64LE(128n, 20);
   b.writeBigUInt64LE(1n, 28);
   b.writeBigUInt64LE(20n, 36);
+  b.writeUInt32LE(512, 44); // grain table entries, as VMware and qemu-img write
   b.write(descriptor, 512, "latin1");
   return b;
 }
@@ -168,6 +174,19 @@ describe("vmdk", () => {
     assert.equal(f.format, "vmdk");
     assert.equal(f.subformat, "monolithicFlat");
     assert.match(f.badExtent ?? "", /\/dev\/sda/);
+  });
+  test("the grain size and the memory of its tables are read from the sparse header", () => {
+    const f = facts(sparseVmdk(desc("monolithicSparse", 'RW 2048 SPARSE "disk.vmdk"')));
+    assert.equal(f.clusterBytes, 128 * 512);
+    // One grain-directory entry, plus qemu's cache of 16 grain tables of 512 entries.
+    assert.equal(f.tableBytes, 4 + 16 * 512 * 4);
+  });
+  test("a sparse header without grain-table entries, or with more than qemu reads, is corrupt", () => {
+    for (const n of [0, 513]) {
+      const b = sparseVmdk(desc("monolithicSparse", 'RW 2048 SPARSE "disk.vmdk"'));
+      b.writeUInt32LE(n, 44);
+      assert.match(facts(b).corrupt ?? "", /entries per grain table/, String(n));
+    }
   });
   test("COWD (ESX sparse) is refused", () => assert.ok(facts(Buffer.concat([Buffer.from("COWD"), Buffer.alloc(2044)])).badExtent));
   test("the descriptor parser reads keys and extents", () => {
@@ -227,6 +246,11 @@ describe("vhdx", () => {
     const f = facts(vhdx({ size: 3n << 30n }));
     assert.equal(f.format, "vhdx");
     assert.equal(f.virtualSize, 3 * 2 ** 30);
+  });
+  test("the block size and the BAT's length are read", () => {
+    const f = facts(vhdx());
+    assert.equal(f.clusterBytes, 32 * 1024 * 1024);
+    assert.equal(f.tableBytes, 64 * 1024);
   });
   test("the HasParent flag means a backing file", () => assert.ok(facts(vhdx({ hasParent: true })).backingFile));
   test("an unknown required region is an unknown feature", () => assert.match(facts(vhdx({ extraRequired: true })).unknownFeatures ?? "", /region/));
@@ -288,6 +312,14 @@ describe("vpc and vdi", () => {
     assert.equal(f.format, "vdi");
     assert.equal(f.virtualSize, 2 ** 30);
     assert.equal(f.backingFile, undefined);
+  });
+  test("a VDI's block size and block map are read", () => {
+    const b = vdi(1);
+    b.writeUInt32LE(1024 * 1024, 0x178);
+    b.writeUInt32LE(1024, 0x180);
+    const f = facts(b);
+    assert.equal(f.clusterBytes, 1024 * 1024);
+    assert.equal(f.tableBytes, 4096);
   });
   test("a differencing VDI or one with a parent UUID has a backing file", () => {
     assert.ok(facts(vdi(4)).backingFile);

@@ -159,10 +159,20 @@ export async function freeBytes(dir: string): Promise<number> {
   return Math.floor(Math.max(0, s.bavail * s.bsize - reserve));
 }
 
-/** Turns ENOSPC (from node or from qemu-img) into DiskFullError; anything else passes through. */
+/**
+ * Turns ENOSPC (from node or from qemu-img) into DiskFullError, and EFBIG ("File too large": the filesystem
+ * cannot hold a file of the image's size, even sparse) into a `too-large` refusal; anything else passes through.
+ */
 export function asDiskFull(e: unknown, id: string): unknown {
-  const enospc = (e as NodeJS.ErrnoException)?.code === "ENOSPC" || (e instanceof ToolError && /No space left on device/i.test(e.details.stderrTail));
-  return enospc ? new DiskFullError(`Cannot store image "${id}": no space left in the base dir's filesystem`, { cause: e }) : e;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const stderr = e instanceof ToolError ? e.details.stderrTail : "";
+  if (code === "ENOSPC" || /No space left on device/i.test(stderr)) {
+    return new DiskFullError(`Cannot store image "${id}": no space left in the base dir's filesystem`, { cause: e });
+  }
+  if (code === "EFBIG" || /File too large/i.test(stderr)) {
+    return new ImageRejectedError("too-large", `Refused image "${id}": it is larger than a file the base dir's filesystem can hold (File too large)`, { cause: e });
+  }
+  return e;
 }
 
 function signalOpt(ctx: StepContext): { signal?: AbortSignal } {

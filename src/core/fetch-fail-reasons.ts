@@ -17,6 +17,7 @@ export const FetchFailReasonRows = [
   { reason: "bad-redirect", doc: "A redirect to a scheme other than HTTP(S), or without a usable location" },
   { reason: "too-many-redirects", doc: "More redirects than we follow, e.g. a loop" },
   { reason: "retries-exhausted", doc: "Every retry of one attempt failed" },
+  { reason: "bad-response", doc: "The origin's answer is not valid HTTP: a bad Content-Length, a status line that is not HTTP" },
   { reason: "truncated", doc: "The body ended before its declared length" },
   { reason: "stalled", doc: "The body stopped arriving for longer than the stall timeout" },
   { reason: "registry", doc: "An OCI registry refused or failed: auth, manifest, missing layer" },

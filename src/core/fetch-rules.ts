@@ -6,6 +6,7 @@
  */
 import type { Checksum } from "./checksum.js";
 import type { ImageLimits, ImageVerdict } from "./image-checks.js";
+import { formatBytes } from "./quantity.js";
 import type { RejectReason } from "./reject-reasons.js";
 import { Accept, firstRefusal, refuse, type Verdict } from "./verdict.js";
 
@@ -71,7 +72,7 @@ export function refuseAnnouncedTooLarge(a: Announcement, want: Expectation): Fet
 /** An image announced larger than the free space cannot be stored: disk-full, not the image's fault. */
 export function refuseAnnouncedNoRoom(a: Announcement): FetchVerdict {
   if (a.totalBytes === undefined || a.freeBytes === undefined || a.totalBytes <= a.freeBytes) return Accept;
-  return refuse("disk-full", `it is ${a.totalBytes} bytes and the base dir's filesystem has ${a.freeBytes} bytes free`);
+  return refuse("disk-full", `it is ${a.totalBytes} bytes (${formatBytes(a.totalBytes)}) and the base dir's filesystem has ${a.freeBytes} bytes (${formatBytes(a.freeBytes)}) free`);
 }
 
 export const AnnouncementChain = [refuseAnnouncedTooLarge, refuseAnnouncedNoRoom] as const;
@@ -145,7 +146,7 @@ export function refuseCompressionBomb(s: ConversionSpace): FetchVerdict {
 /** Data that does not fit the free space: disk-full. */
 export function refuseNoRoomToConvert(s: ConversionSpace): FetchVerdict {
   if (s.dataBytes <= s.freeBytes) return Accept;
-  return refuse("disk-full", `it holds ${s.dataBytes} bytes of data and the base dir's filesystem has ${s.freeBytes} bytes free`);
+  return refuse("disk-full", `it holds ${s.dataBytes} bytes (${formatBytes(s.dataBytes)}) of data and the base dir's filesystem has ${s.freeBytes} bytes (${formatBytes(s.freeBytes)}) free`);
 }
 
 export const ConversionSpaceChain = [refuseCompressionBomb, refuseNoRoomToConvert] as const;

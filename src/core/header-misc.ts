@@ -26,6 +26,9 @@ export function parseVpc(r: ByteReader, base: HeaderFacts): HeaderFacts {
     if (!r.startsWith(dataOffset, "cxsparse")) return { ...facts, corrupt: "the dynamic header signature is missing" };
     const parentName = r.bytes(dataOffset + 64, 512);
     if (parentName.some((b) => b !== 0)) facts.backingFile = "(parent unicode name in dynamic header)";
+    // The block allocation table (4 bytes a block) is read whole.
+    facts.tableBytes = r.u32be(dataOffset + 28) * 4;
+    facts.clusterBytes = r.u32be(dataOffset + 32);
   }
   return facts;
 }
@@ -42,6 +45,9 @@ export function parseVdi(r: ByteReader, base: HeaderFacts): HeaderFacts {
   const offsetBmap = r.u32le(0x154);
   const offsetData = r.u32le(0x158);
   if (offsetBmap > r.size || offsetData > r.size) facts.corrupt = "the block map or data offset lies outside the file";
+  facts.clusterBytes = r.u32le(0x178);
+  // The block map (4 bytes a block) is read whole.
+  facts.tableBytes = r.u32le(0x180) * 4;
   const parent = r.bytes(0x1b8, 16);
   if (type === 3 || type === 4 || parent.some((b) => b !== 0)) facts.backingFile = "(VDI parent image)";
   else if (type !== 1 && type !== 2) facts.unknownFeatures = `VDI image type ${type}`;

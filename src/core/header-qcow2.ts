@@ -33,6 +33,8 @@ export function parseQcow2(r: ByteReader, base: HeaderFacts): HeaderFacts {
   if (cryptMethod !== 0) facts.encrypted = true;
   if (clusterBits < 9 || clusterBits > 21) return { ...facts, corrupt: `cluster bits ${clusterBits} outside 9..21` };
   const clusterSize = 2 ** clusterBits;
+  facts.clusterBytes = clusterSize;
+  facts.tableBytes = r.u32be(36) * 8 + r.u32be(56) * clusterSize;
   if (backingOffset !== 0) {
     facts.backingFile = backingSize > 0 && backingSize <= 4096 && backingOffset + backingSize <= clusterSize
       ? decodeName(r.bytes(backingOffset, backingSize))

@@ -39,6 +39,7 @@ export function parseVhdx(r: ByteReader, base: HeaderFacts): HeaderFacts {
     const required = (r.u32le(e + 28) & 1) === 1;
     if (offset + length > r.size) return { ...facts, corrupt: `region ${guid} lies outside the file` };
     if (guid === RegionMetadata) metadata = { offset, length };
+    else if (guid === RegionBat) facts.tableBytes = length; // qemu reads the whole BAT into memory
     else if (guid !== RegionBat && required) facts.unknownFeatures = `required region ${guid}`;
   }
   if (!metadata) return { ...facts, corrupt: "the metadata region is missing" };
@@ -58,6 +59,7 @@ function parseMetadata(r: ByteReader, facts: HeaderFacts, start: number, length:
     if (itemOffset + itemLength > length) return { ...facts, corrupt: `metadata item ${id} lies outside its region` };
     const at = start + itemOffset;
     if (id === ItemFileParameters && itemLength >= 8) {
+      facts.clusterBytes = r.u32le(at);
       if ((r.u32le(at + 4) & 2) !== 0) facts.backingFile = "(parent locator)";
     } else if (id === ItemVirtualDiskSize && itemLength >= 8) {
       facts.virtualSize = r.u64le(at);

@@ -57,6 +57,7 @@ export function parseVmdk(r: ByteReader, base: HeaderFacts): HeaderFacts {
   const descOffset = r.u64le(28);
   const descSectors = r.u64le(36);
   facts.virtualSize = capacity * 512;
+  readGrainShape(r, facts, capacity);
   if (capacity === 0) {
     // NOTE: qemu then opens the embedded descriptor's extents as separate files (vmdk_open_vmdk4).
     return { ...facts, subformat: "sparse with zero capacity", badExtent: "a zero-capacity sparse header defers to its descriptor's extents" };
@@ -73,6 +74,16 @@ export function parseVmdk(r: ByteReader, base: HeaderFacts): HeaderFacts {
   const problem = extentProblem(d.extents, capacity);
   if (problem) facts.badExtent = problem;
   return facts;
+}
+
+/** The grain size and the bytes of grain directory and grain-table cache qemu holds for it. */
+function readGrainShape(r: ByteReader, facts: HeaderFacts, capacity: number): void {
+  const grainSectors = r.u64le(20);
+  const gtesPerGt = r.u32le(44);
+  facts.clusterBytes = grainSectors * 512;
+  // qemu refuses more than 512 entries per grain table; VMware and qemu-img write exactly 512.
+  if (gtesPerGt === 0 || gtesPerGt > 512) facts.corrupt = `the sparse header declares ${gtesPerGt} entries per grain table`;
+  else if (grainSectors > 0) facts.tableBytes = Math.ceil(capacity / (grainSectors * gtesPerGt)) * 4 + 16 * gtesPerGt * 4;
 }
 
 function extentProblem(extents: VmdkExtent[], capacity: number): string | undefined {

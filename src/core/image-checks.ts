@@ -4,6 +4,8 @@
  * run in order and the first refusal wins, so the reason is the most specific one.
  */
 import { HeaderProbeBytes, inspectHeader, type HeaderFacts, type HeaderFormat } from "./image-header.js";
+import { MaxTableBytes } from "./convert-limits.js";
+import { formatBytes } from "./quantity.js";
 import { EarlyRejectReasons, type RejectReason } from "./reject-reasons.js";
 import { Accept, firstRefusal, refuse, type Verdict } from "./verdict.js";
 
@@ -25,6 +27,30 @@ export const AllowedFormats: readonly HeaderFormat[] = ["raw", "qcow2", "vmdk", 
 export const AllowedVmdkCreateTypes: readonly string[] = ["monolithicSparse", "streamOptimized"];
 /** Formats whose qemu driver implements `qemu-img check`. */
 export const CheckableFormats: readonly HeaderFormat[] = ["qcow2", "vmdk", "vhdx", "vdi"];
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** An allocation unit the format's tools write, and what they write. */
+interface ClusterRange {
+  what: string;
+  min: number;
+  max: number;
+  tools: string;
+}
+
+/**
+ * The allocation units accepted, per format: what the formats' own tools write, with room to spare. Above the
+ * range a unit costs the converter memory or time no legitimate image needs (qemu buffers whole compressed VMDK
+ * grains); below it, or not a power of two, no tool writes it.
+ */
+export const ClusterRanges: Readonly<Partial<Record<HeaderFormat, ClusterRange>>> = {
+  qcow2: { what: "cluster", min: 512, max: 2 * MiB, tools: "qemu-img writes 64 KiB by default and accepts 512 B to 2 MiB" },
+  vmdk: { what: "grain", min: 4 * KiB, max: 1 * MiB, tools: "qemu-img and VMware write 64 KiB" },
+  vhdx: { what: "block", min: 1 * MiB, max: 256 * MiB, tools: "the VHDX specification allows 1 MiB to 256 MiB" },
+  vpc: { what: "block", min: 4 * KiB, max: 16 * MiB, tools: "qemu-img, Hyper-V and VirtualBox write 2 MiB" },
+  vdi: { what: "block", min: 1 * MiB, max: 1 * MiB, tools: "VirtualBox and qemu-img write 1 MiB, and qemu reads no other" },
+};
 
 type HeaderRule = (f: HeaderFacts, l: ImageLimits) => ImageVerdict;
 
@@ -56,6 +82,22 @@ export function refuseVmdkCreateType(f: HeaderFacts): ImageVerdict {
 export function refuseUnknownFeature(f: HeaderFacts): ImageVerdict {
   return f.unknownFeatures ? refuse("unknown-feature", `the ${f.format} image uses features we do not know: ${f.unknownFeatures}`) : Accept;
 }
+/** Allocation units outside what the format's tools write: too large costs the converter, too small no tool writes. */
+export function refuseClusterShape(f: HeaderFacts): ImageVerdict {
+  const range = ClusterRanges[f.format];
+  const c = f.clusterBytes;
+  if (!range || c === undefined) return Accept;
+  const size = `the ${f.format} ${range.what} size is ${c} bytes (${formatBytes(c)})`;
+  const allowed = `${formatBytes(range.min)} to ${formatBytes(range.max)}; ${range.tools}`;
+  if (c > range.max) return refuse("resource-limit", `${size}: converting it would need memory and time no legitimate image needs (allowed: ${allowed})`);
+  if (c < range.min || (c & (c - 1)) !== 0) return refuse("unsupported-format", `${size}, which no tool writes (allowed: powers of two from ${allowed})`);
+  return Accept;
+}
+/** Tables (L1/refcount, grain directory, BAT) that would need more memory than any legitimate image. */
+export function refuseHugeTables(f: HeaderFacts): ImageVerdict {
+  if (f.tableBytes === undefined || f.tableBytes <= MaxTableBytes) return Accept;
+  return refuse("resource-limit", `the ${f.format} tables need ${f.tableBytes} bytes (${formatBytes(f.tableBytes)}) of memory, more than the ${formatBytes(MaxTableBytes)} any legitimate image needs`);
+}
 export function refuseUnalignedRaw(f: HeaderFacts): ImageVerdict {
   return f.format === "raw" && f.fileSize % 512 !== 0 ? refuse("not-a-disk", `the raw file is ${f.fileSize} bytes, not a whole number of 512-byte sectors`) : Accept;
 }
@@ -77,6 +119,8 @@ export const HeaderChain: readonly HeaderRule[] = [
   refuseBadExtent,
   refuseVmdkCreateType,
   refuseUnknownFeature,
+  refuseClusterShape,
+  refuseHugeTables,
   refuseUnalignedRaw,
   refuseNotADisk,
   refuseHeaderTooLarge,

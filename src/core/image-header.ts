@@ -53,6 +53,10 @@ export interface HeaderFacts {
   badExtent?: string;
   /** Raw only: why the bytes plainly are not a disk (text, HTML, JSON). */
   notADisk?: string;
+  /** The allocation unit in bytes: qcow2 cluster, VMDK grain, VHDX/VHD/VDI block. */
+  clusterBytes?: number;
+  /** Bytes of tables qemu-img reads into memory at once: L1 + refcount table, grain directory, BAT, block map. */
+  tableBytes?: number;
   /** qcow2: the compression type, when the header names one other than zlib. */
   compressionType?: string;
 }

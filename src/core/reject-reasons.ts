@@ -28,6 +28,7 @@ export const RejectReasonRows = [
   { reason: "format-mismatch", doc: "Our header inspector and qemu-img disagree on the format" },
   { reason: "compression-bomb", doc: "A compressed image would expand beyond the size limit" },
   { reason: "bad-extent", early: true, doc: "A VMDK whose extents point outside the file" },
+  { reason: "resource-limit", early: true, doc: "A grain, cluster or table too large for any legitimate image, or qemu-img convert stopped by its limits" },
   { reason: "inspect-failed", doc: "The image could not be inspected safely, or the converted file did not read back as the raw disk expected" },
 ] as const satisfies readonly RejectReasonRow[];
 

@@ -1,6 +1,6 @@
 /**
- * One HTTP(S) GET with manual redirects (only to http: or https:), an idle timeout on the socket and abort
- * support, on node's http/https modules (leaner and faster than fetch() + Readable.fromWeb for big bodies).
+ * One HTTP(S) GET with manual redirects (only to http: or https:), an idle timeout on the socket (which also
+ * bounds the wait for the response headers) and abort support, on node's http/https modules (leaner and faster than fetch() + Readable.fromWeb for big bodies).
  */
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
@@ -81,6 +81,11 @@ export function classifyNetworkError(e: unknown, url: string, signal?: AbortSign
   if (e instanceof FetchError) return e;
   if (signal?.aborted) return signal.reason ?? e;
   const err = e as NodeJS.ErrnoException;
+  // node's HTTP parser (llhttp) refuses an answer that is not HTTP, or a bad Content-Length: codes HPE_*.
+  // NOTE: checked first, since such an error carries a `reason` of its own, as our refusals do.
+  if (e instanceof Error && (err.code ?? "").startsWith("HPE_")) {
+    return new FetchError("bad-response", `Cannot download "${url}": the origin's answer is not valid HTTP (${err.code ?? ""}: ${err.message})`, { retryable: false }, { cause: e });
+  }
   // Refusals, disk errors and qemu-img failures raised while reading the body are not network errors.
   if (!(e instanceof Error) || "reason" in e || "details" in e || localErrnos.has(err.code ?? "")) return e;
   const unreachable = ["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"].includes(err.code ?? "");

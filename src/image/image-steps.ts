@@ -6,7 +6,9 @@ import { open, statfs, unlink } from "node:fs/promises";
 import { evaluateConversionSpace, type FetchVerdict } from "../core/fetch-rules.js";
 import { evaluateEarlyHeader, evaluateHeader, evaluateQemuCheck, evaluateQemuInfo, CheckableFormats, type ImageLimits } from "../core/image-checks.js";
 import type { HeaderFacts } from "../core/image-header.js";
-import { DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
+import { parseConvertOverrides, planConvertLimits, type ConvertLimits } from "../core/convert-limits.js";
+import { formatBytes } from "../core/quantity.js";
+import { ConfigError, DiskFullError, ImageRejectedError, ToolError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
 import { readHeaderFacts } from "./header-read.js";
 import { qemuImgCheck, qemuImgConvertToRaw, qemuImgDataBytes, qemuImgInfo } from "./qemu-img.js";
@@ -62,15 +64,24 @@ function asInspectFailed(e: unknown, ctx: StepContext, step: string): unknown {
   return new ImageRejectedError("inspect-failed", `Refused image "${ctx.id}": qemu-img ${step} ${how} under its resource limits: ${lastLine(e.details.stderrTail)}`, { cause: e });
 }
 
-/** Converts `src` to a raw `dst`, durable when it returns, after checking that its data fits the free space. */
+/**
+ * Converts `src` to a raw `dst`, durable when it returns, after checking that its data fits the free space.
+ * qemu-img runs under limits sized from the image (core/convert-limits.ts); one stopped by them is refused as
+ * `resource-limit`, never retried.
+ */
 export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: string, dst: string): Promise<void> {
   const total = facts.virtualSize ?? 0;
   const needed = await qemuImgDataBytes(src, facts.format, signalOpt(ctx)).catch((e: unknown) => {
     throw asInspectFailed(e, ctx, "map");
   });
   refuseIf(evaluateConversionSpace({ dataBytes: needed, fileSize: facts.fileSize, freeBytes: await freeBytes(ctx.baseDir) }), ctx.id, "convert");
+  const limits = convertLimitsFor(total, needed);
+  ctx.log.debug({ imageId: ctx.id, limits }, "Converting image under limits");
   const onProgress = (pct: number) => ctx.onProgress?.({ phase: "Converting", bytesDone: Math.round((total * pct) / 100), bytesTotal: total });
-  const run = (targetCache: "none" | "writeback") => qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(ctx), targetCache, onProgress });
+  const run = (targetCache: "none" | "writeback") =>
+    qemuImgConvertToRaw(src, facts.format, dst, { ...signalOpt(ctx), targetCache, onProgress, limits, timeoutMs: limits.timeoutMs }).catch((e: unknown) => {
+      throw asConvertRefusal(e, ctx, limits, total);
+    });
   try {
     await run("none");
   } catch (e) {
@@ -84,6 +95,33 @@ export async function convertToRaw(ctx: StepContext, facts: HeaderFacts, src: st
     await fsyncFile(dst);
   }
 }
+
+function convertLimitsFor(virtualSize: number, dataBytes: number): ConvertLimits {
+  const overrides = parseConvertOverrides(process.env);
+  if ("error" in overrides) throw new ConfigError(`Cannot convert an image: ${overrides.error}`);
+  return planConvertLimits({ virtualSize, dataBytes }, overrides);
+}
+
+/**
+ * A conversion stopped by its limits (timeout, CPU, address space: qemu-img then aborts on a failed allocation
+ * or thread creation) is the image's doing: `resource-limit`. A target the filesystem cannot hold at the virtual
+ * size ("File too large", EFBIG) is `too-large`. An abort stays an abort; anything else stays a ToolError.
+ */
+function asConvertRefusal(e: unknown, ctx: StepContext, limits: ConvertLimits, virtualSize: number): unknown {
+  if (!(e instanceof ToolError) || ctx.signal?.aborted) return e;
+  const d = e.details;
+  if (/File too large/i.test(d.stderrTail)) {
+    return new ImageRejectedError("too-large", `Refused image "${ctx.id}": its virtual size of ${virtualSize} bytes (${formatBytes(virtualSize)}) is larger than a file the base dir's filesystem can hold`, { cause: e });
+  }
+  const memory = /Cannot allocate memory|Resource temporarily unavailable|Failed to allocate|out of memory/i.test(d.stderrTail);
+  if (!d.timedOut && !memory && !(d.signal && LimitSignals.includes(d.signal))) return e;
+  const how = d.timedOut ? `ran longer than its bound of ${limits.timeoutMs / 1000} s` : memory ? "ran out of its memory limit" : `was killed by ${d.signal ?? "a signal"}`;
+  const bounds = `${formatBytes(limits.addressSpaceBytes)} of address space, ${limits.cpuSeconds} s of CPU, ${limits.timeoutMs / 1000} s of wall-clock time`;
+  return new ImageRejectedError("resource-limit", `Refused image "${ctx.id}": qemu-img convert ${how} (limits: ${bounds})${d.stderrTail ? `: ${lastLine(d.stderrTail)}` : ""}`, { cause: e });
+}
+
+/** Signals that mean qemu-img met a limit: SIGXCPU/SIGKILL from the CPU limit, SIGABRT/SIGTRAP (glib)/SIGSEGV from a failed allocation. */
+const LimitSignals: readonly string[] = ["SIGXCPU", "SIGKILL", "SIGABRT", "SIGTRAP", "SIGSEGV"];
 
 /**
  * Throws for a refusing verdict: ImageRejectedError for the image's fault, DiskFullError ("Cannot <verb> image")
@@ -105,13 +143,23 @@ export async function fsyncFile(path: string): Promise<void> {
 export async function freeBytes(dir: string): Promise<number> {
   const s = await statfs(dir);
   const reserve = Math.min(reserveBytes, s.blocks * s.bsize * reserveFraction);
-  return Math.max(0, s.bavail * s.bsize - reserve);
+  return Math.floor(Math.max(0, s.bavail * s.bsize - reserve));
 }
 
-/** Turns ENOSPC (from node or from qemu-img) into DiskFullError; anything else passes through. */
+/**
+ * Turns ENOSPC (from node or from qemu-img) into DiskFullError, and EFBIG ("File too large": the filesystem
+ * cannot hold a file of the image's size, even sparse) into a `too-large` refusal; anything else passes through.
+ */
 export function asDiskFull(e: unknown, id: string): unknown {
-  const enospc = (e as NodeJS.ErrnoException)?.code === "ENOSPC" || (e instanceof ToolError && /No space left on device/i.test(e.details.stderrTail));
-  return enospc ? new DiskFullError(`Cannot store image "${id}": no space left in the base dir's filesystem`, { cause: e }) : e;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const stderr = e instanceof ToolError ? e.details.stderrTail : "";
+  if (code === "ENOSPC" || /No space left on device/i.test(stderr)) {
+    return new DiskFullError(`Cannot store image "${id}": no space left in the base dir's filesystem`, { cause: e });
+  }
+  if (code === "EFBIG" || /File too large/i.test(stderr)) {
+    return new ImageRejectedError("too-large", `Refused image "${id}": it is larger than a file the base dir's filesystem can hold (File too large)`, { cause: e });
+  }
+  return e;
 }
 
 function signalOpt(ctx: StepContext): { signal?: AbortSignal } {

@@ -1,15 +1,22 @@
 /**
  * Typed wrappers around qemu-img. Every call names the format explicitly (`-f`, `-F`): qemu-img never probes
  * a format here, because a probed guest-writable disk can turn into a host-file read (the class of
- * CVE-2026-24708). Inspection runs under prlimit, as Nova's privsep does (30 s of CPU, 2 GiB of address space).
+ * CVE-2026-24708). Inspection runs under prlimit, as Nova's privsep does (30 s of CPU, 2 GiB of address space);
+ * conversion under limits sized from the image (core/convert-limits.ts) and a wall-clock bound.
  */
 import { execa } from "execa";
 import { existsSync } from "node:fs";
 import { AbortedError, ToolError } from "../lib/errors.js";
 import { parseQemuInfo, type QemuCheckResult, type QemuImageInfo } from "../core/image-checks.js";
 
-/** Resource limits applied to qemu-img inspection. NOTE: util-linux prlimit parses "2GiB" as 2 bytes, so bytes it is. */
-export const InspectLimits = { addressSpaceBytes: 2 * 1024 ** 3, cpuSeconds: 30 };
+/** Resource limits of one qemu-img run. NOTE: util-linux prlimit parses "2GiB" as 2 bytes, so bytes it is. */
+export interface ToolLimits {
+  addressSpaceBytes: number;
+  cpuSeconds: number;
+}
+
+/** Resource limits applied to qemu-img inspection. */
+export const InspectLimits: ToolLimits = { addressSpaceBytes: 2 * 1024 ** 3, cpuSeconds: 30 };
 
 /** Options common to every qemu-img call. */
 export interface QemuImgOptions {
@@ -24,9 +31,10 @@ const hasSetpriv = existsSync("/usr/bin/setpriv");
 /** Runs qemu-img with `args`, optionally under prlimit; throws ToolError on failure. Returns stdout. */
 async function run(
   args: string[],
-  opts: QemuImgOptions & { limited?: boolean; okExitCodes?: number[]; onStdout?: (chunk: string) => void },
+  opts: QemuImgOptions & { limits?: ToolLimits; okExitCodes?: number[]; onStdout?: (chunk: string) => void },
 ): Promise<{ stdout: string; exitCode: number }> {
-  const limited = opts.limited ? ["prlimit", `--as=${InspectLimits.addressSpaceBytes}`, `--cpu=${InspectLimits.cpuSeconds}`, "--"] : [];
+  const l = opts.limits;
+  const limited = l ? ["prlimit", `--as=${l.addressSpaceBytes}`, `--cpu=${l.cpuSeconds}`, "--"] : [];
   // NOTE: with setpriv --pdeathsig, a qemu-img whose parent was killed (-9) dies too instead of writing on.
   const [file = "qemu-img", ...argv] = [...(hasSetpriv ? ["setpriv", "--pdeathsig", "KILL", "--"] : []), ...limited, "qemu-img", ...args];
   const sub = execa(file, argv, {
@@ -36,7 +44,8 @@ async function run(
     cancelSignal: opts.signal,
     forceKillAfterDelay: 2000,
     ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
-    env: { LC_ALL: "C" },
+    // NOTE: glibc gives each thread its own 64 MiB malloc arena; two keep qemu-img's address space near 250 MiB.
+    env: { LC_ALL: "C", MALLOC_ARENA_MAX: "2" },
     stdin: "ignore",
   });
   if (opts.onStdout) sub.stdout?.on("data", (c: Buffer) => opts.onStdout?.(c.toString("utf8")));
@@ -67,7 +76,7 @@ function lastLine(s: string): string {
 
 /** `qemu-img info --output=json -f FORMAT --force-share` under resource limits. */
 export async function qemuImgInfo(path: string, format: string, opts: QemuImgOptions = {}): Promise<QemuImageInfo> {
-  const { stdout } = await run(["info", "--output=json", "-f", format, "--force-share", path], { timeoutMs: 60_000, ...opts, limited: true });
+  const { stdout } = await run(["info", "--output=json", "-f", format, "--force-share", path], { timeoutMs: 60_000, ...opts, limits: InspectLimits });
   try {
     return parseQemuInfo(JSON.parse(stdout));
   } catch (e) {
@@ -80,7 +89,7 @@ export async function qemuImgCheck(path: string, format: string, opts: QemuImgOp
   const { stdout, exitCode } = await run(["check", "--output=json", "-f", format, "--force-share", path], {
     timeoutMs: 120_000,
     ...opts,
-    limited: true,
+    limits: InspectLimits,
     okExitCodes: [0, 1, 2, 3, 63],
   });
   if (exitCode === 63) return { exitCode, corruptions: 0, leaks: 0, checkErrors: 0 };
@@ -96,12 +105,14 @@ export async function qemuImgCheck(path: string, format: string, opts: QemuImgOp
 
 /** Options of a conversion to raw. */
 export interface ConvertOptions extends QemuImgOptions {
+  /** Address space and CPU time (core/convert-limits.ts); the wall-clock bound is `timeoutMs`. */
+  limits: ToolLimits;
   /** "none" opens the target with O_DIRECT so the data is on disk when qemu-img exits; "writeback" needs an fsync after. */
   targetCache: "none" | "writeback";
   onProgress?: (percent: number) => void;
 }
 
-/** `qemu-img convert -f FORMAT -O raw -t CACHE -W -p SRC DST` (sparse output, out-of-order writes). */
+/** `qemu-img convert -f FORMAT -O raw -t CACHE -W -p SRC DST` (sparse output, out-of-order writes) under `opts.limits`. */
 export async function qemuImgConvertToRaw(src: string, srcFormat: string, dst: string, opts: ConvertOptions): Promise<void> {
   let buf = "";
   const onStdout = (chunk: string) => {
@@ -129,7 +140,7 @@ export async function qemuImgResize(path: string, format: string, size: number, 
 
 /** `qemu-img map --output=json -f FORMAT`: bytes that hold data (allocated and not zero). */
 export async function qemuImgDataBytes(path: string, format: string, opts: QemuImgOptions = {}): Promise<number> {
-  const { stdout } = await run(["map", "--output=json", "-f", format, "--force-share", path], { timeoutMs: 120_000, ...opts, limited: true });
+  const { stdout } = await run(["map", "--output=json", "-f", format, "--force-share", path], { timeoutMs: 120_000, ...opts, limits: InspectLimits });
   const extents = JSON.parse(stdout) as { length: number; data: boolean; zero: boolean }[];
   return extents.filter((e) => e.data && !e.zero).reduce((sum, e) => sum + e.length, 0);
 }

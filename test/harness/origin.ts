@@ -1,7 +1,8 @@
 /**
  * A real HTTP origin on 127.0.0.1, port 0, for fetch tests and benchmarks. Each path is a route: a file (with
  * Range, ETag and Last-Modified), or a hostile behaviour (status codes, 500 then ok, connection dropped
- * mid-body, stall, slow body, wrong Content-Length, redirects to loops or file://, an HTML page). It counts
+ * mid-body, stall, slow body, wrong Content-Length, redirects to loops or file://, an HTML page, raw bytes that
+ * are not a valid HTTP answer, no answer at all). It counts
  * requests and body bytes per path so tests can prove "downloaded once" and "a cache hit downloads nothing".
  */
 import { createReadStream } from "node:fs";
@@ -35,7 +36,11 @@ export type Route =
   | { kind: "slow"; chunkBytes: number; intervalMs: number; body: Body; opts?: FileOptions }
   | { kind: "wrong-length"; declared: number; body: Body }
   | { kind: "redirect"; to: string; code?: number }
-  | { kind: "html" };
+  | { kind: "html" }
+  /** Writes these bytes to the socket as the whole answer (not through node's HTTP writer), then closes it. */
+  | { kind: "raw-answer"; bytes: Buffer }
+  /** Accepts the request and never answers. */
+  | { kind: "silent" };
 
 /** A running origin. */
 export class Origin {
@@ -124,6 +129,11 @@ export class Origin {
       }
       case "redirect":
         return void res.writeHead(route.code ?? 302, { location: route.to }).end();
+      case "raw-answer":
+        this.count(path, route.bytes.length);
+        return void req.socket.end(route.bytes);
+      case "silent":
+        return;
       case "html": {
         const page = Buffer.from("<!DOCTYPE html>\n<html><head><title>Not here</title></head><body><p>Please log in.</p></body></html>\n");
         this.count(path, page.length);

@@ -3,7 +3,7 @@
 // as it was.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAgentFlags } from "../../src/cli/commands/agent.js";
@@ -92,6 +92,32 @@ for (const [argv, message] of usageErrors) {
     assert.match(r.stderr, message);
   });
 }
+
+test("a directory flag that names a file, or a path through one, is a usage error (exit 2) that names the flag and the path", async () => {
+  const file = await images.file("not-a-dir", "x");
+  const dir = await mkdtemp(join(tmpdir(), "basecache-cli-dirs-"));
+  try {
+    const cases: [string[], string, string][] = [
+      [["fetch", "--base-dir", file, "--id", "x", "--url", "http://127.0.0.1:9/x"], "base-dir", `${file}": it is a file`],
+      [["fetch", "--base-dir", join(file, "sub"), "--id", "x", "--url", "http://127.0.0.1:9/x"], "base-dir", `${join(file, "sub")}": a component of the path is a file`],
+      [["disk", "create", "--base-dir", file, "--id", "x", "--out", join(dir, "d.qcow2")], "base-dir", `${file}": it is a file`],
+      [["gc", "--base-dir", file, "--instances-dir", dir], "base-dir", `${file}": it is a file`],
+      [["gc", "--base-dir", dir, "--instances-dir", file], "instances-dir", `${file}": it is a file`],
+      [["agent", "--node", "n1", "--base-dir", file, "--instances-dir", dir], "base-dir", `${file}": it is a file`],
+      [["agent", "--node", "n1", "--base-dir", dir, "--instances-dir", file], "instances-dir", `${file}": it is a file`],
+    ];
+    for (const [argv, flag, what] of cases) {
+      const r = await startCli(argv);
+      assert.equal(r.exitCode, 2, `${argv.join(" ")}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(`Cannot use --${flag} "${what}, not a directory`), r.stderr);
+    }
+    // Nothing was created next to the file, nor in the directory.
+    assert.deepEqual((await stat(file)).isFile(), true);
+    assert.deepEqual(await readdir(dir), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test("fetch --timeout gives up when the deadline passes: exit 124, reason deadline, the cache as it was", async () => {
   const file = await images.qcow2("slow.qcow2", 16);

@@ -45,6 +45,8 @@ test("an image announced larger than the free space is refused before downloadin
   const { code, json } = await runFetch(["--base-dir", dir, "--id", "big", "--url", url]);
   assert.equal(code, 5, json.message);
   assert.equal(json.reason, "disk-full");
+  // Whole bytes, and a size a human reads (the reserve is a fraction of the filesystem's size).
+  assert.match(json.message, /it is 209715200 bytes \(200 MiB\) and the base dir's filesystem has \d+ bytes \(\d+(\.\d)? MiB\) free/);
   assert.ok(origin.bytesSentFor("/big.raw") < 200 * 1024 * 1024, "the body was not downloaded in full");
   assert.deepEqual(await readdir(dir), []);
 });
@@ -71,6 +73,28 @@ test("a compressed image whose data cannot fit once converted fails with exit 5 
   assert.equal(code, 5, json.message);
   assert.equal(json.reason, "disk-full");
   assert.deepEqual(await readdir(dir), []);
+});
+
+test("an image larger than the filesystem can hold as one file, even sparse, is refused as too-large (exit 3)", async (t) => {
+  if (skipReason) return t.skip(skipReason);
+  // ext2 with 1 KiB blocks holds files of at most 16 GiB; the qcow2 declares 20 GiB and holds almost nothing.
+  const fsImage = images.path("ext2.img");
+  const mnt = await mkdtemp(join(tmpdir(), "basecache-ext2-"));
+  await execa("truncate", ["-s", "64M", fsImage]);
+  await execa("mkfs.ext2", ["-q", "-F", "-b", "1024", fsImage]);
+  await execa("mount", ["-o", "loop", fsImage, mnt]);
+  try {
+    const dir = join(mnt, "base");
+    const img = await images.qcow2("huge.qcow2", 20 * 1024);
+    const { code, json } = await runFetch(["--base-dir", dir, "--id", "huge", "--url", origin.serve("/huge.qcow2", { file: img })]);
+    assert.equal(json.reason, "too-large", json.message);
+    assert.equal(code, 3);
+    assert.match(json.message, /21474836480 bytes \(20\.0 GiB\) is larger than a file the base dir's filesystem can hold/);
+    assert.deepEqual(await readdir(dir), []);
+  } finally {
+    await execa("umount", [mnt], { reject: false });
+    await rm(mnt, { recursive: true, force: true });
+  }
 });
 
 test("a compression bomb is refused with exit 3, not written", async (t) => {

@@ -39,6 +39,32 @@ async function assertNothingLeft(id: string): Promise<void> {
 }
 
 describe("origin faults", () => {
+  const malformed: [string, Buffer][] = [
+    ["an invalid Content-Length", Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nhello")],
+    ["two different Content-Lengths", Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello")],
+    ["an answer that is not HTTP (an SSH banner)", Buffer.from("SSH-2.0-OpenSSH_9.2p1\r\n")],
+    ["binary garbage", Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x0d, 0x0a, 0x0d, 0x0a])],
+  ];
+  for (const [what, bytes] of malformed) {
+    test(`${what} is a source failure: exit 4, reason bad-response, not retried`, async () => {
+      const path = `/malformed-${what.replace(/\W+/g, "-")}`;
+      const { code, json } = await runFetch(fetchArgs("malformed", origin.route(path, { kind: "raw-answer", bytes })));
+      assert.equal(json.reason, "bad-response", json.message);
+      assert.equal(code, 4);
+      assert.match(json.message, /^Cannot download "http:\/\/127\.0\.0\.1:\d+\/malformed-[^"]+": the origin's answer is not valid HTTP \(HPE_/);
+      assert.equal(origin.requestsTo(path), 1);
+      await assertNothingLeft("malformed");
+    });
+  }
+
+  test("an origin that never sends its headers is a bounded wait: a stall, retried, then exit 4", async () => {
+    const { code, json } = await runFetch(fetchArgs("silent", origin.route("/silent", { kind: "silent" })));
+    assert.equal(code, 4, json.message);
+    assert.equal(json.reason, "retries-exhausted");
+    assert.match(json.message, /no data for 1500 ms/);
+    await assertNothingLeft("silent");
+  });
+
   test("a 404 fails at once with exit 4 and reason http-status", async () => {
     const url = origin.route("/missing", { kind: "status", code: 404 });
     const { code, json } = await runFetch(fetchArgs("404", url));

@@ -88,7 +88,7 @@ describe("refuseAnnouncedNoRoom", () => {
   }
   test("whole bytes in the message", () => {
     const v = refuseAnnouncedNoRoom({ totalBytes: 2 * GiB, freeBytes: GiB });
-    assert.ok(!v.accept && v.message === `it is ${2 * GiB} bytes and the base dir's filesystem has ${GiB} bytes free`);
+    assert.ok(!v.accept && v.message === `it is ${2 * GiB} bytes (2.0 GiB) and the base dir's filesystem has ${GiB} bytes (1.0 GiB) free`, v.accept ? "" : v.message);
   });
 });
 

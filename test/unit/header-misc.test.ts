@@ -56,6 +56,14 @@ describe("vpc and vdi", () => {
     assert.equal(f.virtualSize, 2 ** 30);
     assert.equal(f.backingFile, undefined);
   });
+  test("a VDI's block size and block map are read", () => {
+    const b = vdi(1);
+    b.writeUInt32LE(1024 * 1024, 0x178);
+    b.writeUInt32LE(1024, 0x180);
+    const f = facts(b);
+    assert.equal(f.clusterBytes, 1024 * 1024);
+    assert.equal(f.tableBytes, 4096);
+  });
   test("a differencing VDI or one with a parent UUID has a backing file", () => {
     assert.ok(facts(vdi(4)).backingFile);
     assert.ok(facts(vdi(1, true)).backingFile);

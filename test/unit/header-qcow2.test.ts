@@ -86,6 +86,11 @@ describe("qcow2 header", () => {
     assert.match(facts(qcow2({ incompat: 1n })).corrupt ?? "", /dirty/);
   });
   test("an unknown version is an unknown feature", () => assert.match(facts(qcow2({ version: 4 })).unknownFeatures ?? "", /version 4/));
+  test("the cluster size and the memory of the L1 and refcount tables are read", () => {
+    const f = facts(qcow2());
+    assert.equal(f.clusterBytes, 65536);
+    assert.equal(f.tableBytes, 1 * 8 + 1 * 65536);
+  });
   test("a cluster size outside 512 B..2 MiB is corruption", () => assert.match(facts(qcow2({ clusterBits: 8, fileClusters: 64 })).corrupt ?? "", /cluster bits/));
   test("an L1 table outside the file is corruption", () => assert.match(facts(qcow2({ l1Offset: 100 * 65536 })).corrupt ?? "", /L1 table/));
   test("a refcount table outside the file is corruption", () => assert.match(facts(qcow2({ refcountOffset: 100 * 65536 })).corrupt ?? "", /refcount/));

@@ -56,6 +56,11 @@ describe("vhdx", () => {
     assert.equal(f.format, "vhdx");
     assert.equal(f.virtualSize, 3 * 2 ** 30);
   });
+  test("the block size and the BAT's length are read", () => {
+    const f = facts(vhdx());
+    assert.equal(f.clusterBytes, 32 * 1024 * 1024);
+    assert.equal(f.tableBytes, 64 * 1024);
+  });
   test("the HasParent flag means a backing file", () => assert.ok(facts(vhdx({ hasParent: true })).backingFile));
   test("an unknown required region is an unknown feature", () => assert.match(facts(vhdx({ extraRequired: true })).unknownFeatures ?? "", /region/));
   test("a missing region table is corruption", () => {

@@ -14,6 +14,7 @@ function sparseVmdk(descriptor: string, capacitySectors = 2048n): Buffer {
   b.writeBigUInt64LE(128n, 20);
   b.writeBigUInt64LE(1n, 28);
   b.writeBigUInt64LE(20n, 36);
+  b.writeUInt32LE(512, 44); // grain table entries, as VMware and qemu-img write
   b.write(descriptor, 512, "latin1");
   return b;
 }
@@ -40,6 +41,19 @@ describe("vmdk", () => {
     assert.equal(f.format, "vmdk");
     assert.equal(f.subformat, "monolithicFlat");
     assert.match(f.badExtent ?? "", /\/dev\/sda/);
+  });
+  test("the grain size and the memory of its tables are read from the sparse header", () => {
+    const f = facts(sparseVmdk(desc("monolithicSparse", 'RW 2048 SPARSE "disk.vmdk"')));
+    assert.equal(f.clusterBytes, 128 * 512);
+    // One grain-directory entry, plus qemu's cache of 16 grain tables of 512 entries.
+    assert.equal(f.tableBytes, 4 + 16 * 512 * 4);
+  });
+  test("a sparse header without grain-table entries, or with more than qemu reads, is corrupt", () => {
+    for (const n of [0, 513]) {
+      const b = sparseVmdk(desc("monolithicSparse", 'RW 2048 SPARSE "disk.vmdk"'));
+      b.writeUInt32LE(n, 44);
+      assert.match(facts(b).corrupt ?? "", /entries per grain table/, String(n));
+    }
   });
   test("COWD (ESX sparse) is refused", () => assert.ok(facts(Buffer.concat([Buffer.from("COWD"), Buffer.alloc(2044)])).badExtent));
   test("the descriptor parser reads keys and extents", () => {

@@ -9,6 +9,8 @@ import {
   QemuInfoChain,
   refuseBackingFile,
   refuseBadExtent,
+  refuseClusterShape,
+  refuseHugeTables,
   refuseConvertedNotRaw,
   refuseConvertedSizeChange,
   refuseCorruptHeader,
@@ -37,6 +39,8 @@ import {
 } from "../../src/core/image-checks.js";
 import type { HeaderFacts } from "../../src/core/image-header.js";
 
+const KiB = 1024;
+const MiB = 1024 * KiB;
 const GiB = 1024 ** 3;
 const facts = (over: Partial<HeaderFacts> = {}): HeaderFacts => ({ format: "qcow2", fileSize: 1024 * 1024, virtualSize: GiB, ...over });
 const info = (over: Partial<QemuImageInfo> = {}): QemuImageInfo => ({ format: "qcow2", virtualSize: GiB, encrypted: false, corrupt: false, dirty: false, ...over });
@@ -71,6 +75,27 @@ describe("header rules: each refusal reason", () => {
     ["virtual size above the limit", { virtualSize: 2 * GiB + 1 }, "too-large"],
     ["virtual size exactly at the limit", { virtualSize: 2 * GiB }, "accept"],
     ["vhdx, vpc and vdi are allowed", { format: "vhdx" }, "accept"],
+    // Allocation units: what the formats' tools write is accepted, above it costs memory, below it no tool writes.
+    ["a vmdk with qemu-img's 64 KiB grains", { format: "vmdk", subformat: "streamOptimized", clusterBytes: 64 * KiB }, "accept"],
+    ["a vmdk with 1 MiB grains, the largest accepted", { format: "vmdk", subformat: "streamOptimized", clusterBytes: MiB }, "accept"],
+    ["a streamOptimized vmdk with 1 GiB grains", { format: "vmdk", subformat: "streamOptimized", clusterBytes: GiB }, "resource-limit"],
+    ["a vmdk with 64 MiB grains", { format: "vmdk", subformat: "monolithicSparse", clusterBytes: 64 * MiB }, "resource-limit"],
+    ["a vmdk with 2 KiB grains", { format: "vmdk", subformat: "monolithicSparse", clusterBytes: 2 * KiB }, "unsupported-format"],
+    ["a vmdk with grains that are not a power of two", { format: "vmdk", subformat: "monolithicSparse", clusterBytes: 96 * KiB }, "unsupported-format"],
+    ["a qcow2 with 2 MiB clusters", { clusterBytes: 2 * MiB }, "accept"],
+    ["a qcow2 with 512-byte clusters", { clusterBytes: 512 }, "accept"],
+    ["a qcow2 with 4 MiB clusters", { clusterBytes: 4 * MiB }, "resource-limit"],
+    ["a vhdx with 32 MiB blocks", { format: "vhdx", clusterBytes: 32 * MiB }, "accept"],
+    ["a vhdx with 512 MiB blocks", { format: "vhdx", clusterBytes: 512 * MiB }, "resource-limit"],
+    ["a vhdx with 512 KiB blocks", { format: "vhdx", clusterBytes: 512 * KiB }, "unsupported-format"],
+    ["a vpc with 2 MiB blocks", { format: "vpc", clusterBytes: 2 * MiB }, "accept"],
+    ["a vpc with 1 GiB blocks", { format: "vpc", clusterBytes: GiB }, "resource-limit"],
+    ["a vdi with 1 MiB blocks", { format: "vdi", clusterBytes: MiB }, "accept"],
+    ["a vdi with 2 MiB blocks", { format: "vdi", clusterBytes: 2 * MiB }, "resource-limit"],
+    ["a vdi with 0-byte blocks", { format: "vdi", clusterBytes: 0 }, "unsupported-format"],
+    ["tables of 1 MiB", { tableBytes: MiB }, "accept"],
+    ["tables of 64 MiB, the most accepted", { tableBytes: 64 * MiB }, "accept"],
+    ["tables of more than 64 MiB", { tableBytes: 64 * MiB + 1 }, "resource-limit"],
   ];
   for (const [label, over, reason] of table) test(label, () => assert.equal(reasonOf(evaluateHeader(facts(over), limits)), reason));
 
@@ -146,6 +171,8 @@ describe("each named rule alone", () => {
     ["refuseBadExtent", refuseBadExtent, [[{ badExtent: "x" }, "bad-extent"], [{}, "accept"]]],
     ["refuseVmdkCreateType", refuseVmdkCreateType, [[{ format: "vmdk", subformat: "twoGbMaxExtentSparse" }, "unsupported-format"], [{ format: "vmdk" }, "unsupported-format"], [{ format: "vmdk", subformat: "streamOptimized" }, "accept"], [{ subformat: "whatever" }, "accept"]]],
     ["refuseUnknownFeature", refuseUnknownFeature, [[{ unknownFeatures: "bit 3" }, "unknown-feature"], [{}, "accept"]]],
+    ["refuseClusterShape", refuseClusterShape, [[{ clusterBytes: 4 * 1024 * 1024 }, "resource-limit"], [{ clusterBytes: 256 }, "unsupported-format"], [{ clusterBytes: 65536 }, "accept"], [{}, "accept"]]],
+    ["refuseHugeTables", refuseHugeTables, [[{ tableBytes: 1024 ** 3 }, "resource-limit"], [{ tableBytes: 65536 }, "accept"], [{}, "accept"]]],
     ["refuseUnalignedRaw", refuseUnalignedRaw, [[{ format: "raw", fileSize: 513 }, "not-a-disk"], [{ format: "raw", fileSize: 1024 }, "accept"], [{ fileSize: 513 }, "accept"]]],
     ["refuseNotADisk", refuseNotADisk, [[{ notADisk: "text" }, "not-a-disk"], [{}, "accept"]]],
     ["refuseHeaderTooLarge", refuseHeaderTooLarge, [[{ virtualSize: 2 * GiB + 1 }, "too-large"], [{ virtualSize: 2 * GiB }, "accept"], [{ virtualSize: undefined }, "accept"]]],

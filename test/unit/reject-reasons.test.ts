@@ -21,7 +21,7 @@ test("a refusal is never spelled like a source failure, so a Failed entry's reas
 });
 
 test("the reasons refused before the download are the ones the header alone decides", () => {
-  assert.deepEqual([...EarlyRejectReasons].sort(), ["backing-file", "bad-extent", "data-file", "encrypted", "too-large", "unknown-feature", "unsupported-format"]);
+  assert.deepEqual([...EarlyRejectReasons].sort(), ["backing-file", "bad-extent", "data-file", "encrypted", "resource-limit", "too-large", "unknown-feature", "unsupported-format"]);
 });
 
 test("isRejectReason knows exactly the listed reasons", () => {

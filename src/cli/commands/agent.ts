@@ -10,6 +10,7 @@ import { clockFromEnv } from "../../lib/clock.js";
 import { ExitCode } from "../../lib/exit.js";
 import { DefaultHealthAddr, DefaultMetricsAddr } from "../../lib/health.js";
 import type { Command } from "../command.js";
+import { checkDirFlags } from "../dir-flag.js";
 import { DefaultHighWatermark, DefaultLowWatermark, addressFlag, budgetFlags, durationFlag, intFlag, parseFlags, renderHelp, requireFlag, type CommandSpec } from "../flags.js";
 
 const flags = {
@@ -68,6 +69,7 @@ export const agentCommand: Command = async (argv, ctx) => {
     ctx.stdout.write(renderHelp(spec));
     return ExitCode.Ok;
   }
+  await checkDirFlags({ "base-dir": opts.baseDir, "instances-dir": opts.instancesDir });
   await runAgent(opts, ctx.log.child({ node: opts.node }), ctx.signal);
   return ExitCode.Ok;
 };

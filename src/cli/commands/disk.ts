@@ -9,6 +9,7 @@ import { ConfigError } from "../../lib/errors.js";
 import { ExitCode } from "../../lib/exit.js";
 import { createInstanceDisk, inspectInstanceDisk } from "../../image/instance-disk.js";
 import type { Command, CommandContext } from "../command.js";
+import { checkDirFlags } from "../dir-flag.js";
 import { bytesFlag, parseFlags, renderHelp, requireFlag, usageError, type CommandSpec } from "../flags.js";
 
 const createFlags = {
@@ -55,8 +56,10 @@ async function create(argv: string[], ctx: CommandContext): Promise<ExitCode> {
   if (parsed === "help") return help(ctx, renderHelp(createSpec));
   const v = parsed.values;
   const size = v.size === undefined ? undefined : bytesFlag("size", v.size);
+  const baseDir = resolve(requireFlag(createSpec, "base-dir", v["base-dir"]));
+  await checkDirFlags({ "base-dir": baseDir });
   const disk = await createInstanceDisk({
-    baseDir: resolve(requireFlag(createSpec, "base-dir", v["base-dir"])),
+    baseDir,
     id: requireFlag(createSpec, "id", v.id),
     out: requireFlag(createSpec, "out", v.out),
     ...(size === undefined ? {} : { size }),

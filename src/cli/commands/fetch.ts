@@ -13,6 +13,7 @@ import { ExitCode, exitCodeFor } from "../../lib/exit.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, type RetryPolicy } from "../../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchFacts, type FetchProgress, type FetchRequest, type FetchResult } from "../../image/pipeline.js";
 import type { Command, CommandContext } from "../command.js";
+import { checkDirFlags } from "../dir-flag.js";
 import { bytesFlag, durationFlag, flagValue, parseFlags, renderHelp, requireFlag, usageError, type CommandSpec } from "../flags.js";
 
 const flags = {
@@ -92,6 +93,7 @@ export const fetchCommand: Command = async (argv, ctx) => {
     return ExitCode.Ok;
   }
   const { request, json } = flags;
+  await checkDirFlags({ "base-dir": request.baseDir });
   const bar = !json && ctx.stderr.isTTY ? progressBar(ctx) : undefined;
   const started = performance.now();
   const learned: FetchFacts = {};

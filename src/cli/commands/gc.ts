@@ -13,6 +13,7 @@ import { diskInspector } from "../../agent/options.js";
 import { clockFromEnv } from "../../lib/clock.js";
 import { ExitCode } from "../../lib/exit.js";
 import type { Command, CommandContext } from "../command.js";
+import { checkDirFlags } from "../dir-flag.js";
 import { DefaultHighWatermark, DefaultLowWatermark, budgetFlags, durationFlag, parseFlags, renderHelp, requireFlag, type CommandSpec } from "../flags.js";
 
 const flags = {
@@ -78,6 +79,7 @@ export const gcCommand: Command = async (argv, ctx) => {
     ctx.stdout.write(renderHelp(spec));
     return ExitCode.Ok;
   }
+  await checkDirFlags({ "base-dir": flags.baseDir, "instances-dir": flags.instancesDir });
   const references = await referencesFor(flags, ctx);
   const result = await runGcPass(
     {

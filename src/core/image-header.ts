@@ -136,9 +136,31 @@ function parseAny(r: ByteReader): HeaderFacts {
 
 function parseRaw(r: ByteReader, base: HeaderFacts): HeaderFacts {
   const facts: HeaderFacts = { ...base, virtualSize: r.size };
-  const why = textualContent(r);
+  const why = archiveKind(r) ?? textualContent(r);
   if (why) facts.notADisk = why;
   return facts;
+}
+
+/** Archive magics: an archive holds files, so storing it as a disk would give a VM a disk of tar or zip bytes. */
+const ArchiveMagics: readonly { offset: number; magic: string; what: string }[] = [
+  { offset: 257, magic: "ustar", what: "a tar archive (an OVA is one)" },
+  { offset: 0, magic: "PK\x03\x04", what: "a zip archive" },
+  { offset: 0, magic: "PK\x05\x06", what: "an empty zip archive" },
+  { offset: 0, magic: "7z\xbc\xaf\x27\x1c", what: "a 7-Zip archive" },
+  { offset: 0, magic: "Rar!\x1a\x07", what: "a RAR archive" },
+  { offset: 0, magic: "xar!", what: "a xar archive" },
+  { offset: 0, magic: "!<arch>\n", what: "an ar archive" },
+  { offset: 0, magic: "070701", what: "a cpio archive" },
+  { offset: 0, magic: "070702", what: "a cpio archive" },
+  { offset: 0, magic: "070707", what: "a cpio archive" },
+  { offset: 0, magic: "\xc7\x71", what: "a cpio archive" },
+  { offset: 0, magic: "\x71\xc7", what: "a cpio archive" },
+];
+
+/** Why a raw file is an archive rather than a disk, or undefined. basecache does not unpack archives. */
+export function archiveKind(r: ByteReader): string | undefined {
+  const hit = ArchiveMagics.find((m) => r.startsWith(m.offset, m.magic));
+  return hit ? `it is ${hit.what}, not a disk image; basecache does not unpack archives: serve the disk image inside it` : undefined;
 }
 
 const textSample = 4096;

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { execa } from "execa";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -111,6 +112,27 @@ describe("hostile, broken and oversize images are refused with exit 3 and leave 
     const { code, json } = await runFetch(["--base-dir", baseDir, "--id", "html2", "--url", origin.serve("/page2", page.subarray(0, 4096))]);
     assert.equal(code, 3);
     assert.equal(json.reason, "not-a-disk");
+  });
+
+  test("archives are not disks: an OVA (tar of a real VMDK) and a zip are refused, nothing stored", async () => {
+    const vmdk = await images.convert(raw, "appliance-disk1.vmdk", "vmdk", ["subformat=streamOptimized"]);
+    const ova = join(images.dir, "appliance.ova");
+    await execa("tar", ["-cf", ova, "-C", images.dir, "appliance-disk1.vmdk"]);
+    // A zip's local file header, stored (no compression), then a raw disk's bytes: what `zip -0` writes first.
+    const vmdkBytes = await readFile(raw);
+    const local = Buffer.alloc(30);
+    local.write("PK\x03\x04", 0, "latin1");
+    local.writeUInt32LE(vmdkBytes.length, 18);
+    local.writeUInt32LE(vmdkBytes.length, 22);
+    local.writeUInt16LE("disk.vmdk".length, 26);
+    const zip = await images.file("appliance.zip", Buffer.concat([local, Buffer.from("disk.vmdk"), vmdkBytes, Buffer.alloc(512 - ((30 + 9 + vmdkBytes.length) % 512))]));
+    for (const [id, file, what] of [["ova", ova, /tar archive/], ["zip", zip, /zip archive/]] as const) {
+      const { code, json } = await runFetch(["--base-dir", baseDir, "--id", id, "--url", origin.serve(`/${id}`, { file })]);
+      assert.equal(code, 3, id);
+      assert.equal(json.reason, "not-a-disk", id);
+      assert.match(String(json.message), what);
+      assert.deepEqual(await filesStartingWith(baseDir, baseNameFor(id)), [], id);
+    }
   });
 
   test("a checksum mismatch is refused", async () => {

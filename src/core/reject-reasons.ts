@@ -22,7 +22,7 @@ export const RejectReasonRows = [
   { reason: "too-large", early: true, doc: "The virtual size (or an archive member) is above the size limit" },
   { reason: "corrupt", doc: "The image, its manifest or its archive is structurally damaged" },
   { reason: "unsupported-format", early: true, doc: "Not raw, qcow2, vmdk, vhdx, vpc or vdi, or a variant of them we refuse" },
-  { reason: "not-a-disk", doc: "Not a disk image at all, e.g. an HTML error page served with 200" },
+  { reason: "not-a-disk", doc: "Not a disk image at all: an HTML error page served with 200, or an archive (tar/OVA, zip, 7z, RAR, cpio)" },
   { reason: "empty", doc: "No bytes, or a size that is not whole sectors" },
   { reason: "checksum-mismatch", doc: "The download's SHA-256 differs from the declared checksum" },
   { reason: "format-mismatch", doc: "Our header inspector and qemu-img disagree on the format" },

@@ -115,7 +115,7 @@ describe("hostile, broken and oversize images are refused with exit 3 and leave 
   });
 
   test("archives are not disks: an OVA (tar of a real VMDK) and a zip are refused, nothing stored", async () => {
-    const vmdk = await images.convert(raw, "appliance-disk1.vmdk", "vmdk", ["subformat=streamOptimized"]);
+    await images.convert(raw, "appliance-disk1.vmdk", "vmdk", ["subformat=streamOptimized"]);
     const ova = join(images.dir, "appliance.ova");
     await execa("tar", ["-cf", ova, "-C", images.dir, "appliance-disk1.vmdk"]);
     // A zip's local file header, stored (no compression), then a raw disk's bytes: what `zip -0` writes first.

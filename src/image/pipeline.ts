@@ -15,7 +15,7 @@ import { isAbsolute } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseChecksum } from "../core/checksum.js";
 import { downloadCap, evaluateAnnouncement, evaluateCachedBase, evaluateChecksum, evaluateServedAs, type Expectation } from "../core/fetch-rules.js";
-import { evaluateConverted, type ImageLimits } from "../core/image-checks.js";
+import { evaluateConverted } from "../core/image-checks.js";
 import { ByteReader } from "../core/byte-window.js";
 import { detectFormat } from "../core/image-header.js";
 import { baseNameFor } from "../core/names.js";
@@ -48,9 +48,8 @@ interface FetchJob {
   /** File name of the base: sha1 hex of the id. */
   base: string;
   paths: BasePaths;
-  /** What the image must be: checksum and limits, parsed once. */
+  /** What the image must be: checksum and limits, parsed once (the limits are the image checks' ImageLimits). */
   want: Expectation;
-  limits: ImageLimits;
   /** The request key a coalesced waiter compares before it takes our verdict. */
   key: string;
   started: number;
@@ -79,10 +78,12 @@ function jobFor(req: FetchRequest): FetchJob {
   const started = performance.now();
   if (!isAbsolute(req.baseDir)) throw new TypeError(`Cannot fetch image "${req.id}": base dir "${req.baseDir}" is not absolute`);
   if (req.id === "") throw new TypeError("Cannot fetch image: the id is empty");
-  const limits: ImageLimits = req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize };
-  const want: Expectation = { ...limits, ...(req.checksum === undefined ? {} : { checksum: parseChecksum(req.checksum) }) };
+  const want: Expectation = {
+    ...(req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize }),
+    ...(req.checksum === undefined ? {} : { checksum: parseChecksum(req.checksum) }),
+  };
   const base = baseNameFor(req.id);
-  return { req, id: req.id, base, paths: basePaths(req.baseDir, base), want, limits, key: requestKey(req), started, log: req.log ?? silentLogger };
+  return { req, id: req.id, base, paths: basePaths(req.baseDir, base), want, key: requestKey(req), started, log: req.log ?? silentLogger };
 }
 
 async function fetchCoalesced(job: FetchJob): Promise<FetchResult> {
@@ -148,7 +149,7 @@ async function fetchLocked(job: FetchJob): Promise<FetchResult> {
   req.onFacts?.({ bytesDownloaded: dl.networkBytes, sha256: dl.sha256 });
   refuseIf(evaluateChecksum({ sha256: dl.sha256, ...(dl.extraDigest ? { sha512: dl.extraDigest } : {}) }, job.want), job.id);
   const ctx = stepContext(job);
-  const { facts, virtualSize } = await inspectImage(ctx, p.part, job.limits);
+  const { facts, virtualSize } = await inspectImage(ctx, p.part, job.want);
   refuseIf(evaluateServedAs({ format: facts.format, ...(dl.contentType ? { contentType: dl.contentType } : {}) }), job.id);
   if (facts.format === "raw") {
     await fsyncFile(p.part);
@@ -181,7 +182,7 @@ function resultOf(job: FetchJob, r: Pick<FetchResult, "cached" | "format" | "byt
 }
 
 async function download(job: FetchJob, source: ResolvedSource): Promise<DownloadResult> {
-  const { req, limits } = job;
+  const { req, want: limits } = job;
   const fh = await createOwnFile(job.paths.part, WorkFileMode);
   const hasher = createHasher(job.want.checksum?.algorithm === "sha512" ? "sha512" : undefined);
   let lastProgress = 0;

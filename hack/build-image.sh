@@ -65,5 +65,7 @@ mv "$archive.tmp" "$archive"
 # The image this name pointed at before, if nothing else uses it (dangling images would pile up).
 new=$(buildah inspect --type image --format '{{.FromImageID}}' "$name")
 if [ -n "$old" ] && [ "$old" != "$new" ]; then buildah rmi "$old" >/dev/null 2>&1 || true; fi
+# Older archives of the app (other keys) beyond the newest three go; the lock keeps writers out meanwhile.
+ls -1t "$cache"/basecache-*.oci.tar 2>/dev/null | tail -n +4 | while read -r stale; do rm -f "$stale"; done
 log "built $name in $((SECONDS - start))s: $archive"
 printf 'base %s %s\napp %s %s\n' "$base_archive" "$base_name" "$archive" "$name"

@@ -42,7 +42,8 @@ kube_ldflags() {
 build_kube() { # $@ = command names
   local work out name
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
+  # A RETURN trap is global: clear it as it fires, or it fires again when the caller returns.
+  trap 'rm -rf "$work"; trap - RETURN' RETURN
   local mod
   mod=$(curl -fsS "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod")
   {

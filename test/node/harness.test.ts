@@ -12,6 +12,7 @@ import { CoreV1Api } from "@kubernetes/client-node";
 import { eventually } from "../harness/eventually.js";
 import { listCgroups } from "../harness/node/host.js";
 import { Bridge, KubernetesServiceIp, NodeIp } from "../harness/node/layout.js";
+import { ensurePauseImage } from "../harness/node/pause-image.js";
 import { Pki } from "../harness/node/pki.js";
 import { down, leftovers, status, unavailableReason, up, type TestNode } from "../harness/node/node.js";
 
@@ -51,12 +52,16 @@ describe("the real-node harness", { skip: skip ? `skipped: ${skip}` : false }, (
     assert.equal(v.serverVersion.gitVersion, version);
   });
 
-  test("up again finds the same node and restarts nothing", async () => {
+  test("up again finds the same node, restarts nothing, and pushes the images it is given", async () => {
     const before = (await status()).daemons;
     assert.equal(before.length, 8, "etcd, registry, containerd, kube-apiserver, kcm, scheduler, kubelet, kube-proxy");
     assert.ok(before.every((d) => d.alive));
-    await up();
+    const pause = await ensurePauseImage();
+    const again = await up({ images: [{ archive: pause.archive, name: "basecache/extra:1" }] });
     assert.deepEqual((await status()).daemons, before);
+    assert.equal(again.images["basecache/extra:1"], `${node.registry}/basecache/extra:1`);
+    const res = await fetch(`http://${node.registry}/v2/basecache/extra/manifests/1`, { headers: { accept: "application/vnd.oci.image.manifest.v1+json" } });
+    assert.equal(res.status, 200);
   });
 
   test("a pod of the pause image is scheduled, pulled from the local registry and runs with an address on the bridge", async () => {

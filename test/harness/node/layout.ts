@@ -90,6 +90,8 @@ export interface NodeState {
   /** Pushed images: name (repo:tag) -> full reference. */
   images: Record<string, string>;
   hostPaths: string[];
+  /** The pinned binaries the daemons run (kubectl included). */
+  binDir: string;
   sysctls: Record<string, string>;
   startedAt: string;
 }

@@ -18,7 +18,7 @@ import { DefaultHostPaths, Dirs, NodeIp, NodeName, readState, TouchedSysctls, wr
 import { ensurePauseImage } from "./pause-image.js";
 import { pushOciArchive, type OciImage } from "./oci-archive.js";
 import { createNodePki, Kubeconfigs, Server } from "./pki.js";
-import { freePort, nodeReady, waitFor, waitReady } from "./readiness.js";
+import { freePort, nodeReady, waitReady } from "./readiness.js";
 import { down } from "./teardown.js";
 
 export { down } from "./teardown.js";
@@ -145,6 +145,7 @@ async function boot(binDir: string, pause: OciImage, opts: UpOptions, log: (line
     pauseImage: `${registry}/${pause.name}`,
     images: {},
     hostPaths,
+    binDir,
     sysctls: await readSysctls(TouchedSysctls),
     startedAt: new Date().toISOString(),
   };
@@ -189,8 +190,5 @@ export async function status(): Promise<{ up: boolean; node?: TestNode; daemons:
   const state = await readState();
   if (!state) return { up: false, daemons: [] };
   const daemons = await Promise.all(state.daemons.map(async (d) => ({ name: d.name, pid: d.pid, alive: await alive(d) })));
-  const binDir = await buildTools(() => {});
-  return (await healthy(state)) ? { up: true, node: handle(state, binDir), daemons } : { up: false, daemons };
+  return (await healthy(state)) ? { up: true, node: handle(state, state.binDir), daemons } : { up: false, daemons };
 }
-
-export { waitFor };

@@ -83,7 +83,7 @@ export async function removeChains(): Promise<void> {
 /** Mount points under our dirs, /run/netns/cni-* and /run/containerd, deepest first. */
 export async function listMounts(): Promise<string[]> {
   const info = await readFile("/proc/self/mountinfo", "utf8");
-  const prefixes = [Root, RunRoot, OutsidePaths.kubeletDefaultRoot, OutsidePaths.containerdRun, `${OutsidePaths.netns}/cni-`];
+  const prefixes = [Root, RunRoot, OutsidePaths.kubeletDefaultRoot, `${OutsidePaths.netns}/cni-`];
   return info
     .split("\n")
     .map((l) => (l.split(" ")[4] ?? "").replace(/\\040/g, " "))
@@ -143,7 +143,9 @@ export async function removeCgroups(): Promise<void> {
 export async function listOutsideFiles(hostPaths: string[]): Promise<string[]> {
   const out: string[] = [];
   const has = async (p: string) => (await readdir(p).catch(() => undefined)) !== undefined || (await readFile(p).then(() => true, () => false));
-  for (const p of [Root, RunRoot, OutsidePaths.kubeletDefaultRoot, OutsidePaths.podLogs, OutsidePaths.containerLogs, OutsidePaths.containerdRun, ...hostPaths]) {
+  // Not /run/containerd: with our state dir and runc root our containerd never writes there (seen), and a
+  // containerd of the host's own may.
+  for (const p of [Root, RunRoot, OutsidePaths.kubeletDefaultRoot, OutsidePaths.podLogs, OutsidePaths.containerLogs, ...hostPaths]) {
     if (await has(p)) out.push(p);
   }
   const cniResults = join(OutsidePaths.cni, "results");

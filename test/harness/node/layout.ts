@@ -1,6 +1,6 @@
 /**
  * Where the test node lives: its fixed names and addresses, its own directories, the places outside them
- * that the kubelet, libcni, the shims and the CRI write to anyway, and the state file that lets `down` and
+ * that the kubelet, libcni and the CRI write to anyway, and the state file that lets `down` and
  * `status` (possibly in another process) find what `up` started.
  */
 import { readFile, rename, writeFile } from "node:fs/promises";
@@ -53,7 +53,6 @@ export const OutsidePaths = {
   podLogs: "/var/log/pods",
   containerLogs: "/var/log/containers",
   cni: "/var/lib/cni",
-  containerdRun: "/run/containerd",
   netns: "/run/netns",
 };
 

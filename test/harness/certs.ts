@@ -12,8 +12,8 @@ export interface CertAuthority extends KeyPair {
   dir: string;
   /** Signs a client certificate for `user` in `groups` (the API server maps CN to user, O to groups). */
   issueClientCert(name: string, user: string, groups: string[]): Promise<KeyPair>;
-  /** Signs a serving certificate for the loopback addresses. */
-  issueServingCert(name: string): Promise<KeyPair>;
+  /** Signs a serving certificate for the loopback addresses, or for `altNames` (openssl form: `IP:x`, `DNS:y`). */
+  issueServingCert(name: string, altNames?: string[]): Promise<KeyPair>;
 }
 
 // NOTE: node 20's crypto can make keys but not X.509 certificates, so openssl signs them.
@@ -65,8 +65,8 @@ export async function createCertAuthority(dir: string): Promise<CertAuthority> {
       const subject = [...groups.map((g) => `/O=${subjectPart(g)}`), `/CN=${subjectPart(user)}`].join("");
       return sign(ca, dir, name, subject, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n");
     },
-    issueServingCert: (name) =>
-      sign(ca, dir, name, "/CN=kube-apiserver", "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"),
+    issueServingCert: (name, altNames = ["IP:127.0.0.1", "DNS:localhost", "DNS:kubernetes.default.svc"]) =>
+      sign(ca, dir, name, `/CN=${subjectPart(name)}`, `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${altNames.join(",")}\n`),
   };
 }
 

@@ -147,7 +147,7 @@ async function waitUntil(what: string, daemons: Daemon[], check: () => Promise<b
   throw new Error(`Cannot start the control plane: ${what} not ready within ${startTimeoutMs} ms\n${tails.join("\n")}`);
 }
 
-function kubeconfigYaml(server: string, caData: string, user: Record<string, string>): string {
+export function kubeconfigYaml(server: string, caData: string, user: Record<string, string>): string {
   return stringify({
     apiVersion: "v1",
     kind: "Config",
@@ -289,7 +289,7 @@ async function createIfMissing(fn: () => Promise<unknown>): Promise<void> {
   }
 }
 
-async function requestToken(kc: KubeConfig, ns: string, sa: string, nodeName?: string): Promise<string> {
+export async function requestToken(kc: KubeConfig, ns: string, sa: string, nodeName?: string): Promise<string> {
   const core = kc.makeApiClient(CoreV1Api);
   await createIfMissing(() => core.createNamespace({ body: { metadata: { name: ns } } }));
   await createIfMissing(() => core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: sa } } }));
@@ -343,7 +343,7 @@ interface CrdDoc extends KubernetesObject {
   spec: { group: string; names: { plural: string }; versions: { name: string; served: boolean }[] };
 }
 
-async function applyCrds(kc: KubeConfig, dir: string): Promise<void> {
+export async function applyCrds(kc: KubeConfig, dir: string): Promise<void> {
   const files = (await readdir(dir)).filter((f) => f.endsWith(".yaml") || f.endsWith(".yml")).sort();
   const docs: CrdDoc[] = [];
   for (const f of files) {

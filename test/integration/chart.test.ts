@@ -7,11 +7,12 @@ import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, type KubeConfig, type V1PodSpec } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
 import { chartDir, helm, renderChart } from "../harness/helm.js";
 import { applyObjects, expandedArgs, objectKey, parseManifests, readManifests, type ManifestObject } from "../harness/manifests.js";
 import { parseAgentFlags } from "../../src/cli/commands/agent.js";
+import { containerUser, refusedSteps, shellScript } from "../harness/file-privileges.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 /** Labels only Helm adds; everything else must match deploy/ exactly. */
@@ -83,6 +84,17 @@ describe("the chart, rendered", () => {
     }
     const vap = JSON.stringify(find(objects, "ValidatingAdmissionPolicy", "basecache-agent-own-node"));
     assert.ok(vap.includes("system:serviceaccount:elsewhere:basecache-agent"), "the admission policy names the agent of the release namespace");
+  });
+
+  test("prepare-dirs takes the base dir back before its chmod, for any base dir and agent user, so restarts work", async () => {
+    const objects = parseManifests(await renderChart("elsewhere", ["agent.paths.baseDir=/srv/vm/_base", "agent.runAsUser=1000", "agent.runAsGroup=1000"]));
+    const ds = find(objects, "DaemonSet", "basecache-agent");
+    const spec = (ds.spec as { template: { spec: V1PodSpec } }).template.spec;
+    const init = spec.initContainers?.find((c) => c.name === "prepare-dirs");
+    assert.ok(init, "the DaemonSet has prepare-dirs");
+    const script = shellScript(init) ?? "";
+    assert.match(script, /chown 1000:1000 \/srv\/vm\/_base$/);
+    assert.deepEqual(refusedSteps(script, containerUser(init, spec.securityContext)), []);
   });
 
   test("renders a ServiceMonitor only when asked, and the image from one value", async () => {

@@ -11,6 +11,7 @@ import { parse } from "yaml";
 import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Container, type V1PodSpec } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
 import { applyObjects, expandedArgs, readManifests, type ManifestObject } from "../harness/manifests.js";
+import { containerUser, refusedSteps, shellScript } from "../harness/file-privileges.js";
 import { parseAgentFlags } from "../../src/cli/commands/agent.js";
 import { parseControllerFlags } from "../../src/cli/commands/controller.js";
 import { placementLabel } from "../../src/core/placement-keys.js";
@@ -129,6 +130,30 @@ describe("deploy/, read as files", () => {
         assert.ok(c.livenessProbe && c.readinessProbe, `${owner} container ${c.name} has probes`);
       }
     }
+  });
+
+  test("every init container's script works on a restart too, when the hostPath dirs already belong to the agent", async () => {
+    const objects = await readManifests([deployDir]);
+    let scripts = 0;
+    for (const { owner, spec } of podSpecs(objects)) {
+      for (const c of spec.initContainers ?? []) {
+        const script = shellScript(c);
+        assert.ok(script, `${owner} ${c.name} runs one sh -c script`);
+        scripts++;
+        assert.deepEqual(refusedSteps(script, containerUser(c, spec.securityContext)), [], `${owner} ${c.name}`);
+      }
+    }
+    assert.ok(scripts >= 1, "the agent's prepare-dirs is checked");
+  });
+
+  test("the script check refuses a chmod by root with only CHOWN on a dir it has not taken back", () => {
+    // The first version of prepare-dirs: fine on a fresh node, Init:CrashLoopBackOff on every restart.
+    const rootChownOnly = { uid: 0, capabilities: ["CHOWN"] };
+    const refused = refusedSteps("chmod 0755 /b && chown 65532:65532 /b", rootChownOnly);
+    assert.equal(refused.length, 1);
+    assert.match(refused[0] ?? "", /chmod 0755 \/b.*without CAP_FOWNER/);
+    assert.deepEqual(refusedSteps("chown 0:0 /b && chmod 0755 /b && chown 65532:65532 /b", rootChownOnly), []);
+    assert.equal(refusedSteps("chown 0:0 /b && chmod 0755 /b", { uid: 0, capabilities: [] }).length, 2);
   });
 
   test("the agent gets its node name from the downward API and mounts the instances dir read-only", async () => {

@@ -117,7 +117,7 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
 
   let ctl = startController(cp.kubeconfigPath, ["--workers", "4"], { BASECACHE_LOG_LEVEL: "info" });
   setCtl(ctl);
-  await ctl.waitForLog("Caches synced, starting workers");
+  await ctl.leading();
   const images = benchImages(IMAGES);
   const before0 = await apiserverWrites(admin);
 
@@ -286,7 +286,7 @@ async function run(cp: ControlPlane, setCtl: (c: ControllerProcess) => void): Pr
   const beforeRestart = await apiserverWrites(admin);
   ctl = startController(cp.kubeconfigPath, ["--workers", "4"], { BASECACHE_LOG_LEVEL: "info" });
   setCtl(ctl);
-  await ctl.waitForLog("Caches synced, starting workers");
+  await ctl.leading();
   const keys = N + 1 + 2;
   await eventually(async () => {
     const m = await ctl.metrics();

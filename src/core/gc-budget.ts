@@ -3,7 +3,7 @@
  * to evict (least recently used first, see watermarks.ts), and the sidecars and locks that go with a removed
  * base. Pure: each step returns new decisions and never changes the ones it was given.
  */
-import type { GcDecision } from "./gc.js";
+import type { GcDecision } from "./gc-records.js";
 import { planEvictions, type EvictionCandidate, type GcBudget } from "./watermarks.js";
 
 /** The cache's own bytes (bases, sidecars, locks, temps; never unknown files) before and after the plan. */

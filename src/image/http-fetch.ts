@@ -202,7 +202,7 @@ async function consumePlain(opts: DownloadOptions, st: State, res: IncomingMessa
 }
 
 async function consumeUnpacked(opts: DownloadOptions, st: State, res: IncomingMessage, unpack: "tar" | "tar+gzip"): Promise<void> {
-  const { extractDiskFromTar } = await import("./oci-fetch.js");
+  const { extractDiskFromTar } = await import("./tar-layer.js");
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       st.networkBytes += chunk.length;

@@ -179,7 +179,8 @@ function parseNodeImageStatus(v: unknown, path: string): NodeImageStatus {
 
 function parseNodeImageCacheStatus(s: Json): NodeImageCacheStatus {
   const d = isRecord(s.disk) ? s.disk : undefined;
-  const disk = d ? { cacheBytes: num(d.cacheBytes) ?? 0, ...(str(d.cache) === undefined ? {} : { cache: str(d.cache) as string }), filesystemBytes: num(d.filesystemBytes) ?? 0, filesystemFreeBytes: num(d.filesystemFreeBytes) ?? 0 } : undefined;
+  const cache = d ? str(d.cache) : undefined;
+  const disk = d ? { cacheBytes: num(d.cacheBytes) ?? 0, ...(cache === undefined ? {} : { cache }), filesystemBytes: num(d.filesystemBytes) ?? 0, filesystemFreeBytes: num(d.filesystemFreeBytes) ?? 0 } : undefined;
   return optional<NodeImageCacheStatus>(
     {},
     {

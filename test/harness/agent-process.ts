@@ -1,24 +1,23 @@
 /**
  * Runs `basecache agent` as a real child process (node + tsx on the sources), one per simulated node, each
- * with its own base and instances dirs, collecting its JSON log lines. Also sets up the agent's real identity:
- * the RBAC and admission policy from deploy/ and a service-account token bound to a pod on the node.
+ * with its own base and instances dirs. Tests observe it through the API, its files, its exit code and what it
+ * serves (found from the kernel's socket table, listening.ts), never through its log, which is kept only as a
+ * tail for failure messages. Also sets up the agent's real identity: the RBAC and admission policy from
+ * deploy/ and a service-account token bound to a pod on the node.
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { execa, type ResultPromise } from "execa";
-import type { ControlPlane } from "./control-plane.js";
 import { eventually } from "./eventually.js";
+import type { ControlPlane } from "./control-plane.js";
+import { servingAddress } from "./listening.js";
 import { applyObjects, readManifests } from "./manifests.js";
+import { LogTail, parseMetrics } from "./process-output.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-
-export interface LogLine {
-  level: string;
-  msg: string;
-  [k: string]: unknown;
-}
 
 /** A node's directories: `base` is its `_base`, `instances` holds its instance disks. */
 export interface NodeDirs {
@@ -58,10 +57,12 @@ export async function agentKubeconfig(cp: ControlPlane, node: string, dir: strin
 
 export interface AgentProcess {
   readonly pid: number;
-  readonly lines: LogLine[];
-  waitForLog(msg: string, match?: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  /** The address it serves `path` (/metrics, /healthz, /readyz) on, from its log. */
+  /** The last lines it logged, for failure messages only. */
+  logTail(): string;
+  /** The loopback address it serves `path` (/metrics, /healthz, /readyz) on. */
   address(path: string): Promise<string>;
+  /** Waits until its /readyz answers 200 (its informers have synced). */
+  ready(timeoutMs?: number): Promise<void>;
   /** Fetches and parses /metrics: `name{labels}` -> value. */
   metrics(): Promise<Map<string, number>>;
   kill(signal?: NodeJS.Signals): void;
@@ -92,51 +93,29 @@ export function startAgent(o: StartAgentOptions): AgentProcess {
     buffer: { stderr: false },
     env: { BASECACHE_LOG_LEVEL: "debug", ...o.env },
   });
-  const lines: LogLine[] = [];
-  let partial = "";
-  proc.stderr?.on("data", (chunk: Buffer) => {
-    const parts = (partial + chunk.toString()).split("\n");
-    partial = parts.pop() ?? "";
-    for (const p of parts) {
-      if (!p.trim()) continue;
-      try {
-        lines.push(JSON.parse(p) as LogLine);
-      } catch {
-        lines.push({ level: "raw", msg: p });
-      }
-    }
-  });
+  const tail = new LogTail(proc.stderr);
   const exited = proc.then((r) => r.exitCode);
   let done = false;
   void exited.then(() => (done = true));
-  const waitForLog = (msg: string, match: (l: LogLine) => boolean = () => true, timeoutMs = 60_000) =>
-    eventually(
-      () => {
-        const hit = lines.find((l) => l.msg === msg && match(l));
-        if (!hit) throw new Error(`No log line "${msg}" yet (agent ${o.node} ${done ? "exited" : "running"}); last: ${lines.slice(-3).map((l) => l.msg).join(" | ")}`);
-        return hit;
+  const address = (path: string) => servingAddress(proc.pid ?? 0, path);
+  const ready = async (timeoutMs = 60_000) => {
+    const at = await address("/readyz");
+    await eventually(
+      async () => {
+        const res = await fetch(`http://${at}/readyz`);
+        assert.equal(res.status, 200, `agent ${o.node} not ready (${done ? "exited" : "running"}): ${await res.text()}\n${tail.text()}`);
       },
-      { timeoutMs, intervalMs: 100 },
+      { timeoutMs, description: `agent ${o.node} ready` },
     );
-  const address = async (path: string) => {
-    const line = await waitForLog("Serving HTTP endpoints", (l) => Array.isArray(l.paths) && (l.paths as string[]).includes(path));
-    // An address on every interface is reached on loopback.
-    return String(line.address).replace(/^(0\.0\.0\.0|\[::\]):/, "127.0.0.1:");
   };
   return {
     pid: proc.pid ?? 0,
-    lines,
-    waitForLog,
+    logTail: () => tail.text(),
     address,
+    ready,
     async metrics() {
       const res = await fetch(`http://${await address("/metrics")}/metrics`);
-      const out = new Map<string, number>();
-      for (const l of (await res.text()).split("\n")) {
-        if (!l || l.startsWith("#")) continue;
-        const i = l.lastIndexOf(" ");
-        out.set(l.slice(0, i), Number(l.slice(i + 1)));
-      }
-      return out;
+      return parseMetrics(await res.text());
     },
     kill: (signal = "SIGTERM") => void proc.kill(signal),
     async stop() {

@@ -1,27 +1,26 @@
 /**
  * Runs `basecache controller` as a real child process (node + tsx on the sources) for integration tests and
- * benchmarks, collecting its JSON log lines.
+ * benchmarks. Tests observe it through the API, its Lease, its exit code and what it serves (found from the
+ * kernel's socket table, listening.ts), never through its log, which is kept only as a tail for failure messages.
  */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { eventually } from "./eventually.js";
+import { servingAddress } from "./listening.js";
+import { LogTail, parseMetrics } from "./process-output.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 
-export interface LogLine {
-  level: string;
-  msg: string;
-  [k: string]: unknown;
-}
-
 export interface ControllerProcess {
   readonly pid: number;
-  readonly lines: LogLine[];
-  /** Waits for a log line matching `msg` (exact message) and optional fields. */
-  waitForLog(msg: string, timeoutMs?: number): Promise<LogLine>;
-  /** The metrics/health address it serves on, from its log. */
-  address(): Promise<string>;
+  /** The last lines it logged, for failure messages only. */
+  logTail(): string;
+  /** The loopback address it serves `path` (/metrics, /healthz, /readyz) on. */
+  address(path?: string): Promise<string>;
+  /** Waits until it leads (basecache_controller_is_leader 1) and /readyz answers 200: its workers run. */
+  leading(timeoutMs?: number): Promise<void>;
   /** Fetches and parses /metrics: `name{labels}` -> value. */
   metrics(): Promise<Map<string, number>>;
   kill(signal?: NodeJS.Signals): void;
@@ -40,56 +39,29 @@ export function startController(kubeconfigPath: string, args: string[] = [], env
     buffer: { stderr: false },
     env: { BASECACHE_LOG_LEVEL: "debug", ...env },
   });
-  const lines: LogLine[] = [];
-  let partial = "";
-  proc.stderr?.on("data", (chunk: Buffer) => {
-    const text = partial + chunk.toString();
-    const parts = text.split("\n");
-    partial = parts.pop() ?? "";
-    for (const p of parts) {
-      if (!p.trim()) continue;
-      try {
-        lines.push(JSON.parse(p) as LogLine);
-      } catch {
-        lines.push({ level: "raw", msg: p });
-      }
-    }
-  });
+  const tail = new LogTail(proc.stderr);
   const exited = proc.then((r) => r.exitCode);
   let done = false;
   void exited.then(() => (done = true));
-  const waitForLog = (msg: string, timeoutMs = 60_000) =>
-    eventually(
-      () => {
-        const hit = lines.find((l) => l.msg === msg);
-        if (!hit) throw new Error(`No log line "${msg}" yet (process ${done ? "exited" : "running"}); last: ${lines.slice(-3).map((l) => l.msg).join(" | ")}`);
-        return hit;
-      },
-      { timeoutMs, intervalMs: 100 },
-    );
-  const address = async () => {
-    const line = await eventually(() => {
-      const l = lines.find((x) => x.msg === "Serving HTTP endpoints" && Array.isArray(x.paths) && (x.paths as string[]).includes("/metrics"));
-      if (!l) throw new Error("The controller has not logged its metrics address yet");
-      return l;
-    });
-    return String(line.address);
-  };
+  const address = (path = "/metrics") => servingAddress(proc.pid ?? 0, path);
+  const metrics = async () => parseMetrics(await (await fetch(`http://${await address("/metrics")}/metrics`)).text());
   return {
     pid: proc.pid ?? 0,
-    lines,
-    waitForLog,
+    logTail: () => tail.text(),
     address,
-    async metrics() {
-      const res = await fetch(`http://${await address()}/metrics`);
-      const out = new Map<string, number>();
-      for (const line of (await res.text()).split("\n")) {
-        if (!line || line.startsWith("#")) continue;
-        const i = line.lastIndexOf(" ");
-        out.set(line.slice(0, i), Number(line.slice(i + 1)));
-      }
-      return out;
+    // Leading and ready means the informers have synced, and the workers start in the same turn.
+    async leading(timeoutMs = 60_000) {
+      const health = await address("/readyz");
+      await eventually(
+        async () => {
+          const state = done ? "exited" : "running";
+          assert.equal((await metrics()).get("basecache_controller_is_leader"), 1, `controller not leading (${state})\n${tail.text()}`);
+          assert.equal((await fetch(`http://${health}/readyz`)).status, 200, `controller not ready (${state})\n${tail.text()}`);
+        },
+        { timeoutMs, description: "the controller leading with synced informers" },
+      );
     },
+    metrics,
     kill: (signal = "SIGTERM") => void proc.kill(signal),
     async stop() {
       if (!done) proc.kill("SIGTERM");

@@ -2,50 +2,26 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, stat } from "node:fs/promises";
 import { baseNameFor } from "../../src/core/names.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { AgentTestbed } from "../harness/agent-testbed.js";
 import { eventually } from "../harness/eventually.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { Origin } from "../harness/origin.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
+import type { ImageDir } from "../harness/images.js";
+import type { Api } from "../harness/kube-api.js";
+import type { Origin } from "../harness/origin.js";
 import { createNic, imageStatus, setNicImages } from "./agent-helpers.js";
 
-let cp: ControlPlane;
+let tb: AgentTestbed;
 let admin: Api;
 let origin: Origin;
 let images: ImageDir;
-const agents: AgentProcess[] = [];
-const dirs: NodeDirs[] = [];
 
 before(async () => {
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  admin = new Api(cp.adminConfig());
-  origin = await Origin.start();
-  images = await ImageDir.create();
+  tb = await AgentTestbed.start();
+  ({ admin, origin, images } = tb);
 });
 
 after(async () => {
-  await Promise.all(agents.map((a) => a.stop()));
-  await origin?.close();
-  await images?.cleanup();
-  await cp?.stop();
-  await Promise.all(dirs.map(removeNodeDirs));
+  await tb?.stop();
 });
-
-async function setUpNode(node: string): Promise<{ dirs: NodeDirs; kubeconfig: string }> {
-  await admin.createNode(node);
-  const d = await makeNodeDirs(node);
-  dirs.push(d);
-  return { dirs: d, kubeconfig: await agentKubeconfig(cp, node, d.root) };
-}
-
-function launch(node: string, d: NodeDirs, kubeconfig: string): AgentProcess {
-  const a = startAgent({ node, dirs: d, kubeconfigPath: kubeconfig });
-  agents.push(a);
-  return a;
-}
 
 // Only complete bases, their sidecars and GC's state file: no work files, locks or broken-lock leftovers.
 async function assertNoStrays(dir: string, ids: string[]): Promise<void> {
@@ -61,10 +37,11 @@ async function slowImage(path: string, seconds: number): Promise<string> {
 
 test("an agent killed with SIGKILL mid-download and restarted ends with a correct cache and no strays", async () => {
   const node = "crash-node";
-  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const n = await tb.node(node);
+  const d = n.dirs;
   const url = await slowImage("/crash.qcow2", 20);
   await createNic(admin, node, [{ id: "crash-image", url }]);
-  const first = launch(node, d, kubeconfig);
+  const first = tb.launch(n);
   const part = `${baseNameFor("crash-image")}.part`;
   await eventually(async () => assert.ok((await stat(`${d.base}/${part}`)).size > 0), {
     timeoutMs: 90_000,
@@ -77,28 +54,30 @@ test("an agent killed with SIGKILL mid-download and restarted ends with a correc
 
   // The restarted agent finds the same source, now served at full speed.
   origin.serve("/crash.qcow2", { file: images.path("crash.qcow2") });
-  launch(node, d, kubeconfig);
+  tb.launch(n);
   await eventually(async () => assert.equal((await imageStatus(admin, node, "crash-image"))?.phase, "Ready"), { timeoutMs: 90_000 });
   await assertNoStrays(d.base, ["crash-image"]);
 });
 
 test("an origin that drops the connection mid-transfer is resumed and the node converges", async () => {
   const node = "drop-node";
-  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const n = await tb.node(node);
+  const d = n.dirs;
   const file = await images.qcow2("drop.qcow2", 16);
   const url = origin.route("/drop.qcow2", { kind: "drop", afterBytes: 300_000, times: 3, body: { file } });
   await createNic(admin, node, [{ id: "drop-image", url }]);
-  launch(node, d, kubeconfig);
+  tb.launch(n);
   await eventually(async () => assert.equal((await imageStatus(admin, node, "drop-image"))?.phase, "Ready"), { timeoutMs: 90_000 });
   await assertNoStrays(d.base, ["drop-image"]);
 });
 
 test("SIGTERM mid-download stops the agent with exit 0 and rolls the download back", async () => {
   const node = "term-node";
-  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const n = await tb.node(node);
+  const d = n.dirs;
   const url = await slowImage("/term.qcow2", 30);
   await createNic(admin, node, [{ id: "term-image", url }]);
-  const agent = launch(node, d, kubeconfig);
+  const agent = tb.launch(n);
   await eventually(async () => assert.ok((await stat(`${d.base}/${baseNameFor("term-image")}.part`)).size > 0), { timeoutMs: 60_000 });
   assert.equal(await agent.stop(), 0);
   await assertNoStrays(d.base, []);
@@ -106,18 +85,22 @@ test("SIGTERM mid-download stops the agent with exit 0 and rolls the download ba
 
 test("a restarted agent remembers a rejection from its status and does not fetch the image again", async () => {
   const node = "reject-node";
-  const { dirs: d, kubeconfig } = await setUpNode(node);
+  const n = await tb.node(node);
   const base = await images.raw("reject-base.raw", 4);
   const url = origin.serve("/rejected.qcow2", { file: await images.withBacking("rejected.qcow2", base, "raw") });
   const good = origin.serve("/after.qcow2", { file: await images.qcow2("after.qcow2", 8) });
   await createNic(admin, node, [{ id: "rejected-image", url }]);
-  const first = launch(node, d, kubeconfig);
+  const first = tb.launch(n);
   await eventually(async () => assert.equal((await imageStatus(admin, node, "rejected-image"))?.reason, "backing-file"), { timeoutMs: 60_000 });
   assert.equal(await first.stop(), 0);
   const requests = origin.requestsTo("/rejected.qcow2");
 
-  const second = launch(node, d, kubeconfig);
-  await second.waitForLog("Reconciled key");
+  const second = tb.launch(n);
+  // Its first pass over the node has ended: the remembered rejection was planned against, not a new fetch.
+  await eventually(async () => assert.ok(((await second.metrics()).get('basecache_agent_reconcile_total{kind="node",outcome="success"}') ?? 0) > 0), {
+    timeoutMs: 60_000,
+    description: "the restarted agent's first pass",
+  });
   // Something else to do proves the restarted agent has reconciled this generation.
   await setNicImages(admin, node, [{ id: "rejected-image", url }, { id: "after-image", url: good }]);
   await eventually(async () => assert.equal((await imageStatus(admin, node, "after-image"))?.phase, "Ready"), { timeoutMs: 60_000 });

@@ -3,49 +3,37 @@ import assert from "node:assert/strict";
 import { execa } from "execa";
 import { mkdir, readdir } from "node:fs/promises";
 import { baseNameFor } from "../../src/core/names.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { AgentTestbed, type TestNode } from "../harness/agent-testbed.js";
 import { eventually } from "../harness/eventually.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { Origin } from "../harness/origin.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
+import type { ImageDir } from "../harness/images.js";
+import type { Api } from "../harness/kube-api.js";
+import type { Origin } from "../harness/origin.js";
 import { createNic, eventsAbout, imageStatus } from "./agent-helpers.js";
 
-let cp: ControlPlane;
+let tb: AgentTestbed;
 let admin: Api;
 let origin: Origin;
 let images: ImageDir;
-let d: NodeDirs;
-let agent: AgentProcess | undefined;
-let mounted = false;
+let n: TestNode;
 let skipReason: string | undefined;
 
 before(async () => {
-  d = await makeNodeDirs("full-node");
-  const r = await execa("mount", ["-t", "tmpfs", "-o", "size=96M", "tmpfs", d.base], { reject: false });
-  if (r.exitCode === 0) mounted = true;
+  tb = await AgentTestbed.start();
+  ({ admin, origin, images } = tb);
+  n = await tb.node("full-node");
+  const r = await execa("mount", ["-t", "tmpfs", "-o", "size=96M", "tmpfs", n.dirs.base], { reject: false });
+  if (r.exitCode === 0) tb.onStop(() => execa("umount", [n.dirs.base], { reject: false }));
   else skipReason = `cannot mount a small tmpfs (needs root): ${r.stderr.trim()}`;
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  admin = new Api(cp.adminConfig());
-  origin = await Origin.start();
-  images = await ImageDir.create();
 });
 
 after(async () => {
-  await agent?.stop();
-  await origin?.close();
-  await images?.cleanup();
-  await cp?.stop();
-  if (mounted) await execa("umount", [d.base], { reject: false });
-  await removeNodeDirs(d);
+  await tb?.stop();
 });
 
 test("on a full disk an image fails with disk-full and leaves nothing, while one that fits arrives", async (t) => {
   if (skipReason) return t.skip(skipReason);
-  const node = "full-node";
-  await admin.createNode(node);
+  const node = n.name;
+  const d = n.dirs;
   const big = origin.serve("/big.raw", { file: await images.raw("big.raw", 200) });
   const random = images.path("random.raw");
   await execa("dd", ["if=/dev/urandom", `of=${random}`, "bs=1M", "count=128", "status=none"]);
@@ -58,7 +46,7 @@ test("on a full disk an image fails with disk-full and leaves nothing, while one
   ]);
   await mkdir(d.instances, { recursive: true });
   // A long retry backoff keeps a second attempt from running while the directory is checked.
-  agent = startAgent({ node, dirs: d, kubeconfigPath: await agentKubeconfig(cp, node, d.root), args: ["--retry-base", "10m", "--retry-max", "10m"] });
+  tb.launch(n, { args: ["--retry-base", "10m", "--retry-max", "10m"] });
 
   await eventually(
     async () => {

@@ -4,50 +4,38 @@ import { execa } from "execa";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { AgentTestbed, type TestNode } from "../harness/agent-testbed.js";
+import type { AgentProcess } from "../harness/agent-process.js";
 import { eventually } from "../harness/eventually.js";
 import { startCli } from "../harness/fetch-cli.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { Origin } from "../harness/origin.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
+import type { ImageDir } from "../harness/images.js";
+import type { Api } from "../harness/kube-api.js";
+import type { Origin } from "../harness/origin.js";
 import { createNic, createPodUsing, imageStatus, setNicImages, type WantedImageInput } from "./agent-helpers.js";
 
 const H = 3600_000;
-let cp: ControlPlane;
+let tb: AgentTestbed;
 let admin: Api;
 let origin: Origin;
 let images: ImageDir;
-const agents: AgentProcess[] = [];
-const nodes = new Map<string, { dirs: NodeDirs; kubeconfig: string }>();
+const nodes = new Map<string, TestNode>();
 let tmpfs: string | undefined;
 
 before(async () => {
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  admin = new Api(cp.adminConfig());
-  origin = await Origin.start();
-  images = await ImageDir.create();
+  tb = await AgentTestbed.start();
+  ({ admin, origin, images } = tb);
 });
 
 after(async () => {
-  await Promise.all(agents.map((a) => a.stop()));
-  await origin?.close();
-  await images?.cleanup();
-  await cp?.stop();
-  if (tmpfs) await execa("umount", [tmpfs], { reject: false });
-  await Promise.all([...nodes.values()].map((n) => removeNodeDirs(n.dirs)));
+  await tb?.stop();
 });
 
 const running = new Map<string, AgentProcess>();
 
 // fault-3's disk-full image would be retried every second or two; a long backoff keeps its directory still.
 function launch(node: string, env: Record<string, string> = {}): AgentProcess {
-  const n = nodes.get(node)!;
   const args = node === "fault-3" ? ["--retry-base", "10m", "--retry-max", "10m"] : [];
-  const a = startAgent({ node, dirs: n.dirs, kubeconfigPath: n.kubeconfig, env, args });
-  agents.push(a);
+  const a = tb.launch(nodes.get(node)!, { env, args });
   running.set(node, a);
   return a;
 }
@@ -57,14 +45,13 @@ async function strays(dir: string): Promise<string[]> {
 }
 
 test("three nodes converge through a dropping origin, a SIGKILLed agent and a full disk; GC then removes only what nothing uses", async () => {
-  for (const node of ["fault-1", "fault-2", "fault-3"]) {
-    await admin.createNode(node);
-    const dirs = await makeNodeDirs(node);
-    nodes.set(node, { dirs, kubeconfig: await agentKubeconfig(cp, node, dirs.root) });
-  }
+  for (const node of ["fault-1", "fault-2", "fault-3"]) nodes.set(node, await tb.node(node));
   const f3 = nodes.get("fault-3")!.dirs.base;
   const mounted = await execa("mount", ["-t", "tmpfs", "-o", "size=96M", "tmpfs", f3], { reject: false });
-  if (mounted.exitCode === 0) tmpfs = f3;
+  if (mounted.exitCode === 0) {
+    tmpfs = f3;
+    tb.onStop(() => execa("umount", [f3], { reject: false }));
+  }
 
   const sharedFile = await images.qcow2("shared.qcow2", 16);
   const shared: WantedImageInput = { id: "shared", url: origin.route("/shared.qcow2", { kind: "drop", afterBytes: 200_000, times: 4, body: { file: sharedFile } }) };
@@ -106,10 +93,10 @@ test("three nodes converge through a dropping origin, a SIGKILLed agent and a fu
   for (const node of nodes.keys()) await setNicImages(admin, node, []);
   // Let each agent see the change and start the retention clocks, then restart them all a day and more later.
   for (const node of nodes.keys()) await eventually(async () => assert.deepEqual((await admin.nic(node))?.status?.images, []), { timeoutMs: 60_000 });
-  for (const a of agents.splice(0)) await a.stop();
+  await tb.stopAgents();
   for (const node of nodes.keys()) {
     const n = nodes.get(node)!;
-    const r = await startCli(["gc", "--base-dir", n.dirs.base, "--instances-dir", n.dirs.instances, "--node", node, "--kubeconfig", cp.kubeconfigPath, "--json"]);
+    const r = await startCli(["gc", "--base-dir", n.dirs.base, "--instances-dir", n.dirs.instances, "--node", node, "--kubeconfig", tb.cp.kubeconfigPath, "--json"]);
     assert.equal(r.exitCode, 0, r.stderr);
   }
   for (const node of nodes.keys()) launch(node, { BASECACHE_CLOCK_OFFSET_MS: String(25 * H) });

@@ -8,42 +8,32 @@ import assert from "node:assert/strict";
 import { lstat, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { AgentTestbed } from "../harness/agent-testbed.js";
 import { eventually } from "../harness/eventually.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { Origin } from "../harness/origin.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
 import { startCli } from "../harness/fetch-cli.js";
+import type { ImageDir } from "../harness/images.js";
+import type { Api } from "../harness/kube-api.js";
+import type { Origin } from "../harness/origin.js";
 import { createNic, eventsAbout, imageStatus } from "./agent-helpers.js";
 
-let cp: ControlPlane;
+let tb: AgentTestbed;
 let admin: Api;
 let origin: Origin;
 let images: ImageDir;
-let agent: AgentProcess | undefined;
-let dirs: NodeDirs | undefined;
 
 before(async () => {
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  admin = new Api(cp.adminConfig());
-  origin = await Origin.start();
-  images = await ImageDir.create();
+  tb = await AgentTestbed.start();
+  ({ admin, origin, images } = tb);
 });
 
 after(async () => {
-  await agent?.stop();
-  await origin?.close();
-  await images?.cleanup();
-  await cp?.stop();
-  if (dirs) await removeNodeDirs(dirs);
+  await tb?.stop();
 });
 
 test("a symlink planted at a base's name is reported in status and an Event, not served; GC leaves it alone", async () => {
   const node = "planted-node";
-  dirs = await makeNodeDirs(node);
+  const n = await tb.node(node);
+  const dirs = n.dirs;
   const outside = join(dirs.root, "outside");
   await mkdir(outside);
   const secret = join(outside, "secret.raw");
@@ -51,12 +41,11 @@ test("a symlink planted at a base's name is reported in status and an Event, not
   const planted = join(dirs.base, baseNameFor("planted-image"));
   await symlink(secret, planted);
   const url = origin.serve("/good.qcow2", { file: await images.qcow2("good.qcow2", 8) });
-  await admin.createNode(node);
   await createNic(admin, node, [
     { id: "planted-image", url },
     { id: "good-image", url },
   ]);
-  agent = startAgent({ node, dirs, kubeconfigPath: await agentKubeconfig(cp, node, dirs.root) });
+  tb.launch(n);
 
   await eventually(
     async () => {

@@ -18,7 +18,7 @@ before(async () => {
   await cp.applyCrds();
   api = new Api(cp.adminConfig());
   ctl = startController(cp.kubeconfigPath, ["--status-interval", "0s"]);
-  await ctl.waitForLog("Caches synced, starting workers");
+  await ctl.leading();
 });
 after(async () => {
   await ctl?.stop();
@@ -196,7 +196,7 @@ test("a restarted controller writes nothing when nothing changed", async () => {
   const before = await versions();
   const nodes = (await api.core.listNode()).items.length;
   ctl = startController(cp.kubeconfigPath, ["--status-interval", "0s"]);
-  await ctl.waitForLog("Caches synced, starting workers");
+  await ctl.leading();
   const keys = nodes + (await api.listImageCaches()).length;
   await eventually(async () => {
     const m = await ctl.metrics();
@@ -210,11 +210,7 @@ test("a restarted controller writes nothing when nothing changed", async () => {
 });
 
 test("serves /healthz and /readyz, and Prometheus metrics", async () => {
-  const health = await eventually(() => {
-    const l = ctl.lines.find((x) => x.msg === "Serving HTTP endpoints" && Array.isArray(x.paths) && (x.paths as string[]).includes("/readyz"));
-    if (!l) throw new Error("no health address logged yet");
-    return String(l.address);
-  });
+  const health = await ctl.address("/readyz");
   for (const path of ["/healthz", "/readyz"]) {
     const res = await fetch(`http://${health}${path}`);
     assert.equal(res.status, 200, path);

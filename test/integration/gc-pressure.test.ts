@@ -3,36 +3,27 @@ import assert from "node:assert/strict";
 import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { AgentTestbed } from "../harness/agent-testbed.js";
+import type { NodeDirs } from "../harness/agent-process.js";
 import { eventually } from "../harness/eventually.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { Origin } from "../harness/origin.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
+import type { ImageDir } from "../harness/images.js";
+import type { Api } from "../harness/kube-api.js";
+import type { Origin } from "../harness/origin.js";
 import { createNic, createPodUsing, eventsAbout, imageStatus, setNicImages, type WantedImageInput } from "./agent-helpers.js";
 
-let cp: ControlPlane;
+let tb: AgentTestbed;
 let admin: Api;
 let origin: Origin;
 let images: ImageDir;
 let d: NodeDirs;
-let agent: AgentProcess | undefined;
 
 before(async () => {
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  admin = new Api(cp.adminConfig());
-  origin = await Origin.start();
-  images = await ImageDir.create();
+  tb = await AgentTestbed.start();
+  ({ admin, origin, images } = tb);
 });
 
 after(async () => {
-  await agent?.stop();
-  await origin?.close();
-  await images?.cleanup();
-  await cp?.stop();
-  if (d) await removeNodeDirs(d);
+  await tb?.stop();
 });
 
 const node = "budget-node";
@@ -50,16 +41,11 @@ async function cacheBytes(): Promise<number> {
 }
 
 test("past the high watermark unused bases are evicted for a newcomer, never a used or wanted one; an image that cannot fit fails with disk-full", async () => {
-  await admin.createNode(node);
-  d = await makeNodeDirs(node);
+  const n = await tb.node(node);
+  d = n.dirs;
   const old = await Promise.all(["old-1", "old-2", "old-3", "old-4"].map(image));
   await createNic(admin, node, old);
-  agent = startAgent({
-    node,
-    dirs: d,
-    kubeconfigPath: await agentKubeconfig(cp, node, d.root),
-    args: ["--cache-budget", "8Mi", "--high-watermark", "0.9", "--low-watermark", "0.5", "--retry-base", "10m", "--retry-max", "10m"],
-  });
+  const agent = tb.launch(n, { args: ["--cache-budget", "8Mi", "--high-watermark", "0.9", "--low-watermark", "0.5", "--retry-base", "10m", "--retry-max", "10m"] });
   await eventually(async () => {
     for (const w of old) assert.equal((await imageStatus(admin, node, w.id))?.phase, "Ready", w.id);
   }, { timeoutMs: 90_000 });
@@ -73,7 +59,7 @@ test("past the high watermark unused bases are evicted for a newcomer, never a u
     for (const w of fresh) assert.equal((await imageStatus(admin, node, w.id))?.phase, "Ready", w.id);
   }, { timeoutMs: 90_000 });
   await eventually(async () => {
-    const m = await agent!.metrics();
+    const m = await agent.metrics();
     assert.ok((m.get('basecache_gc_removals_total{reason="Evicted",kind="base"}') ?? 0) >= 1);
   });
   const names = await readdir(d.base);

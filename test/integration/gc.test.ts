@@ -4,48 +4,39 @@ import { mkdir, readdir, readFile, writeFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { baseNameFor } from "../../src/core/names.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
+import { AgentTestbed, type TestNode } from "../harness/agent-testbed.js";
+import type { AgentProcess, NodeDirs } from "../harness/agent-process.js";
 import { eventually } from "../harness/eventually.js";
 import { startCli } from "../harness/fetch-cli.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { Origin } from "../harness/origin.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
+import type { ImageDir } from "../harness/images.js";
+import type { Api } from "../harness/kube-api.js";
+import type { Origin } from "../harness/origin.js";
 import { annotateNic, createNic, createPodUsing, eventsAbout, imageStatus, setNicImages } from "./agent-helpers.js";
 
 const H = 3600_000;
-let cp: ControlPlane;
+let tb: AgentTestbed;
+let cp: { kubeconfigPath: string };
 let admin: Api;
 let origin: Origin;
 let images: ImageDir;
-const agents: AgentProcess[] = [];
+let n: TestNode;
 let d: NodeDirs;
 
 before(async () => {
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  admin = new Api(cp.adminConfig());
-  origin = await Origin.start();
-  images = await ImageDir.create();
+  tb = await AgentTestbed.start();
+  ({ cp, admin, origin, images } = tb);
 });
 
 after(async () => {
-  await Promise.all(agents.map((a) => a.stop()));
-  await origin?.close();
-  await images?.cleanup();
-  await cp?.stop();
-  if (d) await removeNodeDirs(d);
+  await tb?.stop();
 });
 
 const node = "gc-node";
 const ids = ["overlay-image", "pod-image", "idle-image", "wanted-image"];
 const base = (id: string) => baseNameFor(id);
 
-function launch(kubeconfig: string, env: Record<string, string> = {}, args: string[] = []): AgentProcess {
-  const a = startAgent({ node, dirs: d, kubeconfigPath: kubeconfig, env, args });
-  agents.push(a);
-  return a;
+function launch(env: Record<string, string> = {}, args: string[] = []): AgentProcess {
+  return tb.launch(n, { env, args });
 }
 
 async function gcPasses(a: AgentProcess): Promise<number> {
@@ -59,12 +50,11 @@ async function triggerGc(a: AgentProcess, value: string): Promise<void> {
 }
 
 test("GC keeps a base under an overlay and one a pod names, honours retention, and removes the rest", async () => {
-  await admin.createNode(node);
-  d = await makeNodeDirs(node);
-  const kubeconfig = await agentKubeconfig(cp, node, d.root);
+  n = await tb.node(node);
+  d = n.dirs;
   const wanted = await Promise.all(ids.map(async (id) => ({ id, url: origin.serve(`/${id}.qcow2`, { file: await images.qcow2(`${id}.qcow2`, 8) }) })));
   await createNic(admin, node, wanted);
-  const first = launch(kubeconfig);
+  const first = launch();
   await eventually(async () => {
     for (const id of ids) assert.equal((await imageStatus(admin, node, id))?.phase, "Ready", id);
   }, { timeoutMs: 90_000 });
@@ -85,7 +75,7 @@ test("GC keeps a base under an overlay and one a pod names, honours retention, a
   assert.equal(await first.stop(), 0);
 
   // A day and an hour later (an injected clock): the idle base has passed its retention age.
-  const later = launch(kubeconfig, { BASECACHE_CLOCK_OFFSET_MS: String(25 * H) });
+  const later = launch({ BASECACHE_CLOCK_OFFSET_MS: String(25 * H) });
   await eventually(
     async () => {
       const now = await readdir(d.base);

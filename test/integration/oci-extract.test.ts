@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
-import { extractDiskFromTar } from "../../src/image/oci-fetch.js";
+import { extractDiskFromTar } from "../../src/image/tar-layer.js";
 import { FetchError, ImageRejectedError } from "../../src/lib/errors.js";
 import { eventually } from "../harness/eventually.js";
 import { makeQcow2, makeTar } from "../harness/registry.js";

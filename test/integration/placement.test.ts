@@ -47,7 +47,7 @@ before(async () => {
     { timeoutMs: 60_000, intervalMs: 250, description: "node placement policy in force" },
   );
   ctl = startController(sa.kubeconfigPath, ["--status-interval", "0s"]);
-  await ctl.waitForLog("Caches synced, starting workers");
+  await ctl.leading();
 });
 
 after(async () => {

@@ -30,6 +30,7 @@ export const RejectReasonRows = [
   { reason: "checksum-not-listed", doc: "The checksum file (checksumFrom) does not list the image's name" },
   { reason: "checksum-ambiguous", doc: "The checksum file lists the image's name twice with different checksums" },
   { reason: "signature-invalid", doc: "The checksum file's OpenPGP signature is bad, missing or unreadable (gpgv BADSIG, ERRSIG)" },
+  { reason: "signature-no-keys", doc: "No public key to check the signature with: the ConfigMap, its key or a key block in it is missing" },
   { reason: "signature-unknown-key", doc: "The checksum file is signed by a key that is not among the keys supplied" },
   { reason: "signature-key-expired", doc: "The checksum file is signed by a supplied key that has expired" },
   { reason: "signature-key-revoked", doc: "The checksum file is signed by a supplied key that is revoked" },

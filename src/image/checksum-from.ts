@@ -11,7 +11,7 @@ import { decideSignature } from "../core/signature-status.js";
 import { decideSumsChecksum, defaultSumsName, MaxSignatureBytes, MaxSumsBytes, stripClearsign } from "../core/sums-file.js";
 import { FetchError, ImageRejectedError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
-import { runGpgv } from "./gpgv.js";
+import { binaryKeyring, runGpgv } from "./gpgv.js";
 import { classifyNetworkError, openUrl } from "./http-request.js";
 
 /** Where an image's checksum comes from, as a fetch request carries it (keys already read). */
@@ -24,8 +24,10 @@ export interface ChecksumFromRequest {
   signature?: {
     /** A detached signature's URL; absent when the SUMS file is clearsigned (Fedora's CHECKSUM). */
     url?: string;
-    /** The public keys to trust: armored text or a binary keyring. */
+    /** The public keys to trust: armored text or a binary keyring; empty when none could be read. */
     keys: Uint8Array;
+    /** Where the keys came from, for a refusal's message (`ConfigMap "ns/name" key "k"`, `--keyring "path"`). */
+    keysFrom?: string;
   };
 }
 
@@ -68,8 +70,8 @@ export async function deriveVendorChecksum(from: ChecksumFromRequest, ctx: Check
     const sigUrl = from.signature.url;
     const detached = sigUrl === undefined ? undefined : (await fetchSmall(sigUrl, MaxSignatureBytes, ctx)).bytes;
     if (detached && detached.length > MaxSignatureBytes) reject(ctx.id, "signature-invalid", `the signature "${redactUrl(sigUrl ?? "")}" is larger than ${MaxSignatureBytes} bytes`);
-    const keys = from.signature.keys;
-    const r = await runGpgv({ keys, signed: sums.bytes, ...(detached ? { detached } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    const keyring = keyringOf(from.signature, ctx.id);
+    const r = await runGpgv({ keyring, signed: sums.bytes, ...(detached ? { detached } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     const verdict = decideSignature({ statusLines: r.statusLines, url: from.url });
     if (!verdict.accept) reject(ctx.id, verdict.reason, verdict.message);
     if (!("fingerprint" in verdict)) reject(ctx.id, "signature-invalid", `the signature of "${redactUrl(from.url)}" gave no key`);
@@ -90,6 +92,17 @@ export async function deriveVendorChecksum(from: ChecksumFromRequest, ctx: Check
   const provenance: ChecksumProvenance = { url: redactUrl(from.url), name, ...(from.signature?.url ? { signatureUrl: redactUrl(from.signature.url) } : {}), ...(signedBy ? { signedBy } : {}) };
   ctx.log.info({ imageId: ctx.id, sums: provenance.url, name, checksum: `${v.checksum.algorithm}:${v.checksum.hex}` }, "Took checksum of image from checksum file");
   return { checksum: v.checksum, provenance };
+}
+
+/** The keys as gpgv's binary keyring, or the refusal signature-no-keys. */
+function keyringOf(sig: NonNullable<ChecksumFromRequest["signature"]>, id: string): Buffer {
+  const from = sig.keysFrom ?? "the keys given";
+  if (sig.keys.length === 0) reject(id, "signature-no-keys", `no public key to check the signature with: ${from} is missing or holds no public key block`);
+  try {
+    return binaryKeyring(sig.keys);
+  } catch (e) {
+    return reject(id, "signature-no-keys", `no public key to check the signature with in ${from}: ${(e as Error).message}`);
+  }
 }
 
 function reject(id: string, reason: ConstructorParameters<typeof ImageRejectedError>[0], message: string): never {

@@ -26,8 +26,8 @@ const hasSetpriv = existsSync("/usr/bin/setpriv");
 
 /** What gpgv is asked to check. */
 export interface GpgvInput {
-  /** The user's public keys: armored text (one or more blocks) or a binary keyring. */
-  keys: Uint8Array;
+  /** The user's public keys as one binary keyring (binaryKeyring). */
+  keyring: Uint8Array;
   /** The SUMS file as fetched. */
   signed: Uint8Array;
   /** A detached signature (binary or armored); absent for a clearsigned file. */
@@ -63,7 +63,7 @@ export async function runGpgv(input: GpgvInput): Promise<GpgvResult> {
     const signed = join(dir, "sums");
     const out = join(dir, "verified");
     await mkdir(home, { mode: 0o700 });
-    await writeFile(keyring, binaryKeyring(input.keys), { mode: 0o600 });
+    await writeFile(keyring, input.keyring, { mode: 0o600 });
     await writeFile(signed, input.signed, { mode: 0o600 });
     const files = [signed];
     if (input.detached) {

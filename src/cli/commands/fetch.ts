@@ -102,6 +102,7 @@ async function readKeyring(flags: FetchFlags): Promise<void> {
   });
   if (!st.isFile() || st.size > MaxKeyringBytes) throw new ConfigError(`Cannot read --keyring "${flags.keyringPath}": not a file of at most ${MaxKeyringBytes} bytes`);
   sig.keys = new Uint8Array(await readFile(flags.keyringPath));
+  sig.keysFrom = `--keyring "${flags.keyringPath}"`;
 }
 
 function httpUrl(text: string, flag = "--url"): string {

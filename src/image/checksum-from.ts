@@ -5,6 +5,7 @@
  * with gpgv when one is asked for; look the image up (core/sums-file.ts). The checksum found is then the request's
  * expected checksum, and the pipeline's checksum rule applies to the download unchanged.
  */
+import type { ChecksumFrom } from "../core/api-records.js";
 import type { Checksum, ChecksumAlgorithm } from "../core/checksum.js";
 import { redactUrl } from "../core/redact.js";
 import { decideSignature } from "../core/signature-status.js";
@@ -28,6 +29,20 @@ export interface ChecksumFromRequest {
     keys: Uint8Array;
     /** Where the keys came from, for a refusal's message (`ConfigMap "ns/name" key "k"`, `--keyring "path"`). */
     keysFrom?: string;
+  };
+}
+
+/** A NodeImageCache's checksumFrom as a request: the keys are the ones the controller copied (none when it found none). */
+export function checksumFromRequestOf(spec: ChecksumFrom): ChecksumFromRequest {
+  const sig = spec.signature;
+  const ref = sig?.keys.configMapRef;
+  return {
+    url: spec.url,
+    ...(spec.name !== undefined ? { name: spec.name } : {}),
+    ...(spec.algorithm !== undefined ? { algorithm: spec.algorithm } : {}),
+    ...(sig && ref
+      ? { signature: { ...(sig.url !== undefined ? { url: sig.url } : {}), keys: new Uint8Array(Buffer.from(sig.publicKeys ?? "", "utf8")), keysFrom: `ConfigMap "${ref.name}" key "${ref.key}" in basecache's namespace` } }
+      : {}),
   };
 }
 

@@ -38,7 +38,7 @@ function statusLinesOf(lines: readonly string[]): StatusLine[] {
 const ErrsigNoPublicKey = "9";
 
 /**
- * Decides on gpgv's status lines: any BADSIG refuses; otherwise a GOODSIG with its VALIDSIG accepts (another
+ * Decides on gpgv's status lines: any BADSIG or ERROR, or a second signed text, refuses; otherwise a GOODSIG with its VALIDSIG accepts (another
  * signature by a key the user did not supply does not matter); otherwise the most telling of expired key, revoked
  * key, expired signature, unknown key, and no valid signature at all.
  */
@@ -48,6 +48,11 @@ export function decideSignature(f: SignatureFacts): GoodSignature | Verdict<Reje
   const first = (k: string) => lines.find((l) => l.keyword === k)?.args ?? [];
   const where = `the signature of "${redactUrl(f.url)}"`;
   if (has("BADSIG")) return refuse("signature-invalid", `${where} does not match its content (BADSIG from key ${first("BADSIG")[0] ?? "?"})`);
+  // NOTE: a clearsigned file with a second signed block (a stranger's, appended) makes gpgv verify the first and
+  // stop at the second with ERROR proc_pkt.plaintext: one signed message per file, or none is taken.
+  if (has("ERROR") || lines.filter((l) => l.keyword === "PLAINTEXT").length > 1) {
+    return refuse("signature-invalid", `${where} is not one signed message (gpgv: ${first("ERROR").join(" ") || "more than one signed text"})`);
+  }
   const valid = lines.find((l) => l.keyword === "VALIDSIG");
   if (has("GOODSIG") && valid) {
     const fingerprint = valid.args[0] ?? "";

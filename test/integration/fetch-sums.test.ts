@@ -107,6 +107,14 @@ test("Fedora's clearsigned CHECKSUM: ready, and only the signed text counts, not
   assert.equal(g.code, 3, g.json.message);
   assert.equal(g.json.reason, "checksum-not-listed");
   await assertNothingLeft(r2.baseDir, r2.id, `${r2.dir}/cloud.qcow2`);
+
+  // Nor a second signed block, by a key not supplied, after the vendor's: one signed message per file.
+  const r3 = await release();
+  const appended = Buffer.concat([await vendor.clearSign(bsdSums(sha256, "another.qcow2")), await stranger.clearSign(bsdSums(sha256))]);
+  const h = await runFetch(["--base-dir", r3.baseDir, "--id", r3.id, "--url", r3.imageUrl, "--checksum-from", origin.serve(`${r3.dir}/CHECKSUM`, appended), "--keyring", keyring]);
+  assert.equal(h.code, 3, h.json.message);
+  assert.equal(h.json.reason, "signature-invalid");
+  await assertNothingLeft(r3.baseDir, r3.id, `${r3.dir}/cloud.qcow2`);
 });
 
 test("a SUMS file changed after it was signed is refused as signature-invalid, before the image is fetched", async () => {

@@ -70,7 +70,9 @@ export async function runGpgv(input: GpgvInput): Promise<GpgvResult> {
       await writeFile(join(dir, "sums.sig"), input.detached, { mode: 0o600 });
       files.unshift(join(dir, "sums.sig"));
     }
-    const args = ["--homedir", home, "--keyring", keyring, "--status-fd", "1", ...(input.detached ? [] : ["--output", out]), "--", ...files];
+    // NOTE: --ignore-time-conflict: a node whose clock is behind would otherwise find a freshly made key or
+    // signature "in the future" and refuse the vendor's file; expiry and revocation are still checked.
+    const args = ["--homedir", home, "--keyring", keyring, "--status-fd", "1", "--ignore-time-conflict", ...(input.detached ? [] : ["--output", out]), "--", ...files];
     const r = await run(args, input.signal);
     const statusLines = r.split("\n").filter((l) => l.startsWith("[GNUPG:] "));
     if (input.detached) return { statusLines };

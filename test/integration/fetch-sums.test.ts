@@ -219,3 +219,25 @@ test("a SUMS file the origin cannot serve is a source failure (exit 4), not a re
   assert.equal(f.code, 4, f.json.message);
   assert.equal(f.json.reason, "http-status");
 });
+
+test("a password in the SUMS and signature URLs reaches the origin, and no log line, sidecar or message holds it", async () => {
+  const r = await release();
+  const sums = gnuSums(sha256);
+  const withPassword = (u: string) => Object.assign(new URL(u), { username: "alice", password: "hunter2" }).href;
+  const sumsUrl = withPassword(origin.serve(`${r.dir}/SHA256SUMS`, sums));
+  const sigUrl = withPassword(origin.serve(`${r.dir}/SHA256SUMS.gpg`, await vendor.detachSign(sums)));
+  const f = await runFetch(["--base-dir", r.baseDir, "--id", r.id, "--url", r.imageUrl, "--checksum-from", sumsUrl, "--signature", sigUrl, "--keyring", keyring], { BASECACHE_LOG_LEVEL: "debug" });
+  assert.equal(f.code, 0, f.json.message);
+  assert.equal(origin.seen.get(`${r.dir}/SHA256SUMS`)?.[0]?.authorization, `Basic ${Buffer.from("alice:hunter2").toString("base64")}`);
+  const sidecar = await readFile(join(r.baseDir, `${baseNameFor(r.id)}.info.json`), "utf8");
+  for (const [where, text] of [["the log", f.stderr], ["--json", JSON.stringify(f.json)], ["the sidecar", sidecar]]) assert.doesNotMatch(text ?? "", /hunter2/, where);
+  assert.match(f.stderr, /Verified signature of checksum file/);
+
+  // A refusal's message names the URL, without the password.
+  const w = await release();
+  const bad = withPassword(origin.serve(`${w.dir}/SHA256SUMS`, gnuSums(sha256, "elsewhere.img")));
+  const g = await runFetch(["--base-dir", w.baseDir, "--id", w.id, "--url", w.imageUrl, "--checksum-from", bad]);
+  assert.equal(g.json.reason, "checksum-not-listed");
+  assert.match(g.json.message, /SHA256SUMS/);
+  assert.doesNotMatch(g.json.message + g.stderr, /hunter2/);
+});

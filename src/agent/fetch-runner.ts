@@ -9,6 +9,7 @@ import type { ImageSpec } from "../core/api-records.js";
 import type { BackoffPolicy } from "../core/backoff.js";
 import { definitionKey } from "../core/image-definition.js";
 import { parseByteQuantity } from "../core/quantity.js";
+import { checksumFromRequestOf } from "../image/checksum-from.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchProgress } from "../image/pipeline.js";
 import type { Clock } from "../lib/clock.js";
@@ -142,6 +143,7 @@ export class FetchRunner {
         id: image.id,
         source: image.source,
         ...(image.checksum ? { checksum: image.checksum } : {}),
+        ...(image.checksumFrom ? { checksumFrom: checksumFromRequestOf(image.checksumFrom) } : {}),
         ...(image.maxVirtualSize ? { maxVirtualSize: parseByteQuantity(image.maxVirtualSize) } : {}),
         signal: controller.signal,
         log,

@@ -16,6 +16,8 @@ export interface ControllerInformers {
   imageCaches: Informer<RawObject>;
   nodes: Informer<RawObject>;
   nodeImageCaches: Informer<RawObject>;
+  /** ConfigMaps in the keys namespace (checksumFrom's public keys); absent when no namespace is set. */
+  configMaps?: Informer<RawObject>;
 }
 
 /** True when resourceVersion `a` is newer than `b`; opaque versions compare as "not newer". */
@@ -46,6 +48,16 @@ export class ControllerContext {
   ) {}
 
   readonly parse = { node: (raw: RawObject): NodeInfo => parseNode(raw) };
+
+  /** The namespace of the ConfigMaps that hold checksumFrom's public keys; empty when there is none. */
+  keysNamespace = "";
+
+  /** One key of a ConfigMap in the keys namespace, from the cache; undefined when any part is missing. */
+  configMapValue(ref: { name: string; key: string }): string | undefined {
+    const raw = this.keysNamespace ? this.informers.configMaps?.get(`${this.keysNamespace}/${ref.name}`) : undefined;
+    const value = (raw?.data as Record<string, unknown> | undefined)?.[ref.key];
+    return typeof value === "string" ? value : undefined;
+  }
 
   /** Every ImageCache in the cache, parsed (memoised per resourceVersion). */
   allImageCaches(): ImageCache[] {

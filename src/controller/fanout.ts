@@ -5,6 +5,7 @@
  */
 import type { ImageCacheView } from "../core/desired.js";
 import { planFanout, type FanoutInput, type FanoutPlan } from "../core/fanout.js";
+import { planPublicKeys } from "../core/public-keys.js";
 import { ApiVersion, NodeImageCacheKind, NodeLabel, type ImageCache } from "../kube/api-types.js";
 import { isNotFound, KubeApiError, type RawObject } from "../kube/client.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
@@ -21,6 +22,12 @@ export function imageCacheView(ic: ImageCache): ImageCacheView {
   return view;
 }
 
+/** The view with the public keys its checksumFrom entries name, read from the ConfigMap cache (core/public-keys.ts). */
+function withPublicKeys(ctx: ControllerContext, view: ImageCacheView): ImageCacheView {
+  if (!view.images.some((i) => i.checksumFrom?.signature)) return view;
+  return { ...view, images: planPublicKeys(view.images, (ref) => ctx.configMapValue(ref)) };
+}
+
 /** Runs the fan-out pass for `nodeName`. */
 export async function reconcileNode(ctx: ControllerContext, nodeName: string, log: Logger): Promise<ReconcileResult> {
   const input = gatherFanout(ctx, nodeName);
@@ -34,7 +41,7 @@ function gatherFanout(ctx: ControllerContext, nodeName: string): FanoutInput {
   const meta = seen?.nic.metadata;
   return {
     node: nodeRaw ? ctx.parse.node(nodeRaw) : undefined,
-    imageCaches: ctx.allImageCaches().filter((ic) => !ic.metadata.deletionTimestamp).map(imageCacheView),
+    imageCaches: ctx.allImageCaches().filter((ic) => !ic.metadata.deletionTimestamp).map((ic) => withPublicKeys(ctx, imageCacheView(ic))),
     current: seen && meta
       ? {
           ...(meta.uid ? { uid: meta.uid } : {}),

@@ -35,6 +35,8 @@ export interface ControllerOptions extends EndpointAddresses {
   /** Minimum time between two status writes of one ImageCache. */
   statusIntervalMs: number;
   relistIntervalMs: number;
+  /** The namespace of the ConfigMaps holding checksumFrom's public keys; empty: none are read (and copied). */
+  keysNamespace?: string;
   /** The wall clock for status times, the Lease and Events; default the system clock. */
   clock?: Clock;
 }
@@ -44,10 +46,23 @@ interface State {
   informers: ControllerInformers | undefined;
 }
 
-function makeInformers(clients: KubeClients, log: Logger, metrics: ControllerMetrics, relistIntervalMs: number): ControllerInformers {
+function makeInformers(clients: KubeClients, log: Logger, metrics: ControllerMetrics, relistIntervalMs: number, keysNamespace: string): ControllerInformers {
   const common = { kc: clients.kc, log, relistIntervalMs };
   const onError = (name: string) => () => metrics.informerErrors.inc({ informer: name });
+  const configMaps = keysNamespace
+    ? new Informer<RawObject>({
+        ...common,
+        name: "configmaps",
+        path: `/api/v1/namespaces/${encodeURIComponent(keysNamespace)}/configmaps`,
+        list: async (o) => {
+          const r = await call(`Cannot list configmaps in "${keysNamespace}"`, () => clients.core.listNamespacedConfigMap({ ...o, namespace: keysNamespace }));
+          return { items: r.items as unknown as RawObject[], resourceVersion: r.metadata?.resourceVersion ?? "" };
+        },
+        onError: onError("configmaps"),
+      })
+    : undefined;
   return {
+    ...(configMaps ? { configMaps } : {}),
     imageCaches: new Informer<RawObject>({ ...common, name: "imagecaches", path: clients.imageCaches.path, list: (o) => clients.imageCaches.list(o), onError: onError("imagecaches") }),
     nodeImageCaches: new Informer<RawObject>({ ...common, name: "nodeimagecaches", path: clients.nodeImageCaches.path, list: (o) => clients.nodeImageCaches.list(o), onError: onError("nodeimagecaches") }),
     nodes: new Informer<RawObject>({
@@ -68,7 +83,7 @@ function startControllerEndpoints(opts: ControllerOptions, registry: Registry, s
     informers: () => {
       if (!state.leading) return true; // A standby is ready: it waits for the lease.
       const inf = state.informers;
-      return !!inf && inf.imageCaches.hasSynced && inf.nodes.hasSynced && inf.nodeImageCaches.hasSynced ? true : "informers not synced";
+      return !!inf && inf.imageCaches.hasSynced && inf.nodes.hasSynced && inf.nodeImageCaches.hasSynced && (inf.configMaps?.hasSynced ?? true) ? true : "informers not synced";
     },
   };
   return startEndpoints(opts, { healthz: { ping: () => true }, readyz, registry }, log);
@@ -130,11 +145,13 @@ export async function runController(opts: ControllerOptions, signal: AbortSignal
 }
 
 async function runLeading(opts: ControllerOptions, clients: KubeClients, metrics: ControllerMetrics, state: State, identity: string, signal: AbortSignal, log: Logger): Promise<void> {
-  const informers = makeInformers(clients, log, metrics, opts.relistIntervalMs);
+  const keysNamespace = opts.keysNamespace ?? "";
+  const informers = makeInformers(clients, log, metrics, opts.relistIntervalMs, keysNamespace);
   state.informers = informers;
   const wall = opts.clock ?? systemClock;
   const events = new EventRecorder({ events: clients.events, controller: `${Group}/controller`, instance: identity, log, clock: wall });
   const ctx = new ControllerContext(clients, informers, metrics, events, { wall, monotonic: monotonicClock }, log);
+  ctx.keysNamespace = keysNamespace;
   const queue = new WorkQueue({
     name: "controller",
     workers: opts.workers,

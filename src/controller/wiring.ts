@@ -84,6 +84,9 @@ export function wireEvents(informers: ControllerInformers, queue: WorkQueue): vo
     if (mayBeTruncated(nic) || mayBeTruncated(old)) allImageCaches();
     else for (const name of new Set([...wantedBy(nic), ...wantedBy(old)])) queue.add(imageCacheKey(name));
   };
+  // A ConfigMap of public keys: every NodeImageCache whose images name it carries a copy of its keys.
+  for (const ev of ["add", "update", "delete"] as const) informers.configMaps?.on(ev, allNodes);
+
   informers.nodeImageCaches.on("add", (nic) => onNic(nic, undefined));
   informers.nodeImageCaches.on("update", onNic);
   informers.nodeImageCaches.on("delete", (nic) => {

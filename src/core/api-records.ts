@@ -18,12 +18,41 @@ export interface RegistrySource {
 /** Where an image comes from: exactly one of http or registry (the CRD enforces it). */
 export type ImageSource = HttpSource | RegistrySource;
 
+/** A key of a ConfigMap in basecache's own namespace. */
+export interface ConfigMapKeyRef {
+  name: string;
+  key: string;
+}
+
+/** The OpenPGP signature of a checksum file, and the keys to check it against. */
+export interface ChecksumSignature {
+  /** A detached signature; absent when the checksum file is clearsigned. */
+  url?: string;
+  keys: { configMapRef: ConfigMapKeyRef };
+  /** NodeImageCaches only: the armored keys the controller read from `keys.configMapRef`. */
+  publicKeys?: string;
+}
+
+/** The algorithms a checksumFrom may be limited to, as the CRDs' enum lists them. */
+export const SumsAlgorithms = ["sha256", "sha512"] as const;
+
+/** The expected checksum comes from the vendor's checksum file (core/sums-file.ts). */
+export interface ChecksumFrom {
+  url: string;
+  /** The name the image is listed under; default the last path segment of the image URL. */
+  name?: string;
+  algorithm?: (typeof SumsAlgorithms)[number];
+  signature?: ChecksumSignature;
+}
+
 /** One image as an ImageCache declares it. */
 export interface ImageSpec {
   id: string;
   source: ImageSource;
   /** `sha256:<64 hex>` */
   checksum?: string;
+  /** Not with `checksum`; only with an http source (the CRD enforces both). */
+  checksumFrom?: ChecksumFrom;
   /** A byte quantity such as `20Gi`. */
   maxVirtualSize?: string;
 }

@@ -83,6 +83,7 @@ function retentionOf(ic: ImageCacheView): string {
 function cleanDefinition(d: ImageSpec): ImageSpec {
   const out: ImageSpec = { id: d.id, source: d.source };
   if (d.checksum !== undefined) out.checksum = d.checksum;
+  if (d.checksumFrom !== undefined) out.checksumFrom = d.checksumFrom;
   if (d.maxVirtualSize !== undefined) out.maxVirtualSize = d.maxVirtualSize;
   return out;
 }

@@ -8,10 +8,21 @@ import { createHash } from "node:crypto";
 import type { ImageSpec } from "./api-records.js";
 import { parseByteQuantity } from "./quantity.js";
 
-/** A stable text that is equal for two definitions exactly when a node would fetch the same thing for both. */
+/**
+ * A stable text that is equal for two definitions exactly when a node would fetch the same thing for both. A
+ * checksumFrom counts with the keys the controller copied, so new keys in the ConfigMap are a new definition.
+ */
 export function definitionKey(image: ImageSpec): string {
   const source = "http" in image.source ? { http: image.source.http.url } : { registry: image.source.registry.image };
-  return JSON.stringify([source, image.checksum ?? "", normalizedSize(image.maxVirtualSize)]);
+  const parts: unknown[] = [source, image.checksum ?? "", normalizedSize(image.maxVirtualSize)];
+  // Appended only when set, so the keys (and status hashes) of every other definition stay as they were.
+  const from = image.checksumFrom;
+  if (from) {
+    const sig = from.signature;
+    const ref = sig ? `${sig.keys.configMapRef.name}/${sig.keys.configMapRef.key}` : "";
+    parts.push([from.url, from.name ?? "", from.algorithm ?? "", sig ? [sig.url ?? "", ref, sig.publicKeys ?? ""] : ""]);
+  }
+  return JSON.stringify(parts);
 }
 
 /** A short hash of definitionKey, carried in each status entry as `definition`. */

@@ -9,6 +9,8 @@ export interface RequestParts {
   /** `{http:{url}}`, `{registry:{image}}` or a resolved source (`url`, `unpack`, `expectedDigest`). */
   source: { http: { url: string } } | { registry: { image: string } } | { url: string; unpack?: string; expectedDigest?: string };
   checksum?: string;
+  /** A checksum from a SUMS file: its URL, the name looked up, the algorithm, the signature and the keys trusted. */
+  checksumFrom?: { url: string; name?: string; algorithm?: string; signature?: { url?: string; keys: Uint8Array } };
   maxVirtualSize?: number;
 }
 
@@ -19,6 +21,12 @@ export interface RequestParts {
 export function requestKey(r: RequestParts): string {
   const s = r.source;
   const source = "http" in s ? ["http", s.http.url] : "registry" in s ? ["registry", s.registry.image] : ["resolved", s.url, s.unpack ?? "none", s.expectedDigest?.toLowerCase() ?? ""];
-  const parts = [source, r.checksum?.toLowerCase() ?? "", r.maxVirtualSize ?? ""];
+  const parts: unknown[] = [source, r.checksum?.toLowerCase() ?? "", r.maxVirtualSize ?? ""];
+  const from = r.checksumFrom;
+  // Appended only when present, so the keys of requests without it stay as they were.
+  if (from) {
+    const keys = from.signature ? createHash("sha256").update(from.signature.keys).digest("hex") : "";
+    parts.push([from.url, from.name ?? "", from.algorithm ?? "", from.signature?.url ?? "", keys]);
+  }
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 32);
 }

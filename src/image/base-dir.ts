@@ -163,6 +163,8 @@ export interface BaseSidecar {
   etag?: string;
   lastModified?: string;
   bytesDownloaded: number;
+  /** Where the expected checksum came from, when a SUMS file gave it: its URL, the name, the key that signed it. */
+  checksumFrom?: { url: string; name: string; signatureUrl?: string; signedBy?: string };
   fetchedAt: string;
 }
 

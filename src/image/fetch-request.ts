@@ -1,5 +1,6 @@
 /** What a fetch is asked to do and what it returns: the records of src/image/pipeline.ts's `fetchImage`. */
 import type { Logger } from "../lib/log.js";
+import type { ChecksumFromRequest } from "./checksum-from.js";
 import type { RetryPolicy } from "./http-fetch.js";
 import type { SourceSpec } from "./source.js";
 
@@ -27,6 +28,8 @@ export interface FetchRequest {
   source: SourceSpec;
   /** `"sha256:<hex>"` or `"sha512:<hex>"` of the image file as served (for tar sources: of the disk inside). */
   checksum?: string;
+  /** The checksum comes from the vendor's SUMS file (http sources only; not with `checksum`). */
+  checksumFrom?: ChecksumFromRequest;
   /** Largest virtual size accepted, in bytes. */
   maxVirtualSize?: number;
   signal?: AbortSignal;

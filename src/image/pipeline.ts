@@ -24,6 +24,7 @@ import { requestKey } from "../core/request-key.js";
 import { ForeignFileError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
 import { basePaths, fsyncDir, type BasePaths, readSidecar, removeStaleTempFiles, removeWorkFiles, sealBase, WorkFileMode, writeSidecar, type BaseSidecar } from "./base-dir.js";
+import { deriveVendorChecksum, type ChecksumProvenance } from "./checksum-from.js";
 import { createHasher } from "./hasher.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, downloadSource, type Announcement, type DownloadResult } from "./http-fetch.js";
 import { asDiskFull, convertToRaw, earlyCheck, freeBytes, fsyncFile, inspectImage, refuseIf, type StepContext } from "./image-steps.js";
@@ -50,6 +51,8 @@ interface FetchJob {
   paths: BasePaths;
   /** What the image must be: checksum and limits, parsed once (the limits are the image checks' ImageLimits). */
   want: Expectation;
+  /** Where the checksum came from, once a SUMS file gave it (checksum-from.ts). */
+  checksumFrom?: ChecksumProvenance;
   /** The request key a coalesced waiter compares before it takes our verdict. */
   key: string;
   started: number;
@@ -78,6 +81,8 @@ function jobFor(req: FetchRequest): FetchJob {
   const started = performance.now();
   if (!isAbsolute(req.baseDir)) throw new TypeError(`Cannot fetch image "${req.id}": base dir "${req.baseDir}" is not absolute`);
   if (req.id === "") throw new TypeError("Cannot fetch image: the id is empty");
+  if (req.checksum !== undefined && req.checksumFrom !== undefined) throw new TypeError(`Cannot fetch image "${req.id}": give checksum or checksumFrom, not both`);
+  if (req.checksumFrom !== undefined && !("http" in req.source)) throw new TypeError(`Cannot fetch image "${req.id}": checksumFrom needs an http source`);
   const want: Expectation = {
     ...(req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize }),
     ...(req.checksum === undefined ? {} : { checksum: parseChecksum(req.checksum) }),
@@ -139,9 +144,10 @@ async function resolveSource(spec: SourceSpec, signal?: AbortSignal): Promise<Re
   return spec;
 }
 
-async function fetchLocked(job: FetchJob): Promise<FetchResult> {
+async function fetchLocked(first: FetchJob): Promise<FetchResult> {
+  await removeWorkFiles(first.req.baseDir, first.base);
+  const job = await withVendorChecksum(first);
   const { req, paths: p, log } = job;
-  await removeWorkFiles(req.baseDir, job.base);
   const source = await resolveSource(req.source, req.signal);
   log.info({ imageId: job.id, base: job.base, source: source.description }, "Fetching image");
   const dl = await download(job, source);
@@ -167,6 +173,15 @@ async function fetchLocked(job: FetchJob): Promise<FetchResult> {
   await fsyncDir(req.baseDir);
   log.info({ imageId: job.id, base: job.base, format: facts.format, bytes: st.size }, "Stored image as raw base");
   return resultOf(job, { cached: false, format: facts.format, bytesDownloaded: dl.networkBytes, sha256: dl.sha256 }, st);
+}
+
+/** With checksumFrom, the SUMS file's checksum becomes the job's expected checksum before the first image byte. */
+async function withVendorChecksum(job: FetchJob): Promise<FetchJob> {
+  const { req } = job;
+  if (!req.checksumFrom || !("http" in req.source)) return job;
+  const ctx = { id: job.id, imageUrl: req.source.http.url, idleTimeoutMs: req.idleTimeoutMs ?? DefaultIdleTimeoutMs, log: job.log, ...(req.signal ? { signal: req.signal } : {}) };
+  const vendor = await deriveVendorChecksum(req.checksumFrom, ctx);
+  return { ...job, want: { ...job.want, checksum: vendor.checksum }, checksumFrom: vendor.provenance };
 }
 
 function resultOf(job: FetchJob, r: Pick<FetchResult, "cached" | "format" | "bytesDownloaded" | "sha256">, st: { size: number; blocks: number }): FetchResult {
@@ -236,6 +251,7 @@ function sidecarFor(job: FetchJob, source: ResolvedSource, sourceFormat: string,
     ...(dl.etag ? { etag: dl.etag } : {}),
     ...(dl.lastModified ? { lastModified: dl.lastModified } : {}),
     bytesDownloaded: dl.networkBytes,
+    ...(job.checksumFrom ? { checksumFrom: job.checksumFrom } : {}),
     fetchedAt: new Date().toISOString(),
   };
 }

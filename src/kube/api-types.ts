@@ -4,6 +4,9 @@
  * them from raw API JSON.
  */
 export type {
+  ChecksumFrom,
+  ChecksumSignature,
+  ConfigMapKeyRef,
   DiskUsage,
   HttpSource,
   ImageCache,
@@ -26,7 +29,7 @@ export type {
   SelectorOperator,
   WantedImage,
 } from "../core/api-records.js";
-export { ImagePhases, SelectorOperators } from "../core/api-records.js";
+export { ImagePhases, SelectorOperators, SumsAlgorithms } from "../core/api-records.js";
 
 export const Group = "basecache.io";
 export const Version = "v1alpha1";

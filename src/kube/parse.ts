@@ -4,6 +4,8 @@
  * names it; an optional one is left out. Defaults are filled here; core never sees `any`.
  */
 import type {
+  ChecksumFrom,
+  ChecksumSignature,
   ImageCache,
   ImageCacheSpec,
   ImageCacheStatus,
@@ -20,7 +22,7 @@ import type {
   ObjectMeta,
   WantedImage,
 } from "./api-types.js";
-import { ImagePhases, SelectorOperators } from "./api-types.js";
+import { ImagePhases, SelectorOperators, SumsAlgorithms } from "./api-types.js";
 import { ConditionStatuses, type Condition } from "../core/conditions.js";
 import type { RawObject } from "./client.js";
 
@@ -92,10 +94,29 @@ function parseSource(v: unknown, path: string): ImageSource {
   return { registry: { image: required(image, `${path}.http.url or ${path}.registry.image`) } };
 }
 
+function parseSignature(v: unknown, path: string): ChecksumSignature | undefined {
+  if (!isRecord(v)) return undefined;
+  const ref = isRecord(v.keys) && isRecord(v.keys.configMapRef) ? v.keys.configMapRef : {};
+  const configMapRef = { name: required(str(ref.name), `${path}.keys.configMapRef.name`), key: required(str(ref.key), `${path}.keys.configMapRef.key`) };
+  return optional<ChecksumSignature>({ keys: { configMapRef } }, { url: str(v.url), publicKeys: str(v.publicKeys) });
+}
+
+function parseChecksumFrom(v: unknown, path: string): ChecksumFrom | undefined {
+  if (!isRecord(v)) return undefined;
+  return optional<ChecksumFrom>(
+    { url: required(str(v.url), `${path}.url`) },
+    { name: str(v.name), algorithm: oneOf(SumsAlgorithms, v.algorithm), signature: parseSignature(v.signature, `${path}.signature`) },
+  );
+}
+
 function parseImageSpec(v: unknown, path: string): ImageSpec {
   const i = isRecord(v) ? v : {};
   const spec: ImageSpec = { id: required(str(i.id), `${path}.id`), source: parseSource(i.source, `${path}.source`) };
-  return optional(spec, { checksum: str(i.checksum), maxVirtualSize: str(i.maxVirtualSize) });
+  const checksumFrom = parseChecksumFrom(i.checksumFrom, `${path}.checksumFrom`);
+  // The CRD's CEL rules refuse both; an object that got past them (an older CRD) is malformed, not a guess.
+  if (checksumFrom && i.checksum !== undefined) throw new TypeError(`Cannot parse object: ${path} has both checksum and checksumFrom`);
+  if (checksumFrom && !("http" in spec.source)) throw new TypeError(`Cannot parse object: ${path}.checksumFrom needs source.http`);
+  return optional(spec, { checksum: str(i.checksum), checksumFrom, maxVirtualSize: str(i.maxVirtualSize) });
 }
 
 function parseWantedImage(v: unknown, path: string): WantedImage {

@@ -50,6 +50,12 @@ test("refuses invalid ImageCaches, saying why", async () => {
     ["bad duration", { images: [httpImage("a")], retention: { unusedFor: "1 day" } }, /unusedFor/],
     ["no images", { images: [] }, /spec\.images/],
     ["In without values", { images: [httpImage("a")], nodeSelector: { matchExpressions: [{ key: "zone", operator: "In" }] } }, /values must be non-empty/],
+    ["checksum and checksumFrom", { images: [{ ...httpImage("a"), checksum: sha("0"), checksumFrom: { url: "https://x.example/SHA256SUMS" } }] }, /give checksum or checksumFrom, not both/],
+    ["checksumFrom with a registry source", { images: [{ id: "a", source: { registry: { image: "registry.example/vm/a:1" } }, checksumFrom: { url: "https://x.example/SHA256SUMS" } }] }, /checksumFrom needs source.http/],
+    ["checksumFrom with a file URL", { images: [{ ...httpImage("a"), checksumFrom: { url: "file:///etc/SHA256SUMS" } }] }, /checksumFrom\.url/],
+    ["checksumFrom of another algorithm", { images: [{ ...httpImage("a"), checksumFrom: { url: "https://x.example/MD5SUMS", algorithm: "md5" } }] }, /algorithm/],
+    ["a signature without keys", { images: [{ ...httpImage("a"), checksumFrom: { url: "https://x.example/SHA256SUMS", signature: { url: "https://x.example/SHA256SUMS.gpg" } } }] }, /keys/],
+    ["a keys ConfigMap without a key", { images: [{ ...httpImage("a"), checksumFrom: { url: "https://x.example/SHA256SUMS", signature: { keys: { configMapRef: { name: "vendor-keys" } } } } }] }, /key/],
     ["unknown operator", { images: [httpImage("a")], nodeSelector: { matchExpressions: [{ key: "zone", operator: "Like", values: ["a"] }] } }, /operator/],
   ];
   for (const [name, spec, why] of table) assert.match(await rejection(spec), why, name);
@@ -61,6 +67,11 @@ test("accepts a valid ImageCache and fills in the default retention", async () =
     images: [
       { ...httpImage("ubuntu-24.04"), checksum: sha("0"), maxVirtualSize: "20Gi" },
       { id: "fedora:41", source: { registry: { image: "registry.example:5000/vm/fedora@sha256:" + "b".repeat(64) } } },
+      {
+        ...httpImage("noble"),
+        checksumFrom: { url: "https://x.example/SHA256SUMS", name: "noble.img", algorithm: "sha256", signature: { url: "https://x.example/SHA256SUMS.gpg", keys: { configMapRef: { name: "vendor-keys", key: "ubuntu.asc" } } } },
+      },
+      { ...httpImage("fedora-cloud"), checksumFrom: { url: "https://x.example/CHECKSUM", signature: { keys: { configMapRef: { name: "vendor-keys", key: "fedora.asc" } } } } },
     ],
   });
   assert.deepEqual(ic.spec.retention, { unusedFor: "24h" });

@@ -351,6 +351,7 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       ...accesses({ resource: "pods", subresource: "log" }, ["get"]),
       ...accesses({ resource: "secrets" }, ["get", "list", "watch"]),
       ...accesses({ resource: "configmaps" }, ["get", "list"]),
+      ...accesses({ resource: "configmaps", namespace: ns }, ["get", "list", "watch"]),
       ...accesses({ resource: "nodes" }, ["get", "list", "update", "patch"]),
       ...accesses({ resource: "nodes", subresource: "status" }, ["patch"]),
       ...accesses({ resource: "serviceaccounts", subresource: "token", namespace: ns }, ["create"]),
@@ -373,8 +374,13 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns }, ["create"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "basecache-controller" }, ["get", "update"]),
+      // checksumFrom's public keys, copied into NodeImageCaches: ConfigMaps of its own namespace only.
+      ...accesses({ resource: "configmaps", namespace: ns }, ["get", "list", "watch"]),
     ],
     deny: [
+      ...accesses({ resource: "configmaps", namespace: ns }, ["create", "update", "patch", "delete"]),
+      ...accesses({ resource: "configmaps", namespace: "default" }, ["get", "list", "watch"]),
+      ...accesses({ resource: "secrets", namespace: ns }, ["get", "list", "watch"]),
       ...accesses({ group: bc, resource: "imagecaches" }, ["create", "update", "patch", "delete", "deletecollection"]),
       ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["update"]),
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["update", "deletecollection"]),

@@ -7,8 +7,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
-import { ImagePhases, SelectorOperators } from "../../src/core/api-records.js";
+import { ImagePhases, SelectorOperators, SumsAlgorithms } from "../../src/core/api-records.js";
 import type {
+  ChecksumFrom,
+  ChecksumSignature,
+  ConfigMapKeyRef,
   DiskUsage,
   HttpSource,
   ImageCache,
@@ -78,7 +81,13 @@ function walk(s: Schema, path: string, out: { objects: string[]; enums: string[]
   return out;
 }
 
-const imageSpec = { id: "required string", source: "required object", checksum: "optional string", maxVirtualSize: "optional string" } satisfies FieldMap<ImageSpec>;
+const imageSpec = { id: "required string", source: "required object", checksum: "optional string", checksumFrom: "optional object", maxVirtualSize: "optional string" } satisfies FieldMap<ImageSpec>;
+const checksumFrom = { url: "required string", name: "optional string", algorithm: "optional string", signature: "optional object" } satisfies FieldMap<ChecksumFrom>;
+// The ImageCache names the keys; only the NodeImageCache carries them (publicKeys, copied by the controller).
+const icSignature = { url: "optional string", keys: "required object" } satisfies FieldMap<Omit<ChecksumSignature, "publicKeys">>;
+const nicSignature = { ...icSignature, publicKeys: "optional string" } satisfies FieldMap<ChecksumSignature>;
+const keys = { configMapRef: "required object" } satisfies FieldMap<ChecksumSignature["keys"]>;
+const configMapRef = { name: "required string", key: "required string" } satisfies FieldMap<ConfigMapKeyRef>;
 const source = { http: "optional object", registry: "optional object" } satisfies OneOfMap<ImageSource>;
 const http = { url: "required string" } satisfies FieldMap<HttpSource["http"]>;
 const registry = { image: "required string" } satisfies FieldMap<RegistrySource["registry"]>;
@@ -102,6 +111,10 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["ic", "spec.images.[].source", source],
   ["ic", "spec.images.[].source.http", http],
   ["ic", "spec.images.[].source.registry", registry],
+  ["ic", "spec.images.[].checksumFrom", checksumFrom],
+  ["ic", "spec.images.[].checksumFrom.signature", icSignature],
+  ["ic", "spec.images.[].checksumFrom.signature.keys", keys],
+  ["ic", "spec.images.[].checksumFrom.signature.keys.configMapRef", configMapRef],
   ["ic", "spec.retention", { unusedFor: "optional string" } satisfies FieldMap<NonNullable<ImageCacheSpec["retention"]>>],
   [
     "ic",
@@ -128,6 +141,10 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["nic", "spec.images.[].source", source],
   ["nic", "spec.images.[].source.http", http],
   ["nic", "spec.images.[].source.registry", registry],
+  ["nic", "spec.images.[].checksumFrom", checksumFrom],
+  ["nic", "spec.images.[].checksumFrom.signature", nicSignature],
+  ["nic", "spec.images.[].checksumFrom.signature.keys", keys],
+  ["nic", "spec.images.[].checksumFrom.signature.keys.configMapRef", configMapRef],
   ["nic", "status", { observedGeneration: "optional integer", images: "optional array", disk: "optional object", conditions: "optional array" } satisfies FieldMap<NodeImageCacheStatus>],
   [
     "nic",
@@ -152,6 +169,8 @@ const objects: [Crd, string, Record<string, string>][] = [
 // Each list is the one the record's type is derived from, so the compiler keeps it complete.
 const enums: [Crd, string, readonly string[]][] = [
   ["ic", "spec.nodeSelector.matchExpressions.[].operator", SelectorOperators],
+  ["ic", "spec.images.[].checksumFrom.algorithm", SumsAlgorithms],
+  ["nic", "spec.images.[].checksumFrom.algorithm", SumsAlgorithms],
   ["ic", "status.conditions.[].status", ConditionStatuses],
   ["nic", "status.images.[].phase", ImagePhases],
   ["nic", "status.conditions.[].status", ConditionStatuses],

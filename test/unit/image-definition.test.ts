@@ -21,10 +21,22 @@ test("each part that decides the bytes changes the definition; the id and who wa
     image("a", { maxVirtualSize: "1Gi" }),
     image("a", { maxVirtualSize: "not-a-size" }),
     image("a", { source: { registry: { image: "https://images.example/a.qcow2" } } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA256SUMS" } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA512SUMS" } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA256SUMS", name: "b.qcow2" } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA256SUMS", algorithm: "sha256" } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA256SUMS", signature: { keys: { configMapRef: { name: "k", key: "a.asc" } } } } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA256SUMS", signature: { keys: { configMapRef: { name: "k", key: "b.asc" } } } } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA256SUMS", signature: { url: "https://images.example/SHA256SUMS.gpg", keys: { configMapRef: { name: "k", key: "a.asc" } } } } }),
+    image("a", { checksumFrom: { url: "https://images.example/SHA256SUMS", signature: { keys: { configMapRef: { name: "k", key: "a.asc" } }, publicKeys: "new keys" } } }),
   ];
   assert.equal(new Set(variants.map(definitionKey)).size, variants.length);
   assert.equal(new Set(variants.map(definitionHash)).size, variants.length);
   assert.equal(definitionKey({ ...image("a"), id: "other" }), definitionKey(image("a")));
+});
+
+test("a definition without checksumFrom keeps the key it had before checksumFrom existed", () => {
+  assert.equal(definitionKey(image("a", { checksum: `sha256:${"1".repeat(64)}` })), JSON.stringify([{ http: "https://images.example/a.qcow2" }, `sha256:${"1".repeat(64)}`, ""]));
 });
 
 test("the hash is 16 hex digits of the key, the same each time", () => {

@@ -14,6 +14,12 @@ test("requests that differ in source, checksum or limit have different keys", ()
     ["another limit", { ...base, maxVirtualSize: 2048 }],
     ["no limit", { source: base.source, ...(base.checksum ? { checksum: base.checksum } : {}) }],
     ["a resolved source", { ...base, source: { url: "http://o/a.qcow2" } }],
+    ["a checksum file", { source: base.source, checksumFrom: { url: "http://o/SHA256SUMS" } }],
+    ["another checksum file", { source: base.source, checksumFrom: { url: "http://o/SHA512SUMS" } }],
+    ["another listed name", { source: base.source, checksumFrom: { url: "http://o/SHA256SUMS", name: "b.qcow2" } }],
+    ["a signed checksum file", { source: base.source, checksumFrom: { url: "http://o/SHA256SUMS", signature: { keys: new Uint8Array([1]) } } }],
+    ["other keys", { source: base.source, checksumFrom: { url: "http://o/SHA256SUMS", signature: { keys: new Uint8Array([2]) } } }],
+    ["a detached signature", { source: base.source, checksumFrom: { url: "http://o/SHA256SUMS", signature: { url: "http://o/SHA256SUMS.gpg", keys: new Uint8Array([2]) } } }],
   ];
   const keys = new Set([requestKey(base), ...variants.map(([, r]) => requestKey(r))]);
   assert.equal(keys.size, variants.length + 1);

@@ -1,13 +1,16 @@
 /**
- * `basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF) [--checksum ALGO:HEX]
- *  [--max-virtual-size SIZE] [--timeout DUR] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
+ * `basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF) [--checksum ALGO:HEX |
+ *  --checksum-from URL [--checksum-name NAME] [--signature URL] [--keyring FILE]] [--max-virtual-size SIZE]
+ *  [--timeout DUR] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
  * Exit 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 deadline, 2 usage or a planted file (foreign-file), 1 anything else.
  */
+import { readFile, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseChecksum } from "../../core/checksum.js";
 import { formatDuration } from "../../core/duration.js";
 import { baseNameFor } from "../../core/names.js";
 import { formatBytes } from "../../core/quantity.js";
+import { redactUrl } from "../../core/redact.js";
 import { ConfigError, DeadlineError } from "../../lib/errors.js";
 import { ExitCode, exitCodeFor } from "../../lib/exit.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, type RetryPolicy } from "../../image/http-fetch.js";
@@ -22,6 +25,10 @@ const flags = {
   url: { type: "string", value: "URL", help: "an http or https source" },
   "registry-image": { type: "string", value: "REF", help: "an OCI registry source (a containerDisk image)" },
   checksum: { type: "string", value: "ALGO:HEX", help: "sha256:<hex> or sha512:<hex> of the image file as served" },
+  "checksum-from": { type: "string", value: "URL", help: "take the checksum from the vendor's SUMS file at URL (GNU, BSD or\nFedora CHECKSUM format; sha512 over sha256 when both are listed);\nnot with --checksum; --url only" },
+  "checksum-name": { type: "string", value: "NAME", help: "the name the image is listed under in the SUMS file;\ndefault the last path segment of --url" },
+  signature: { type: "string", value: "URL", help: "a detached OpenPGP signature of the SUMS file (SHA256SUMS.gpg),\nchecked with gpgv against --keyring" },
+  keyring: { type: "string", value: "FILE", help: "the public keys to trust (armored or binary); without --signature,\nthe SUMS file itself must be clearsigned (Fedora's CHECKSUM)" },
   "max-virtual-size": { type: "string", value: "SIZE", help: "largest virtual size accepted: bytes or a quantity (1Gi, 500M)" },
   timeout: { type: "string", value: "DUR", help: "give up after this long (90s, 10m, 1h): roll back, exit 124;\nno deadline when absent" },
   json: { type: "boolean", help: "print one JSON object with the result" },
@@ -46,7 +53,12 @@ interface FetchFlags {
   json: boolean;
   /** --timeout: the whole fetch's deadline. */
   timeoutMs?: number;
+  /** --keyring: read by the command, into request.checksumFrom.signature.keys. */
+  keyringPath?: string;
 }
+
+/** The largest keyring file read: a vendor's keys are a few KiB. */
+const MaxKeyringBytes = 1024 * 1024;
 
 /** Parses argv into a fetch request. @throws ConfigError on a usage error */
 export function parseFetchFlags(argv: string[], env: NodeJS.ProcessEnv): FetchFlags | "help" {
@@ -58,15 +70,44 @@ export function parseFetchFlags(argv: string[], env: NodeJS.ProcessEnv): FetchFl
   if ((v.url === undefined) === (v["registry-image"] === undefined)) throw usageError(spec, "give exactly one of --url and --registry-image");
   const request: FetchRequest = { baseDir, id, source: v.url !== undefined ? { http: { url: httpUrl(v.url) } } : { registry: { image: v["registry-image"] ?? "" } } };
   if (v.checksum !== undefined) request.checksum = flagValue("--checksum", v.checksum, (t) => (parseChecksum(t), t));
+  const keyringPath = checksumFromFlags(v, request);
   if (v["max-virtual-size"] !== undefined) request.maxVirtualSize = bytesFlag("max-virtual-size", v["max-virtual-size"]);
   request.retry = retryFromEnv(env);
   request.idleTimeoutMs = positiveInt(env, "BASECACHE_FETCH_IDLE_TIMEOUT_MS", DefaultIdleTimeoutMs);
-  return { request, json: v.json, ...(v.timeout !== undefined ? { timeoutMs: durationFlag("timeout", v.timeout, 1000) } : {}) };
+  return { request, json: v.json, ...(v.timeout !== undefined ? { timeoutMs: durationFlag("timeout", v.timeout, 1000) } : {}), ...(keyringPath ? { keyringPath } : {}) };
 }
 
-function httpUrl(text: string): string {
-  const u = flagValue("--url", text, (t) => new URL(t));
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new ConfigError(`Cannot use --url "${text}": expected an http or https URL`);
+/** Sets request.checksumFrom from --checksum-from and its companions; returns the --keyring path to read. */
+function checksumFromFlags(v: { url?: string | undefined; checksum?: string | undefined; "checksum-from"?: string | undefined; "checksum-name"?: string | undefined; signature?: string | undefined; keyring?: string | undefined }, request: FetchRequest): string | undefined {
+  const from = v["checksum-from"];
+  if (from === undefined) {
+    for (const f of ["checksum-name", "signature", "keyring"] as const) if (v[f] !== undefined) throw usageError(spec, `--${f} needs --checksum-from`);
+    return undefined;
+  }
+  if (v.checksum !== undefined) throw usageError(spec, "give --checksum or --checksum-from, not both");
+  if (v.url === undefined) throw usageError(spec, "--checksum-from needs --url");
+  if (v.signature !== undefined && v.keyring === undefined) throw usageError(spec, "--signature needs --keyring, the keys to check it against");
+  request.checksumFrom = { url: httpUrl(from, "--checksum-from"), ...(v["checksum-name"] !== undefined ? { name: v["checksum-name"] } : {}) };
+  if (v.keyring === undefined) return undefined;
+  request.checksumFrom.signature = { keys: new Uint8Array(), ...(v.signature !== undefined ? { url: httpUrl(v.signature, "--signature") } : {}) };
+  return resolve(v.keyring);
+}
+
+/** Reads --keyring into the request. @throws ConfigError when it cannot be read or is too large */
+async function readKeyring(flags: FetchFlags): Promise<void> {
+  const sig = flags.request.checksumFrom?.signature;
+  if (!flags.keyringPath || !sig) return;
+  const st = await stat(flags.keyringPath).catch((e: unknown) => {
+    throw new ConfigError(`Cannot read --keyring "${flags.keyringPath}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  });
+  if (!st.isFile() || st.size > MaxKeyringBytes) throw new ConfigError(`Cannot read --keyring "${flags.keyringPath}": not a file of at most ${MaxKeyringBytes} bytes`);
+  sig.keys = new Uint8Array(await readFile(flags.keyringPath));
+  sig.keysFrom = `--keyring "${flags.keyringPath}"`;
+}
+
+function httpUrl(text: string, flag = "--url"): string {
+  const u = flagValue(flag, text, (t) => new URL(t));
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new ConfigError(`Cannot use ${flag} "${redactUrl(text)}": expected an http or https URL`);
   return text;
 }
 
@@ -94,6 +135,7 @@ export const fetchCommand: Command = async (argv, ctx) => {
   }
   const { request, json } = flags;
   await checkDirFlags({ "base-dir": request.baseDir });
+  await readKeyring(flags);
   const bar = !json && ctx.stderr.isTTY ? progressBar(ctx) : undefined;
   const started = performance.now();
   const learned: FetchFacts = {};

@@ -1,0 +1,38 @@
+/**
+ * The controller's copy of public keys into NodeImageCaches: an image whose checksumFrom names a ConfigMap key
+ * gets the armored public key blocks found there as `signature.publicKeys`, so the agent needs no read access to
+ * ConfigMaps (docs/design/least-privilege.md). Only public key blocks are copied, re-armored from their decoded
+ * body: whatever else a ConfigMap holds never reaches a NodeImageCache, whoever wrote the ImageCache.
+ */
+import type { ConfigMapKeyRef, ImageSpec } from "./api-records.js";
+import { dearmorPublicKeys } from "./openpgp-armor.js";
+
+/** The NodeImageCache schema's bound on publicKeys. */
+export const MaxPublicKeysLength = 16384;
+
+/** Reads one key of a ConfigMap in basecache's namespace from the controller's cache; undefined when absent. */
+export type ConfigMapLookup = (ref: ConfigMapKeyRef) => string | undefined;
+
+/** The public key blocks of `text`, armored again without headers; undefined when there is none or they are too large. */
+export function publicKeyBlocks(text: string): string | undefined {
+  let bodies: string[];
+  try {
+    bodies = dearmorPublicKeys(text);
+  } catch {
+    return undefined;
+  }
+  const armored = bodies.map((b) => ["-----BEGIN PGP PUBLIC KEY BLOCK-----", "", ...(b.match(/.{1,64}/g) ?? []), "-----END PGP PUBLIC KEY BLOCK-----", ""].join("\n")).join("");
+  return armored.length <= MaxPublicKeysLength ? armored : undefined;
+}
+
+/** The images with the public keys their checksumFrom names filled in (left out where none are found). */
+export function planPublicKeys(images: readonly ImageSpec[], lookup: ConfigMapLookup): ImageSpec[] {
+  return images.map((img) => {
+    const sig = img.checksumFrom?.signature;
+    if (!img.checksumFrom || !sig) return img;
+    const text = lookup(sig.keys.configMapRef);
+    const publicKeys = text === undefined ? undefined : publicKeyBlocks(text);
+    const { publicKeys: _stale, ...rest } = sig;
+    return { ...img, checksumFrom: { ...img.checksumFrom, signature: publicKeys === undefined ? rest : { ...rest, publicKeys } } };
+  });
+}

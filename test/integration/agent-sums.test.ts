@@ -50,7 +50,7 @@ before(async () => {
   await admin.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "vendor-keys" }, data: { "vendor.asc": (await vendor.publicKey()).toString("utf8"), "notes.txt": "password=hunter2\n" } } });
   const sa = await cp.serviceAccountConfig(ns, "basecache-controller");
   ctl = startController(sa.kubeconfigPath, ["--status-interval", "0s"], { POD_NAMESPACE: ns });
-  await ctl.waitForLog("Caches synced, starting workers");
+  await ctl.leading();
   await admin.createNode(node);
   dirs = await makeNodeDirs(node);
   agent = startAgent({ node, dirs, kubeconfigPath: await agentKubeconfig(cp, node, dirs.root), args: [], defaultAddrs: false });

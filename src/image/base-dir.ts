@@ -155,7 +155,7 @@ export interface BaseSidecar {
   base: string;
   sourceFormat: string;
   virtualSize: number;
-  /** SHA-256 of the downloaded disk bytes (the source image, before conversion). */
+  /** SHA-256 of the downloaded disk bytes (the source image, decompressed when it came compressed, before conversion). */
   sha256: string;
   sha512?: string;
   source: string;

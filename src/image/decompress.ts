@@ -55,7 +55,8 @@ export async function openBody(input: Readable, opts: OpenBodyOptions): Promise<
   const compression = detectCompression(Buffer.concat(head).subarray(0, CompressionMagicBytes));
   opts.onCompression?.(compression);
   const raw = counted(head, it, opts.onInput);
-  const close = async () => void input.destroy();
+  // An input read to its end is left alone (its socket may go back to the agent's pool).
+  const close = async () => void (input.readableEnded ? undefined : input.destroy());
   if (compression === undefined) return { compression, chunks: raw, close };
   if (compression === "gzip") return { compression, chunks: gunzipped(raw, input, opts.description), close };
   const overrides = parseDecompressOverrides(process.env);

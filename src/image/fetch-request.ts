@@ -25,7 +25,7 @@ export interface FetchRequest {
   /** The image id; the base is named by its sha1. */
   id: string;
   source: SourceSpec;
-  /** `"sha256:<hex>"` or `"sha512:<hex>"` of the image file as served (for tar sources: of the disk inside). */
+  /** `"sha256:<hex>"` or `"sha512:<hex>"` of the disk image: as served, or as decoded from a gzip/xz/zstd source, or the disk inside a tar. */
   checksum?: string;
   /** Largest virtual size accepted, in bytes. */
   maxVirtualSize?: number;

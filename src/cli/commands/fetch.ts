@@ -21,7 +21,7 @@ const flags = {
   id: { type: "string", value: "ID", help: "the image id; the base is DIR/sha1(ID); required" },
   url: { type: "string", value: "URL", help: "an http or https source" },
   "registry-image": { type: "string", value: "REF", help: "an OCI registry source (a containerDisk image)" },
-  checksum: { type: "string", value: "ALGO:HEX", help: "sha256:<hex> or sha512:<hex> of the image file as served" },
+  checksum: { type: "string", value: "ALGO:HEX", help: "sha256:<hex> or sha512:<hex> of the disk image (for a gzip, xz or\nzstd source: of the decompressed image)" },
   "max-virtual-size": { type: "string", value: "SIZE", help: "largest virtual size accepted: bytes or a quantity (1Gi, 500M)" },
   timeout: { type: "string", value: "DUR", help: "give up after this long (90s, 10m, 1h): roll back, exit 124;\nno deadline when absent" },
   json: { type: "boolean", help: "print one JSON object with the result" },
@@ -36,7 +36,9 @@ const spec: CommandSpec<typeof flags> = {
     "Exit codes: 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 --timeout ran out, 2 usage error or a file",
     "basecache did not write at one of the image's names (reason foreign-file), 1 other.",
     "Tuning (environment): BASECACHE_FETCH_ATTEMPTS, BASECACHE_FETCH_RETRY_BASE_MS, BASECACHE_FETCH_RETRY_MAX_MS,",
-    "BASECACHE_FETCH_IDLE_TIMEOUT_MS.",
+    "BASECACHE_FETCH_IDLE_TIMEOUT_MS; BASECACHE_CONVERT_MEMORY, BASECACHE_CONVERT_SECONDS (qemu-img convert);",
+    "BASECACHE_DECOMPRESS_MEMORY (default 256 MiB), BASECACHE_DECOMPRESS_SECONDS (xz and zstd decoders).",
+    "gzip, xz and zstd sources (known by their first bytes) are decompressed as they download, up to the size limit.",
   ].join("\n"),
 };
 

@@ -124,6 +124,9 @@ describe("compressed sources decoded as a stream", () => {
         // The checksum covers the image as decoded, as for gzip layers: the disk the base is made from.
         const decoded = createHash("sha256").update(await readFile(src)).digest("hex");
         assert.equal(result.sha256, decoded);
+        const sidecar = JSON.parse(await readFile(`${result.path}.info.json`, "utf8")) as { compression?: string; sha256: string };
+        assert.equal(sidecar.compression, tool);
+        assert.equal(sidecar.sha256, decoded);
         assert.deepEqual(await ourDecoders(), []);
       });
     }

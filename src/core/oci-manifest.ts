@@ -139,8 +139,14 @@ export function choosePlatformManifest(manifests: readonly Descriptor[], want: P
   return problem("not-a-disk", `the index has no image manifest for ${want.os}/${want.architecture} (offered: ${offered})`);
 }
 
-/** How the chosen layer holds the disk. */
-export type Unpack = "none" | "tar" | "tar+gzip";
+/**
+ * How the chosen layer holds the disk: as its bytes, or as the disk file of a tar, plain or compressed. The
+ * media type says only whether it is a tar: the compression is read from the layer's magic bytes when it is
+ * downloaded (core/compression.ts), as for an HTTP source, so a mislabelled layer is decoded by what it is.
+ * zstd is `application/vnd.oci.image.layer.v1.tar+zstd` (and its nondistributable twin) and containerd's
+ * `application/vnd.docker.image.rootfs.diff.tar.zstd`; no registry media type names xz, so none is invented.
+ */
+export type Unpack = "none" | "tar" | "tar+gzip" | "tar+zstd";
 
 export interface DiskChoice {
   layer: Descriptor;
@@ -149,14 +155,12 @@ export interface DiskChoice {
   why: string;
 }
 
-type LayerPacking = Unpack | "zstd";
-
 /** How a layer's bytes are packed, from its media type alone. */
-export function layerPacking(mediaType: string): LayerPacking {
+export function layerPacking(mediaType: string): Unpack {
   const t = mediaType.toLowerCase();
   if (t.endsWith(".tar") || t === "application/x-tar") return "tar";
   if (t.endsWith("tar+gzip") || t.endsWith("tar.gzip") || t.endsWith("tar.gz")) return "tar+gzip";
-  if (t.endsWith("tar+zstd") || t.endsWith("tar.zstd")) return "zstd";
+  if (t.endsWith("tar+zstd") || t.endsWith("tar.zstd")) return "tar+zstd";
   return "none";
 }
 
@@ -171,7 +175,7 @@ function isDiskTitle(title: string | undefined): boolean {
  *    are the disk, whatever tar type tools label files with;
  * 2. else the only layer: a disk blob, or a tar (KubeVirt containerDisk) holding the disk under `disk/`;
  * 3. else, when every layer is a tar, the largest one (a containerDisk built on a small base layer).
- * Empty layers are ignored. Several titled disks, several untitled blobs, or zstd layers are refused.
+ * Empty layers are ignored. Several titled disks or several untitled blobs are refused.
  */
 export function chooseDiskLayer(layers: readonly Descriptor[]): Decision<DiskChoice> {
   const real = layers.filter((l) => l.size > 0 && l.mediaType !== MediaType.OciEmpty);
@@ -199,7 +203,6 @@ export function chooseDiskLayer(layers: readonly Descriptor[]): Decision<DiskCho
   return withPacking(largest, layerPacking(largest.mediaType), `the largest of ${real.length} tar layers`);
 }
 
-function withPacking(layer: Descriptor, packing: LayerPacking, why: string): Decision<DiskChoice> {
-  if (packing === "zstd") return problem("unsupported-format", `layer ${layer.digest} is zstd-compressed ("${layer.mediaType}"), which is not supported`);
+function withPacking(layer: Descriptor, packing: Unpack, why: string): Decision<DiskChoice> {
   return { ok: true, value: { layer, unpack: packing, why } };
 }

@@ -20,7 +20,7 @@ export const RejectReasonRows = [
   { reason: "encrypted", early: true, doc: "The image is encrypted" },
   { reason: "unknown-feature", early: true, doc: "A qcow2 image sets incompatible feature bits we do not know" },
   { reason: "too-large", early: true, doc: "The virtual size (or an archive member) is above the size limit" },
-  { reason: "corrupt", doc: "The image, its manifest or its archive is structurally damaged" },
+  { reason: "corrupt", doc: "The image, its manifest, its archive or its gzip/xz/zstd stream is damaged or truncated" },
   { reason: "unsupported-format", early: true, doc: "Not raw, qcow2, vmdk, vhdx, vpc or vdi, or a variant of them we refuse" },
   { reason: "not-a-disk", doc: "Not a disk image at all: an HTML error page served with 200, or an archive (tar/OVA, zip, 7z, RAR, cpio)" },
   { reason: "empty", doc: "No bytes, or a size that is not whole sectors" },
@@ -36,9 +36,9 @@ export const RejectReasonRows = [
   { reason: "signature-key-revoked", doc: "The checksum file is signed by a supplied key that is revoked" },
   { reason: "signature-expired", doc: "The checksum file's signature has expired" },
   { reason: "format-mismatch", doc: "Our header inspector and qemu-img disagree on the format" },
-  { reason: "compression-bomb", doc: "A compressed image would expand beyond the size limit" },
+  { reason: "compression-bomb", doc: "A gzip/xz/zstd stream or a compressed qcow2/VMDK would expand beyond the size limit" },
   { reason: "bad-extent", early: true, doc: "A VMDK whose extents point outside the file" },
-  { reason: "resource-limit", early: true, doc: "A grain, cluster or table too large for any legitimate image, or qemu-img convert stopped by its limits" },
+  { reason: "resource-limit", early: true, doc: "A grain, cluster, table or xz/zstd window too large for a legitimate image, or a tool stopped by its limits" },
   { reason: "inspect-failed", doc: "The image could not be inspected safely, or the converted file did not read back as the raw disk expected" },
 ] as const satisfies readonly RejectReasonRow[];
 

@@ -154,8 +154,10 @@ export interface BaseSidecar {
   id: string;
   base: string;
   sourceFormat: string;
+  /** The compression the source was decoded from (gzip, xz, zstd), when it came compressed. */
+  compression?: string;
   virtualSize: number;
-  /** SHA-256 of the downloaded disk bytes (the source image, before conversion). */
+  /** SHA-256 of the downloaded disk bytes (the source image, decompressed when it came compressed, before conversion). */
   sha256: string;
   sha512?: string;
   source: string;

@@ -26,7 +26,7 @@ export interface FetchRequest {
   /** The image id; the base is named by its sha1. */
   id: string;
   source: SourceSpec;
-  /** `"sha256:<hex>"` or `"sha512:<hex>"` of the image file as served (for tar sources: of the disk inside). */
+  /** `"sha256:<hex>"` or `"sha512:<hex>"` of the disk image: as served, or as decoded from a gzip/xz/zstd source, or the disk inside a tar. */
   checksum?: string;
   /** The checksum comes from the vendor's SUMS file (http sources only; not with `checksum`). */
   checksumFrom?: ChecksumFromRequest;

@@ -5,13 +5,14 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { Transform, Writable } from "node:stream";
+import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
 import { backoffDelay } from "../core/backoff.js";
+import type { Compression } from "../core/compression.js";
 import { sleep } from "../lib/clock.js";
 import { FetchError, ImageRejectedError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
+import { openBody, type Body } from "./decompress.js";
 import { classifyNetworkError, openUrl } from "./http-request.js";
 import type { ResolvedSource } from "./source.js";
 import type { SparseWriter } from "./sparse-writer.js";
@@ -45,7 +46,7 @@ export interface DownloadOptions {
   sink: SparseWriter;
   retry: RetryPolicy;
   idleTimeoutMs: number;
-  /** Refuse (too-large, or compression-bomb when unpacking) once the disk bytes pass this. */
+  /** Refuse (too-large, or compression-bomb for a compressed body) once the disk bytes pass this. */
   maxBytes?: number;
   signal?: AbortSignal;
   log: Logger;
@@ -70,6 +71,8 @@ export interface DownloadResult {
   contentType?: string;
   finalUrl: string;
   attempts: number;
+  /** The compression the body was decoded from (by its magic), if any. */
+  compression?: Compression;
 }
 
 const headBytes = 64 * 1024;
@@ -85,6 +88,8 @@ interface State {
   networkBytes: number;
   head: Buffer[];
   headDone: boolean;
+  /** The body's compression, once seen: a compressed download restarts rather than resumes. */
+  compression?: Compression;
 }
 
 /** Downloads `opts.source` into `opts.sink`. Throws FetchError, ImageRejectedError, or the abort reason. */
@@ -137,7 +142,7 @@ async function restart(opts: DownloadOptions, st: State): Promise<void> {
 async function attempt(opts: DownloadOptions, st: State): Promise<void> {
   const unpack = opts.source.unpack ?? "none";
   const offset = opts.sink.position;
-  if (offset > 0 && (unpack !== "none" || !st.validator)) await restart(opts, st);
+  if (offset > 0 && (unpack !== "none" || st.compression !== undefined || !st.validator)) await restart(opts, st);
   const headers: Record<string, string> = { ...opts.source.headers };
   const resuming = opts.sink.position > 0;
   if (resuming && st.validator) {
@@ -147,8 +152,28 @@ async function attempt(opts: DownloadOptions, st: State): Promise<void> {
   const { res, url } = await openUrl(opts.source.url, headers, opts.idleTimeoutMs, opts.signal);
   st.finalUrl = url;
   await acceptStatus(opts, st, res, resuming);
-  if (unpack === "none") await consumePlain(opts, st, res);
-  else await consumeUnpacked(opts, st, res, unpack);
+  const body = await openBody(res, {
+    description: opts.source.description,
+    ...(opts.maxBytes === undefined ? {} : { maxOutputBytes: opts.maxBytes }),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onCompression: (c) => {
+      st.compression = c;
+      // The registry's digest names the network bytes: hash them apart from the disk bytes when they differ.
+      // A fresh hash per attempt: an attempt that failed before writing a byte does not restart the sink.
+      if (opts.source.expectedDigest && (c !== undefined || unpack !== "none")) st.network = createHash("sha256");
+    },
+    onInput: (chunk) => {
+      st.networkBytes += chunk.length;
+      st.network?.update(chunk);
+    },
+  });
+  try {
+    if (unpack === "none") await consumePlain(opts, st, body);
+    else await consumeUnpacked(opts, st, body);
+  } finally {
+    // However the attempt ends (a bomb past the limit, a refusal, a dropped connection), no decoder outlives it.
+    await body.close();
+  }
 }
 
 async function acceptStatus(opts: DownloadOptions, st: State, res: IncomingMessage, resuming: boolean): Promise<void> {
@@ -191,39 +216,26 @@ function recordValidators(st: State, res: IncomingMessage): void {
   st.total = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
 }
 
-async function consumePlain(opts: DownloadOptions, st: State, res: IncomingMessage): Promise<void> {
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    st.networkBytes += chunk.length;
-    await takeDiskBytes(opts, st, chunk);
-  }
-  if (st.total !== undefined && opts.sink.position !== st.total) {
+async function consumePlain(opts: DownloadOptions, st: State, body: Body): Promise<void> {
+  for await (const chunk of body.chunks) await takeDiskBytes(opts, st, chunk);
+  if (st.total !== undefined && body.compression === undefined && opts.sink.position !== st.total) {
     throw new FetchError("truncated", `Cannot download "${opts.source.description}": got ${opts.sink.position} of ${st.total} bytes`, { retryable: true });
   }
 }
 
-async function consumeUnpacked(opts: DownloadOptions, st: State, res: IncomingMessage, unpack: "tar" | "tar+gzip"): Promise<void> {
+async function consumeUnpacked(opts: DownloadOptions, st: State, body: Body): Promise<void> {
   const { extractDiskFromTar } = await import("./tar-layer.js");
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      st.networkBytes += chunk.length;
-      st.network?.update(chunk);
-      cb(null, chunk);
-    },
-  });
-  const gunzip = unpack === "tar+gzip" ? createGunzip() : undefined;
   const sink = new Writable({
     write: (chunk: Buffer, _enc, cb) => void takeDiskBytes(opts, st, chunk).then(() => cb(), cb),
   });
-  const network = gunzip ? pipeline(res, tap, gunzip) : pipeline(res, tap);
-  const disk = pipeline(extractDiskFromTar(gunzip ?? tap), sink);
-  await Promise.all([network, disk]);
+  await pipeline(extractDiskFromTar(Readable.from(body.chunks)), sink);
 }
 
 async function takeDiskBytes(opts: DownloadOptions, st: State, chunk: Buffer): Promise<void> {
   await opts.sink.write(chunk);
   const done = opts.sink.position;
   if (opts.maxBytes !== undefined && done > opts.maxBytes) {
-    const bomb = opts.source.unpack === "tar+gzip";
+    const bomb = st.compression !== undefined;
     throw new ImageRejectedError(bomb ? "compression-bomb" : "too-large", bomb
       ? `Refused image "${opts.source.description}": it unpacks to more than ${opts.maxBytes} bytes`
       : `Refused image "${opts.source.description}": the download exceeds ${opts.maxBytes} bytes`);
@@ -233,11 +245,16 @@ async function takeDiskBytes(opts: DownloadOptions, st: State, chunk: Buffer): P
     const have = st.head.reduce((n, b) => n + b.length, 0);
     if (have >= headBytes) {
       st.headDone = true;
-      opts.onHead?.(Buffer.concat(st.head), (opts.source.unpack ?? "none") === "none" ? st.total : undefined);
+      opts.onHead?.(Buffer.concat(st.head), diskTotal(opts, st));
       st.head = [];
     }
   }
-  opts.onProgress?.(done, (opts.source.unpack ?? "none") === "none" ? st.total : undefined);
+  opts.onProgress?.(done, diskTotal(opts, st));
+}
+
+/** The announced length is the disk's only when the body is neither unpacked nor compressed. */
+function diskTotal(opts: DownloadOptions, st: State): number | undefined {
+  return (opts.source.unpack ?? "none") === "none" && st.compression === undefined ? st.total : undefined;
 }
 
 async function finish(opts: DownloadOptions, st: State, attempts: number): Promise<DownloadResult> {
@@ -264,6 +281,7 @@ async function finish(opts: DownloadOptions, st: State, attempts: number): Promi
     ...(st.contentType ? { contentType: st.contentType } : {}),
     finalUrl: st.finalUrl,
     attempts,
+    ...(st.compression ? { compression: st.compression } : {}),
   };
 }
 

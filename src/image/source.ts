@@ -16,11 +16,11 @@ export interface ResolvedSource {
    */
   expectedDigest?: string;
   /**
-   * How the disk sits inside the network bytes: as is (`"none"`, the default), as the one disk file of a
-   * tar archive (`"tar"`), or of a gzip-compressed tar (`"tar+gzip"`). Unpacked downloads restart rather than
-   * resume after a dropped connection.
+   * How the disk sits inside the network bytes: as is (`"none"`, the default), or as the one disk file of a
+   * tar archive (`"tar"`, `"tar+gzip"`, `"tar+zstd"`: the media type's word; the compression itself is read from
+   * the magic bytes, as for any source). Unpacked and compressed downloads restart rather than resume.
    */
-  unpack?: "none" | "tar" | "tar+gzip";
+  unpack?: "none" | "tar" | "tar+gzip" | "tar+zstd";
   /** A short human description for logs and messages, e.g. `registry.local/os/debian:12 (layer sha256:ab12…)`. */
   description: string;
 }

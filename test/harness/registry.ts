@@ -331,7 +331,7 @@ export async function pushContainerImage(
   reg: TestRegistry,
   repo: string,
   tag: string,
-  layers: { data: Uint8Array; gzip: boolean }[],
+  layers: { data: Uint8Array; gzip: boolean; mediaType?: string }[],
   opts: { docker?: boolean; architecture?: string } = {},
 ): Promise<Pushed> {
   const docker = opts.docker ?? false;
@@ -340,13 +340,13 @@ export async function pushContainerImage(
   const configDesc = await reg.pushBlob(repo, config);
   const descs: Descriptor[] = [];
   for (const l of layers) {
-    const mediaType = docker
+    const mediaType = l.mediaType ?? (docker
       ? l.gzip
         ? "application/vnd.docker.image.rootfs.diff.tar.gzip"
         : "application/vnd.docker.image.rootfs.diff.tar"
       : l.gzip
         ? "application/vnd.oci.image.layer.v1.tar+gzip"
-        : "application/vnd.oci.image.layer.v1.tar";
+        : "application/vnd.oci.image.layer.v1.tar");
     descs.push({ mediaType, ...(await reg.pushBlob(repo, l.data)) });
   }
   const manifestType = docker ? DockerManifestType : OciManifestType;

@@ -115,7 +115,11 @@ test("knows how layer media types are packed", () => {
     [DockerGz, "tar+gzip"],
     ["application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "tar+gzip"],
     ["application/x-tar", "tar"],
-    ["application/vnd.oci.image.layer.v1.tar+zstd", "zstd"],
+    ["application/vnd.oci.image.layer.v1.tar+zstd", "tar+zstd"],
+    ["application/vnd.oci.image.layer.nondistributable.v1.tar+zstd", "tar+zstd"],
+    ["application/vnd.docker.image.rootfs.diff.tar.zstd", "tar+zstd"],
+    // No registry media type names xz: an xz blob is an artifact, decoded by its magic like any download.
+    ["application/x-xz", "none"],
     ["application/vnd.qemu.qcow2", "none"],
     ["application/octet-stream", "none"],
   ];
@@ -139,6 +143,10 @@ test("chooses the disk layer by title, then by being the only layer, then the la
   const small = desc(DockerGz, 100);
   const big = desc(DockerGz, 100_000);
   table.push({ name: "largest of several tar layers", layers: [big, small], pick: big, unpack: "tar+gzip" });
+  const zstdTar = desc("application/vnd.oci.image.layer.v1.tar+zstd");
+  table.push({ name: "only layer, a zstd containerDisk", layers: [zstdTar], pick: zstdTar, unpack: "tar+zstd" });
+  const dockerZstd = desc("application/vnd.docker.image.rootfs.diff.tar.zstd", 300_000);
+  table.push({ name: "largest of gzip and docker zstd tar layers", layers: [small, dockerZstd], pick: dockerZstd, unpack: "tar+zstd" });
   const plainTar = desc(Tar, 200_000);
   table.push({ name: "largest of mixed tar packings", layers: [small, plainTar], pick: plainTar, unpack: "tar" });
   for (const t of ["a.img", "a.raw", "a.vmdk", "a.vhdx", "a.vdi", "a.qcow2"]) {
@@ -153,7 +161,7 @@ test("chooses the disk layer by title, then by being the only layer, then the la
   }
 });
 
-test("refuses images whose disk layer is missing, ambiguous or zstd", () => {
+test("refuses images whose disk layer is missing or ambiguous", () => {
   const table: { name: string; layers: Descriptor[]; reason: string; message: RegExp }[] = [
     { name: "no layers", layers: [], reason: "not-a-disk", message: /no layers/ },
     { name: "only empty layers", layers: [desc(MediaType.OciEmpty, 2), desc(Tar, 0)], reason: "not-a-disk", message: /no layers/ },
@@ -162,7 +170,6 @@ test("refuses images whose disk layer is missing, ambiguous or zstd", () => {
     { name: "blob plus tar", layers: [desc("application/octet-stream"), desc(TarGz)], reason: "not-a-disk", message: /none is titled/ },
     { name: "titles that are only an extension", layers: [titled(".qcow2", "application/octet-stream"), titled(".img", "application/octet-stream")], reason: "not-a-disk", message: /none is titled/ },
     { name: "two tar layers of equal size", layers: [desc(TarGz, 5), desc(TarGz, 5)], reason: "not-a-disk", message: /same largest size/ },
-    { name: "zstd containerDisk", layers: [desc("application/vnd.oci.image.layer.v1.tar+zstd")], reason: "unsupported-format", message: /zstd/ },
   ];
   for (const row of table) {
     const d = chooseDiskLayer(row.layers);

@@ -24,7 +24,7 @@ const flags = {
   id: { type: "string", value: "ID", help: "the image id; the base is DIR/sha1(ID); required" },
   url: { type: "string", value: "URL", help: "an http or https source" },
   "registry-image": { type: "string", value: "REF", help: "an OCI registry source (a containerDisk image)" },
-  checksum: { type: "string", value: "ALGO:HEX", help: "sha256:<hex> or sha512:<hex> of the image file as served" },
+  checksum: { type: "string", value: "ALGO:HEX", help: "sha256:<hex> or sha512:<hex> of the disk image (for a gzip, xz or\nzstd source: of the decompressed image)" },
   "checksum-from": { type: "string", value: "URL", help: "take the checksum from the vendor's SUMS file at URL (GNU, BSD or\nFedora CHECKSUM format; sha512 over sha256 when both are listed);\nnot with --checksum; --url only" },
   "checksum-name": { type: "string", value: "NAME", help: "the name the image is listed under in the SUMS file;\ndefault the last path segment of --url" },
   signature: { type: "string", value: "URL", help: "a detached OpenPGP signature of the SUMS file (SHA256SUMS.gpg),\nchecked with gpgv against --keyring" },
@@ -43,7 +43,9 @@ const spec: CommandSpec<typeof flags> = {
     "Exit codes: 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 --timeout ran out, 2 usage error or a file",
     "basecache did not write at one of the image's names (reason foreign-file), 1 other.",
     "Tuning (environment): BASECACHE_FETCH_ATTEMPTS, BASECACHE_FETCH_RETRY_BASE_MS, BASECACHE_FETCH_RETRY_MAX_MS,",
-    "BASECACHE_FETCH_IDLE_TIMEOUT_MS.",
+    "BASECACHE_FETCH_IDLE_TIMEOUT_MS; BASECACHE_CONVERT_MEMORY, BASECACHE_CONVERT_SECONDS (qemu-img convert);",
+    "BASECACHE_DECOMPRESS_MEMORY (default 256 MiB), BASECACHE_DECOMPRESS_SECONDS (xz and zstd decoders).",
+    "gzip, xz and zstd sources (known by their first bytes) are decompressed as they download, up to the size limit.",
   ].join("\n"),
 };
 

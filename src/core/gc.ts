@@ -5,7 +5,7 @@
  */
 import { formatAge } from "./duration.js";
 import { planBudget, settleFollowers, type GcUsage } from "./gc-budget.js";
-import { classifyBaseFileName } from "./names.js";
+import { classifyBaseFileName, PartSuffix, ResumeSuffix } from "./names.js";
 import type { GcBudget } from "./watermarks.js";
 
 export type { GcUsage } from "./gc-budget.js";
@@ -87,6 +87,8 @@ export type GcAction = "keep" | "delete" | "report";
  * - WithinRetention / RetentionExpired: unused, for less / at least the retention age. Evicted: over the high watermark.
  * - BaseKept / BaseRemoved: a sidecar follows its base. Orphaned: a sidecar without a base.
  * - Held / Abandoned: a temp file or lock that a live process holds / that nobody holds.
+ * - Resumable: a `.part` with its resume record (or the record), of a wanted base not yet on disk: the next fetch
+ *   continues it (core/resume-rules.ts) or removes it.
  * - UnknownName / NotARegularFile: not ours by name or type (a symlink, directory, FIFO, socket, device, or a
  *   file with more than one name); reported, never deleted, never followed. GcState: GC's own record.
  */
@@ -104,6 +106,7 @@ export type GcReason =
   | "Orphaned"
   | "Held"
   | "Abandoned"
+  | "Resumable"
   | "UnknownName"
   | "NotARegularFile"
   | "GcState";
@@ -146,6 +149,8 @@ interface Facts {
   wanted: Map<string, GcWant>;
   users: Map<string, string[]>;
   busy: Set<string>;
+  /** Bases with a resume record of ours beside their `.part`. */
+  resumable: Set<string>;
   mtimes: Map<string, number>;
   kinds: Map<string, { kind: GcFileKind; base?: string }>;
 }
@@ -171,6 +176,7 @@ export function planGc(input: GcInput): GcPlan {
 function indexEntries(input: GcInput): Facts {
   const bases = new Set<string>();
   const busy = new Set<string>();
+  const resumable = new Set<string>();
   const mtimes = new Map<string, number>();
   const kinds = new Map<string, { kind: GcFileKind; base?: string }>();
   for (const e of input.entries) {
@@ -181,6 +187,7 @@ function indexEntries(input: GcInput): Facts {
       mtimes.set(c.base, e.mtimeMs);
     }
     if ((c.kind === "temp" || c.kind === "lock") && c.base && e.held) busy.add(c.base);
+    if (c.kind === "temp" && c.base && e.name.endsWith(ResumeSuffix)) resumable.add(c.base);
   }
   const wanted = new Map<string, GcWant>();
   for (const w of input.wanted) {
@@ -193,7 +200,7 @@ function indexEntries(input: GcInput): Facts {
     if (list) list.push(u.by);
     else users.set(u.base, [u.by]);
   }
-  return { input, bases, wanted, users, busy, mtimes, kinds };
+  return { input, bases, wanted, users, busy, resumable, mtimes, kinds };
 }
 
 function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
@@ -278,6 +285,10 @@ function decideLock(entry: GcEntry, base: string, facts: Facts): Verdict {
 function decideTemp(entry: GcEntry, base: string, facts: Facts): Verdict {
   if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
   if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
+  const resumeFile = entry.name.endsWith(PartSuffix) || entry.name.endsWith(ResumeSuffix);
+  if (resumeFile && facts.resumable.has(base) && facts.wanted.has(base) && !facts.bases.has(base)) {
+    return { action: "keep", reason: "Resumable", message: "Download of a wanted image that its next fetch can resume" };
+  }
   return { action: "delete", reason: "Abandoned", message: "Work file of an interrupted fetch; no live process holds it" };
 }
 

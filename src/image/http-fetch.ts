@@ -9,6 +9,7 @@ import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { backoffDelay } from "../core/backoff.js";
+import { evaluatePartialAnswer } from "../core/resume-rules.js";
 import { sleep } from "../lib/clock.js";
 import { FetchError, ImageRejectedError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
@@ -54,7 +55,25 @@ export interface DownloadOptions {
   /** Called with the first bytes of the disk (up to 64 KiB, or all of it), once per restart; may throw to refuse. */
   onHead?: (head: Buffer, totalBytes: number | undefined) => void;
   onProgress?: (bytesDone: number, bytesTotal: number | undefined) => void;
+  /** Called with the validators of the bytes being written, whenever they are learned (a 200, or a resume). */
+  onValidators?: (v: Validators) => void;
+  /** Continue a download a previous process left: the sink is at `offset` already (image/resume-file.ts). */
+  resume?: ResumeFrom;
   random?: () => number;
+}
+
+/** What identifies the version of the body being downloaded. */
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
+  /** The full body's length. */
+  total?: number;
+}
+
+/** Where a resumed download starts, and what the origin must still be for it (If-Range). */
+export interface ResumeFrom extends Validators {
+  offset: number;
+  validator: string;
 }
 
 /** What a finished download learned. */
@@ -70,6 +89,8 @@ export interface DownloadResult {
   contentType?: string;
   finalUrl: string;
   attempts: number;
+  /** Bytes kept from a previous process's `.part` (0 when it started from zero, or had to restart). */
+  resumedBytes: number;
 }
 
 const headBytes = 64 * 1024;
@@ -85,11 +106,20 @@ interface State {
   networkBytes: number;
   head: Buffer[];
   headDone: boolean;
+  /** Whether onAnnounce has run for the bytes being written. */
+  announced: boolean;
+  resumedBytes: number;
 }
 
 /** Downloads `opts.source` into `opts.sink`. Throws FetchError, ImageRejectedError, or the abort reason. */
 export async function downloadSource(opts: DownloadOptions): Promise<DownloadResult> {
   const st = freshState(opts);
+  const r = opts.resume;
+  if (r) {
+    // The header checks ran on the bytes read back from disk (image/pipeline.ts), so the head is done.
+    Object.assign(st, { validator: r.validator, etag: r.etag, lastModified: r.lastModified, total: r.total, headDone: true, resumedBytes: r.offset });
+    opts.onValidators?.({ ...(r.etag ? { etag: r.etag } : {}), ...(r.lastModified ? { lastModified: r.lastModified } : {}), ...(r.total === undefined ? {} : { total: r.total }) });
+  }
   let failures = 0;
   let best = 0;
   let attempts = 0;
@@ -126,6 +156,8 @@ function freshState(opts: DownloadOptions, prev?: State): State {
     networkBytes: prev?.networkBytes ?? 0,
     head: [],
     headDone: false,
+    announced: false,
+    resumedBytes: 0,
   };
 }
 
@@ -155,13 +187,15 @@ async function acceptStatus(opts: DownloadOptions, st: State, res: IncomingMessa
   const status = res.statusCode ?? 0;
   const desc = opts.source.description;
   if (status === 206 && resuming) {
-    const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers["content-range"] ?? "");
-    if (!m || Number(m[1]) !== opts.sink.position) {
+    const v = evaluatePartialAnswer(res.headers["content-range"], opts.sink.position, st.total);
+    if (!v.accept) {
       res.resume();
       await restart(opts, st);
-      throw new FetchError("truncated", `Cannot resume "${desc}": the origin sent range "${res.headers["content-range"] ?? ""}"`, { status, retryable: true });
+      throw new FetchError("truncated", `Cannot resume "${desc}": ${v.message}`, { status, retryable: true });
     }
     opts.log.debug({ bytes: opts.sink.position }, "Resumed download");
+    st.contentType ??= res.headers["content-type"];
+    await announce(opts, st);
     return;
   }
   if (status === 200) {
@@ -170,13 +204,21 @@ async function acceptStatus(opts: DownloadOptions, st: State, res: IncomingMessa
       await restart(opts, st);
     }
     recordValidators(st, res);
-    await opts.onAnnounce?.({ ...(st.total === undefined ? {} : { totalBytes: st.total }), ...(st.contentType ? { contentType: st.contentType } : {}) });
+    opts.onValidators?.({ ...(st.etag ? { etag: st.etag } : {}), ...(st.lastModified ? { lastModified: st.lastModified } : {}), ...(st.total === undefined ? {} : { total: st.total }) });
+    await announce(opts, st);
     return;
   }
   res.resume();
   const retryable = status >= 500 || status === 408 || status === 429 || (status === 416 && resuming);
   if (status === 416) await restart(opts, st);
   throw new FetchError("http-status", `Cannot download "${desc}": HTTP ${status}`, { status, retryable });
+}
+
+// Once per version of the bytes: a resume after a crash announces the size it continues, as a 200 does.
+async function announce(opts: DownloadOptions, st: State): Promise<void> {
+  if (st.announced) return;
+  st.announced = true;
+  await opts.onAnnounce?.({ ...(st.total === undefined ? {} : { totalBytes: st.total }), ...(st.contentType ? { contentType: st.contentType } : {}) });
 }
 
 function recordValidators(st: State, res: IncomingMessage): void {
@@ -264,6 +306,7 @@ async function finish(opts: DownloadOptions, st: State, attempts: number): Promi
     ...(st.contentType ? { contentType: st.contentType } : {}),
     finalUrl: st.finalUrl,
     attempts,
+    resumedBytes: st.resumedBytes,
   };
 }
 

@@ -180,6 +180,21 @@ test("a torn or planted record is not trusted: the .part is removed and the down
   await onlyCompleteBases();
 });
 
+test("a planted .part with a record that passes every rule is resumed, and the whole-file checksum refuses it", async () => {
+  const id = "resume-planted-valid";
+  const base = baseNameFor(id);
+  const path = "/resume-planted-valid.raw";
+  const url = origin.serve(path, { file: image }, { etag: '"planted"' });
+  const record = { version: 1, base, request: requestKey({ source: { http: { url } }, checksum: `sha256:${imageSha}` }), url, etag: '"planted"', contentLength: imageSize, bytes: 64 * MiB };
+  await writeFile(join(baseDir, `${base}.part`), Buffer.alloc(64 * MiB, 0x5a), { mode: 0o600 });
+  await writeFile(join(baseDir, `${base}.part.resume`), JSON.stringify(record), { mode: 0o600 });
+  const r = await runFetch(["--base-dir", baseDir, "--id", id, "--url", url, "--checksum", `sha256:${imageSha}`]);
+  assert.equal(rangeRequests(path).length, 1, "the planted record was taken as a resume");
+  assert.equal(r.code, 3, r.json.message);
+  assert.equal(r.json.reason, "checksum-mismatch");
+  assert.deepEqual((await readdir(baseDir)).filter((n) => n.startsWith(base)), [], "nothing of it is left");
+});
+
 test("a symlink at the record's name is a planted file: refused, left alone, nothing downloaded", async () => {
   const id = "resume-symlink";
   const base = baseNameFor(id);

@@ -11,7 +11,7 @@ import { definitionKey } from "../core/image-definition.js";
 import { parseByteQuantity } from "../core/quantity.js";
 import { checksumFromRequestOf } from "../image/checksum-from.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
-import { describeOutcome, fetchImage, type FetchProgress } from "../image/pipeline.js";
+import { describeOutcome, fetchImage, type FetchFacts, type FetchProgress } from "../image/pipeline.js";
 import type { Clock } from "../lib/clock.js";
 import { AbortedError, DiskFullError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
@@ -147,7 +147,7 @@ export class FetchRunner {
         ...(image.maxVirtualSize ? { maxVirtualSize: parseByteQuantity(image.maxVirtualSize) } : {}),
         signal: controller.signal,
         log,
-        onProgress: this.progressHandler(task, admission),
+        ...this.progressHandlers(task, admission),
         ...(this.opts.fetchRetry ? { retry: this.opts.fetchRetry } : {}),
       });
       this.memory[image.id] = { verified: task.definitionKey };
@@ -167,13 +167,19 @@ export class FetchRunner {
   }
 
   // Progress updates metrics and memory, asks for a pass soon, and asks once for room under a cache budget.
-  private progressHandler(task: Task, admission: { error?: Error }) {
+  // A resumed download starts at the kept bytes: they count as resumed, not as fetched.
+  private progressHandlers(task: Task, admission: { error?: Error }) {
     const { metrics } = this.opts;
     const { id } = task.image;
     const labels = { image_id: id };
     let lastDone = 0;
     let admitted = false;
-    return (p: FetchProgress) => {
+    const onFacts = (f: FetchFacts) => {
+      if (f.resumedBytes === undefined || f.resumedBytes <= 0) return;
+      metrics.resumedBytes.inc(labels, f.resumedBytes);
+      lastDone = f.resumedBytes;
+    };
+    const onProgress = (p: FetchProgress) => {
       if (p.phase === "Downloading") {
         metrics.bytesFetched.inc(labels, Math.max(0, p.bytesDone - lastDone));
         lastDone = p.bytesDone;
@@ -188,6 +194,7 @@ export class FetchRunner {
       }
       this.notify(ProgressRequeueMs);
     };
+    return { onFacts, onProgress };
   }
 
   private recordFailed(task: Task, err: unknown, seconds: number): void {

@@ -127,7 +127,8 @@ async function applyGcPlan(plan: GcPlan, opts: GcPassOptions, result: GcPassResu
   const workBases = new Set(deletions.filter((d) => d.kind !== "base" && d.reason !== "BaseRemoved").map((d) => d.base ?? ""));
   for (const base of workBases) {
     signal?.throwIfAborted();
-    await removeWork(base, deletions.filter((d) => d.base === base && d.kind !== "base" && d.reason !== "BaseRemoved"), opts, result);
+    const keepResumable = plan.decisions.some((d) => d.base === base && d.reason === "Resumable");
+    await removeWork(base, deletions.filter((d) => d.base === base && d.kind !== "base" && d.reason !== "BaseRemoved"), opts, result, keepResumable);
   }
   const bases = deletions.filter((d) => d.kind === "base");
   for (let i = 0; i < bases.length; i += BatchSize) {
@@ -136,14 +137,14 @@ async function applyGcPlan(plan: GcPlan, opts: GcPassOptions, result: GcPassResu
   }
 }
 
-async function removeWork(base: string, decisions: GcDecision[], opts: GcPassOptions, result: GcPassResult): Promise<void> {
+async function removeWork(base: string, decisions: GcDecision[], opts: GcPassOptions, result: GcPassResult, keepResumable: boolean): Promise<void> {
   const lock = await tryAcquireLock(basePaths(opts.baseDir, base).lock);
   if (!lock) {
     for (const d of decisions) refuse(d, "a fetch of this base holds its lock", opts, result);
     return;
   }
   try {
-    const removed = new Set((await removeWorkFiles(opts.baseDir, base)).map((p) => p.slice(opts.baseDir.length + 1)));
+    const removed = new Set((await removeWorkFiles(opts.baseDir, base, { keepResumable })).map((p) => p.slice(opts.baseDir.length + 1)));
     for (const d of decisions) if (removed.has(d.name) || d.kind === "lock") recordRemoval(d, opts, result);
   } finally {
     // Releasing unlinks the lock file, which also removes an orphaned lock.

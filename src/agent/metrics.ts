@@ -11,6 +11,8 @@ export interface AgentMetrics {
   /** The node queue's passes: `basecache_agent_reconcile_total` and so on, as the controller counts its own. */
   queue: QueueMetrics;
   bytesFetched: Counter<"image_id">;
+  /** Bytes of kept `.part` files that fetches continued instead of downloading again. */
+  resumedBytes: Counter<"image_id">;
   fetchSeconds: Histogram<"outcome">;
   fetches: Counter<"outcome" | "reason">;
   rejections: Counter<"reason">;
@@ -35,6 +37,7 @@ export function createAgentMetrics(registry: Registry = createRegistry()): Agent
     registry,
     queue: createQueueMetrics(registry, "agent"),
     bytesFetched: new Counter({ name: "basecache_fetch_bytes_total", help: "Bytes downloaded from image sources", labelNames: ["image_id"], registers }),
+    resumedBytes: new Counter({ name: "basecache_fetch_resumed_bytes_total", help: "Bytes of interrupted downloads kept and continued (Range) instead of downloaded again", labelNames: ["image_id"], registers }),
     fetchSeconds: new Histogram({
       name: "basecache_fetch_duration_seconds",
       help: "Duration of image fetches, by outcome",

@@ -82,6 +82,8 @@ export type GcAction = "keep" | "delete" | "report";
  * - WithinRetention / RetentionExpired: unused, for less / at least the retention age. Evicted: over the high watermark.
  * - BaseKept / BaseRemoved: a sidecar follows its base. Orphaned: a sidecar without a base.
  * - Held / Abandoned: a temp file or lock that a live process holds / that nobody holds.
+ * - Resumable: a `.part` with its resume record (or the record), of a wanted base not yet on disk: the next fetch
+ *   continues it (core/resume-rules.ts) or removes it.
  * - UnknownName / NotARegularFile: not ours by name or type (a symlink, directory, FIFO, socket, device, or a
  *   file with more than one name); reported, never deleted, never followed. GcState: GC's own record.
  */
@@ -99,6 +101,7 @@ export type GcReason =
   | "Orphaned"
   | "Held"
   | "Abandoned"
+  | "Resumable"
   | "UnknownName"
   | "NotARegularFile"
   | "GcState";

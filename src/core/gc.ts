@@ -5,7 +5,7 @@
  */
 import { formatAge } from "./duration.js";
 import { planBudget, settleFollowers } from "./gc-budget.js";
-import { classifyBaseFileName } from "./names.js";
+import { classifyBaseFileName, PartSuffix, ResumeSuffix } from "./names.js";
 import { GcStateFileName, GcStateTempFileName, type GcBaseRecord, type GcDecision, type GcEntry, type GcFileKind, type GcInput, type GcPlan, type GcState, type GcWant } from "./gc-records.js";
 
 export * from "./gc-records.js";
@@ -18,6 +18,8 @@ interface Facts {
   wanted: Map<string, GcWant>;
   users: Map<string, string[]>;
   busy: Set<string>;
+  /** Bases with a resume record of ours beside their `.part`. */
+  resumable: Set<string>;
   mtimes: Map<string, number>;
   kinds: Map<string, { kind: GcFileKind; base?: string }>;
 }
@@ -43,6 +45,7 @@ export function planGc(input: GcInput): GcPlan {
 function indexEntries(input: GcInput): Facts {
   const bases = new Set<string>();
   const busy = new Set<string>();
+  const resumable = new Set<string>();
   const mtimes = new Map<string, number>();
   const kinds = new Map<string, { kind: GcFileKind; base?: string }>();
   for (const e of input.entries) {
@@ -53,6 +56,7 @@ function indexEntries(input: GcInput): Facts {
       mtimes.set(c.base, e.mtimeMs);
     }
     if ((c.kind === "temp" || c.kind === "lock") && c.base && e.held) busy.add(c.base);
+    if (c.kind === "temp" && c.base && e.name.endsWith(ResumeSuffix)) resumable.add(c.base);
   }
   const wanted = new Map<string, GcWant>();
   for (const w of input.wanted) {
@@ -65,7 +69,7 @@ function indexEntries(input: GcInput): Facts {
     if (list) list.push(u.by);
     else users.set(u.base, [u.by]);
   }
-  return { input, bases, wanted, users, busy, mtimes, kinds };
+  return { input, bases, wanted, users, busy, resumable, mtimes, kinds };
 }
 
 function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
@@ -137,6 +141,10 @@ function decideFollower(entry: GcEntry, base: string, facts: Facts): Verdict {
   if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
   if (facts.bases.has(base)) return { action: "keep", reason: "BaseKept", message: "Its base is kept" };
   if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
+  const resumeFile = entry.name.endsWith(PartSuffix) || entry.name.endsWith(ResumeSuffix);
+  if (resumeFile && facts.resumable.has(base) && facts.wanted.has(base) && !facts.bases.has(base)) {
+    return { action: "keep", reason: "Resumable", message: "Download of a wanted image that its next fetch can resume" };
+  }
   return { action: "delete", reason: "Orphaned", message: "Its base does not exist" };
 }
 

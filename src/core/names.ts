@@ -10,6 +10,10 @@ export const SidecarSuffix = ".info.json";
 export const LockSuffix = ".lock";
 /** Suffix of a sidecar being written. */
 export const SidecarTempSuffix = ".info.json.tmp";
+/** Suffix of the resume record beside a `.part` (core/resume-rules.ts). */
+export const ResumeSuffix = ".part.resume";
+/** Suffix of a resume record being written. */
+export const ResumeTempSuffix = ".part.resume.tmp";
 
 /** Base file name for an image id: lowercase hex SHA-1 of its UTF-8 bytes, as Nova names `_base` files. */
 export function baseNameFor(imageId: string): string {
@@ -25,7 +29,7 @@ export type BaseFileKind =
   | { kind: "unknown" };
 
 const sha1Hex = /^[0-9a-f]{40}$/;
-const tempSuffixes = [PartSuffix, ConvertedSuffix, SidecarTempSuffix];
+const tempSuffixes = [PartSuffix, ConvertedSuffix, SidecarTempSuffix, ResumeSuffix, ResumeTempSuffix];
 
 /** Classifies a `_base` entry by name; anything we did not write is "unknown" and never deleted on a guess. */
 export function classifyBaseFileName(name: string): BaseFileKind {

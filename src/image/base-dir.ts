@@ -7,7 +7,7 @@
 import { lstatSync, type Stats } from "node:fs";
 import { lstat, open, readdir, rename } from "node:fs/promises";
 import { join } from "node:path";
-import { classifyBaseFileName, ConvertedSuffix, LockSuffix, PartSuffix, SidecarSuffix, SidecarTempSuffix, type BaseFileKind } from "../core/names.js";
+import { classifyBaseFileName, ConvertedSuffix, LockSuffix, PartSuffix, ResumeSuffix, ResumeTempSuffix, SidecarSuffix, SidecarTempSuffix, type BaseFileKind } from "../core/names.js";
 import { ForeignFileError } from "../lib/errors.js";
 import { isLockOwnerAlive, readLockOwner, tryAcquireLock } from "./lock.js";
 import { createOwnFile, openOwnFile, readOwnFile, removeOwnFile, statOwnFile } from "./safe-fs.js";
@@ -84,7 +84,16 @@ function lstatOrUndefined(path: string): Stats | undefined {
 /** Paths of one base and its work files. */
 export function basePaths(baseDir: string, base: string): BasePaths {
   const p = join(baseDir, base);
-  return { base: p, part: p + PartSuffix, converted: p + ConvertedSuffix, sidecar: p + SidecarSuffix, sidecarTemp: p + SidecarTempSuffix, lock: p + LockSuffix };
+  return {
+    base: p,
+    part: p + PartSuffix,
+    converted: p + ConvertedSuffix,
+    sidecar: p + SidecarSuffix,
+    sidecarTemp: p + SidecarTempSuffix,
+    resume: p + ResumeSuffix,
+    resumeTemp: p + ResumeTempSuffix,
+    lock: p + LockSuffix,
+  };
 }
 
 /** The names a base and its work files go by. */
@@ -94,16 +103,22 @@ export interface BasePaths {
   converted: string;
   sidecar: string;
   sidecarTemp: string;
+  /** The resume record beside `.part` (core/resume-rules.ts), and its temp name. */
+  resume: string;
+  resumeTemp: string;
   lock: string;
 }
 
 /**
  * Removes the work files of `base` (and its sidecar unless a base of ours is there). The caller holds the lock.
+ * With `keepResumable`, a `.part` that has a resume record beside it stays, with its record, for the next fetch
+ * of the image to judge (core/resume-rules.ts); without a record the `.part` goes.
  * @throws ForeignFileError when something other than a regular file of ours is at one of these names; it stays
  */
-export async function removeWorkFiles(baseDir: string, base: string): Promise<string[]> {
+export async function removeWorkFiles(baseDir: string, base: string, opts: { keepResumable?: boolean } = {}): Promise<string[]> {
   const p = basePaths(baseDir, base);
-  const targets = [p.part, p.converted, p.sidecarTemp];
+  const keep = opts.keepResumable === true && (await isResumable(p));
+  const targets = [...(keep ? [] : [p.resume, p.part]), p.resumeTemp, p.converted, p.sidecarTemp];
   // A sidecar describes our base; next to no base, or next to a foreign one, it describes nothing.
   const ours = await statOwnFile(p.base).catch((e: unknown) => (e instanceof ForeignFileError ? undefined : Promise.reject(e)));
   if (!ours) targets.push(p.sidecar);
@@ -121,10 +136,18 @@ export async function removeWorkFiles(baseDir: string, base: string): Promise<st
   return removed;
 }
 
+/** Whether a `.part` and its resume record are both there as regular files of ours (their content is judged later). */
+async function isResumable(p: BasePaths): Promise<boolean> {
+  const [part, record, base] = await Promise.all([p.part, p.resume, p.base].map((f) => statOwnFile(f).catch(() => undefined)));
+  return part !== undefined && record !== undefined && base === undefined;
+}
+
 /**
- * Removes work files (`.part`, `.converted`, `.info.json.tmp`, orphan sidecars) whose fetch is not running:
- * for each such base it takes the lock without waiting, so a live fetch is never disturbed.
- * Returns the paths removed. Used at agent start, by GC, and by every `basecache fetch`.
+ * Removes work files (`.part`, `.converted`, `.info.json.tmp`, resume records, orphan sidecars) whose fetch is
+ * not running: for each such base it takes the lock without waiting, so a live fetch is never disturbed. A
+ * resumable `.part` (one with a resume record, and no base) stays for its next fetch; GC removes it once no
+ * ImageCache wants the image (core/gc.ts). Returns the paths removed. Used at agent start and by every
+ * `basecache fetch`.
  */
 export async function removeStaleTempFiles(baseDir: string): Promise<string[]> {
   const entries = await listBaseDir(baseDir);
@@ -141,7 +164,7 @@ export async function removeStaleTempFiles(baseDir: string): Promise<string[]> {
     const lock = await tryAcquireLock(basePaths(baseDir, base).lock);
     if (!lock) continue;
     try {
-      removed.push(...(await removeWorkFiles(baseDir, base).catch((e: unknown) => (e instanceof ForeignFileError ? [] : Promise.reject(e)))));
+      removed.push(...(await removeWorkFiles(baseDir, base, { keepResumable: true }).catch((e: unknown) => (e instanceof ForeignFileError ? [] : Promise.reject(e)))));
     } finally {
       await lock.release({ status: "failed", reason: "cleanup", message: "Removed stale work files", errorName: "Retry" });
     }

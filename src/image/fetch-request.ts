@@ -16,6 +16,8 @@ export interface FetchFacts {
   format?: string;
   virtualSize?: number;
   bytesDownloaded?: number;
+  /** Bytes of a kept `.part` this fetch continues from (reported when the resume starts). */
+  resumedBytes?: number;
   sha256?: string;
 }
 
@@ -54,7 +56,10 @@ export interface FetchResult {
   /** Format of the source image (the base itself is always raw). */
   format: string;
   virtualSize: number;
+  /** Bytes this process received from the network. */
   bytesDownloaded: number;
+  /** Bytes of a `.part` a previous process left that this fetch kept and continued (0: from zero). */
+  resumedBytes: number;
   /** SHA-256 of the source image bytes. */
   sha256: string;
   seconds: number;

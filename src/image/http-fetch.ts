@@ -9,6 +9,7 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { backoffDelay } from "../core/backoff.js";
 import type { Compression } from "../core/compression.js";
+import { evaluatePartialAnswer } from "../core/resume-rules.js";
 import { sleep } from "../lib/clock.js";
 import { FetchError, ImageRejectedError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
@@ -55,7 +56,25 @@ export interface DownloadOptions {
   /** Called with the first bytes of the disk (up to 64 KiB, or all of it), once per restart; may throw to refuse. */
   onHead?: (head: Buffer, totalBytes: number | undefined) => void;
   onProgress?: (bytesDone: number, bytesTotal: number | undefined) => void;
+  /** Called with the validators of the bytes being written, whenever they are learned (a 200, or a resume). */
+  onValidators?: (v: Validators) => void;
+  /** Continue a download a previous process left: the sink is at `offset` already (image/resume-file.ts). */
+  resume?: ResumeFrom;
   random?: () => number;
+}
+
+/** What identifies the version of the body being downloaded. */
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
+  /** The full body's length. */
+  total?: number;
+}
+
+/** Where a resumed download starts, and what the origin must still be for it (If-Range). */
+export interface ResumeFrom extends Validators {
+  offset: number;
+  validator: string;
 }
 
 /** What a finished download learned. */
@@ -73,6 +92,8 @@ export interface DownloadResult {
   attempts: number;
   /** The compression the body was decoded from (by its magic), if any. */
   compression?: Compression;
+  /** Bytes kept from a previous process's `.part` (0 when it started from zero, or had to restart). */
+  resumedBytes: number;
 }
 
 const headBytes = 64 * 1024;
@@ -90,11 +111,20 @@ interface State {
   headDone: boolean;
   /** The body's compression, once seen: a compressed download restarts rather than resumes. */
   compression?: Compression;
+  /** Whether onAnnounce has run for the bytes being written. */
+  announced: boolean;
+  resumedBytes: number;
 }
 
 /** Downloads `opts.source` into `opts.sink`. Throws FetchError, ImageRejectedError, or the abort reason. */
 export async function downloadSource(opts: DownloadOptions): Promise<DownloadResult> {
   const st = freshState(opts);
+  const r = opts.resume;
+  if (r) {
+    // The header checks ran on the bytes read back from disk (image/pipeline.ts), so the head is done.
+    Object.assign(st, { validator: r.validator, etag: r.etag, lastModified: r.lastModified, total: r.total, headDone: true, resumedBytes: r.offset });
+    opts.onValidators?.({ ...(r.etag ? { etag: r.etag } : {}), ...(r.lastModified ? { lastModified: r.lastModified } : {}), ...(r.total === undefined ? {} : { total: r.total }) });
+  }
   let failures = 0;
   let best = 0;
   let attempts = 0;
@@ -131,6 +161,8 @@ function freshState(opts: DownloadOptions, prev?: State): State {
     networkBytes: prev?.networkBytes ?? 0,
     head: [],
     headDone: false,
+    announced: false,
+    resumedBytes: 0,
   };
 }
 
@@ -158,6 +190,9 @@ async function attempt(opts: DownloadOptions, st: State): Promise<void> {
     ...(opts.signal ? { signal: opts.signal } : {}),
     onCompression: (c) => {
       st.compression = c;
+      // The .part holds decoded bytes, which no Range of the compressed body can continue: forget the
+      // validators, so that no resume record is written for it (image/part-download.ts writes none without one).
+      if (c !== undefined) opts.onValidators?.({});
       // The registry's digest names the network bytes: hash them apart from the disk bytes when they differ.
       // A fresh hash per attempt: an attempt that failed before writing a byte does not restart the sink.
       if (opts.source.expectedDigest && (c !== undefined || unpack !== "none")) st.network = createHash("sha256");
@@ -180,13 +215,15 @@ async function acceptStatus(opts: DownloadOptions, st: State, res: IncomingMessa
   const status = res.statusCode ?? 0;
   const desc = opts.source.description;
   if (status === 206 && resuming) {
-    const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(res.headers["content-range"] ?? "");
-    if (!m || Number(m[1]) !== opts.sink.position) {
+    const v = evaluatePartialAnswer(res.headers["content-range"], opts.sink.position, st.total);
+    if (!v.accept) {
       res.resume();
       await restart(opts, st);
-      throw new FetchError("truncated", `Cannot resume "${desc}": the origin sent range "${res.headers["content-range"] ?? ""}"`, { status, retryable: true });
+      throw new FetchError("truncated", `Cannot resume "${desc}": ${v.message}`, { status, retryable: true });
     }
     opts.log.debug({ bytes: opts.sink.position }, "Resumed download");
+    st.contentType ??= res.headers["content-type"];
+    await announce(opts, st);
     return;
   }
   if (status === 200) {
@@ -195,13 +232,21 @@ async function acceptStatus(opts: DownloadOptions, st: State, res: IncomingMessa
       await restart(opts, st);
     }
     recordValidators(st, res);
-    await opts.onAnnounce?.({ ...(st.total === undefined ? {} : { totalBytes: st.total }), ...(st.contentType ? { contentType: st.contentType } : {}) });
+    opts.onValidators?.({ ...(st.etag ? { etag: st.etag } : {}), ...(st.lastModified ? { lastModified: st.lastModified } : {}), ...(st.total === undefined ? {} : { total: st.total }) });
+    await announce(opts, st);
     return;
   }
   res.resume();
   const retryable = status >= 500 || status === 408 || status === 429 || (status === 416 && resuming);
   if (status === 416) await restart(opts, st);
   throw new FetchError("http-status", `Cannot download "${desc}": HTTP ${status}`, { status, retryable });
+}
+
+// Once per version of the bytes: a resume after a crash announces the size it continues, as a 200 does.
+async function announce(opts: DownloadOptions, st: State): Promise<void> {
+  if (st.announced) return;
+  st.announced = true;
+  await opts.onAnnounce?.({ ...(st.total === undefined ? {} : { totalBytes: st.total }), ...(st.contentType ? { contentType: st.contentType } : {}) });
 }
 
 function recordValidators(st: State, res: IncomingMessage): void {
@@ -282,6 +327,7 @@ async function finish(opts: DownloadOptions, st: State, attempts: number): Promi
     finalUrl: st.finalUrl,
     attempts,
     ...(st.compression ? { compression: st.compression } : {}),
+    resumedBytes: st.resumedBytes,
   };
 }
 

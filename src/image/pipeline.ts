@@ -4,7 +4,8 @@
  * that holds it and report its result); download to `.part`, sparse, hashing as it arrives, resuming and
  * retrying; inspect with our header parser, then `qemu-img info` (which must agree) and `qemu-img check`;
  * convert to raw into `.converted` (or keep a raw `.part` as it is); re-inspect; write the sidecar; rename
- * atomically; fsync the directory. A file at one of our names that we did not write (a symlink, a directory, a
+ * atomically; fsync the directory. A `.part` left by a fetch that died is resumed when core/resume-rules.ts allows
+ * (image/part-download.ts). A file at one of our names that we did not write (a symlink, a directory, a
  * FIFO, a hard link) stops the fetch with ForeignFileError before anything is downloaded; it is never followed,
  * used or removed. A coalesced waiter takes the holder's verdict only for the same request (core/request-key.ts).
  * Each fetch is one job record computed once; the steps gather facts and the named rule chains of
@@ -14,33 +15,28 @@ import { mkdir, rename, unlink } from "node:fs/promises";
 import { isAbsolute } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseChecksum } from "../core/checksum.js";
-import { downloadCap, evaluateAnnouncement, evaluateCachedBase, evaluateChecksum, evaluateServedAs, type Expectation } from "../core/fetch-rules.js";
+import { evaluateCachedBase, evaluateChecksum, evaluateServedAs, type Expectation } from "../core/fetch-rules.js";
 import { evaluateConverted } from "../core/image-checks.js";
-import { ByteReader } from "../core/byte-window.js";
-import { detectFormat } from "../core/image-header.js";
 import { baseNameFor } from "../core/names.js";
 import { redactUrl } from "../core/redact.js";
 import { requestKey } from "../core/request-key.js";
-import { ForeignFileError } from "../lib/errors.js";
+import { FetchError, ForeignFileError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
-import { basePaths, fsyncDir, type BasePaths, readSidecar, removeStaleTempFiles, removeWorkFiles, sealBase, WorkFileMode, writeSidecar, type BaseSidecar } from "./base-dir.js";
+import { basePaths, fsyncDir, type BasePaths, readSidecar, removeStaleTempFiles, removeWorkFiles, sealBase, writeSidecar, type BaseSidecar } from "./base-dir.js";
 import { deriveVendorChecksum, type ChecksumProvenance } from "./checksum-from.js";
-import { createHasher } from "./hasher.js";
-import { DefaultIdleTimeoutMs, DefaultRetry, downloadSource, type Announcement, type DownloadResult } from "./http-fetch.js";
-import { asDiskFull, convertToRaw, earlyCheck, freeBytes, fsyncFile, inspectImage, refuseIf, type StepContext } from "./image-steps.js";
+import { DefaultIdleTimeoutMs, type DownloadResult } from "./http-fetch.js";
+import { asDiskFull, convertToRaw, fsyncFile, inspectImage, refuseIf, type StepContext } from "./image-steps.js";
 import { acquireLock } from "./lock.js";
 import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "./outcome.js";
 import { qemuImgInfo } from "./qemu-img.js";
-import { createOwnFile, statOwnFile } from "./safe-fs.js";
+import { downloadToPart } from "./part-download.js";
+import { statOwnFile } from "./safe-fs.js";
 import { resolvedFromHttp, type ResolvedSource, type SourceSpec } from "./source.js";
-import { SparseWriter } from "./sparse-writer.js";
 import type { FetchRequest, FetchResult } from "./fetch-request.js";
 
 export { describeOutcome, type FetchOutcome, type FetchStatus } from "./outcome.js";
 
 export type { FetchFacts, FetchProgress, FetchRequest, FetchResult } from "./fetch-request.js";
-
-const progressEveryMs = 250;
 
 /** One fetch, as computed once from its request: everything the steps below share. */
 interface FetchJob {
@@ -113,7 +109,10 @@ async function fetchCoalesced(job: FetchJob): Promise<FetchResult> {
     } catch (thrown) {
       // ENOSPC can strike at any write, the sidecar and the rename included: it is always disk-full (exit 5).
       const err = asDiskFull(thrown, job.id);
-      await removeWorkFiles(job.req.baseDir, job.base).catch((e: unknown) => {
+      // A stop (SIGTERM, a deadline) or a failing source keeps a resumable .part for the next fetch to judge;
+      // a refused image, a full disk or a planted file leaves nothing.
+      const keepResumable = job.req.signal?.aborted === true || err instanceof FetchError;
+      await removeWorkFiles(job.req.baseDir, job.base, { keepResumable }).catch((e: unknown) => {
         if (!(e instanceof ForeignFileError)) job.log.error({ err: e }, "Cannot remove work files");
       });
       await lock.release(lockOutcomeFor(err, job.key));
@@ -132,7 +131,7 @@ async function cachedResult(job: FetchJob): Promise<FetchResult | undefined> {
   const sc = await readSidecar(job.req.baseDir, job.base);
   // NOTE: a refusal leaves the base: instances may use it. Only the caller's expectation is refused.
   refuseIf(evaluateCachedBase({ sizeBytes: st.size, ...(sc?.sha256 ? { sha256: sc.sha256 } : {}), ...(sc?.sha512 ? { sha512: sc.sha512 } : {}) }, job.want), job.id);
-  return resultOf(job, { cached: true, format: sc?.sourceFormat ?? "raw", bytesDownloaded: 0, sha256: sc?.sha256 ?? "" }, st);
+  return resultOf(job, { cached: true, format: sc?.sourceFormat ?? "raw", bytesDownloaded: 0, resumedBytes: 0, sha256: sc?.sha256 ?? "" }, st);
 }
 
 async function resolveSource(spec: SourceSpec, signal?: AbortSignal): Promise<ResolvedSource> {
@@ -150,8 +149,8 @@ async function fetchLocked(first: FetchJob): Promise<FetchResult> {
   const { req, paths: p, log } = job;
   const source = await resolveSource(req.source, req.signal);
   log.info({ imageId: job.id, base: job.base, source: source.description }, "Fetching image");
-  const dl = await download(job, source);
-  log.info({ imageId: job.id, bytes: dl.bytes, attempts: dl.attempts }, "Downloaded image");
+  const dl = await downloadToPart(job, source);
+  log.info({ imageId: job.id, bytes: dl.bytes, attempts: dl.attempts, resumedBytes: dl.resumedBytes }, dl.resumedBytes > 0 ? `Downloaded image, resumed from ${dl.resumedBytes} bytes` : "Downloaded image");
   req.onFacts?.({ bytesDownloaded: dl.networkBytes, sha256: dl.sha256 });
   refuseIf(evaluateChecksum({ sha256: dl.sha256, ...(dl.extraDigest ? { sha512: dl.extraDigest } : {}) }, job.want), job.id);
   const ctx = stepContext(job);
@@ -172,7 +171,7 @@ async function fetchLocked(first: FetchJob): Promise<FetchResult> {
   await rename(p.converted, p.base);
   await fsyncDir(req.baseDir);
   log.info({ imageId: job.id, base: job.base, format: facts.format, bytes: st.size }, "Stored image as raw base");
-  return resultOf(job, { cached: false, format: facts.format, bytesDownloaded: dl.networkBytes, sha256: dl.sha256 }, st);
+  return resultOf(job, { cached: false, format: facts.format, bytesDownloaded: dl.networkBytes, resumedBytes: dl.resumedBytes, sha256: dl.sha256 }, st);
 }
 
 /** With checksumFrom, the SUMS file's checksum becomes the job's expected checksum before the first image byte. */
@@ -184,7 +183,7 @@ async function withVendorChecksum(job: FetchJob): Promise<FetchJob> {
   return { ...job, want: { ...job.want, checksum: vendor.checksum }, checksumFrom: vendor.provenance };
 }
 
-function resultOf(job: FetchJob, r: Pick<FetchResult, "cached" | "format" | "bytesDownloaded" | "sha256">, st: { size: number; blocks: number }): FetchResult {
+function resultOf(job: FetchJob, r: Pick<FetchResult, "cached" | "format" | "bytesDownloaded" | "resumedBytes" | "sha256">, st: { size: number; blocks: number }): FetchResult {
   return {
     id: job.id,
     base: job.base,
@@ -194,48 +193,6 @@ function resultOf(job: FetchJob, r: Pick<FetchResult, "cached" | "format" | "byt
     seconds: (performance.now() - job.started) / 1000,
     allocatedBytes: st.blocks * 512,
   };
-}
-
-async function download(job: FetchJob, source: ResolvedSource): Promise<DownloadResult> {
-  const { req, want: limits } = job;
-  const fh = await createOwnFile(job.paths.part, WorkFileMode);
-  const hasher = createHasher(job.want.checksum?.algorithm === "sha512" ? "sha512" : undefined);
-  let lastProgress = 0;
-  try {
-    const sink = new SparseWriter(fh, hasher);
-    return await downloadSource({
-      source,
-      sink,
-      retry: req.retry ?? DefaultRetry,
-      idleTimeoutMs: req.idleTimeoutMs ?? DefaultIdleTimeoutMs,
-      ...(limits.maxVirtualSize === undefined ? {} : { maxBytes: downloadCap(limits.maxVirtualSize) }),
-      ...(req.signal ? { signal: req.signal } : {}),
-      log: job.log,
-      onAnnounce: (a) => checkAnnouncement(job, a),
-      onHead: (head, total) => {
-        earlyCheck(job.id, head, total, limits);
-        // A source with no known magic is raw: its .part becomes the base, so start writing it back now.
-        sink.syncWhileWriting = detectFormat(new ByteReader({ size: head.length, chunks: [{ offset: 0, data: head }] })) === "raw";
-      },
-      onProgress: (done, total) => {
-        const now = performance.now();
-        if (now - lastProgress < progressEveryMs && done !== total) return;
-        lastProgress = now;
-        req.onProgress?.({ phase: "Downloading", bytesDone: done, ...(total === undefined ? {} : { bytesTotal: total }) });
-      },
-    });
-    // Not fsynced here: only a raw source becomes the base as is, and that path fsyncs before the rename.
-    // ENOSPC while writing becomes disk-full in fetchImage, which maps it for every step.
-  } finally {
-    await hasher.close();
-    await fh.close();
-  }
-}
-
-async function checkAnnouncement(job: FetchJob, a: Announcement): Promise<void> {
-  if (a.totalBytes === undefined) return;
-  // The free space is gathered only for an announced size: a statfs per fetch, not per chunk.
-  refuseIf(evaluateAnnouncement({ totalBytes: a.totalBytes, freeBytes: await freeBytes(job.req.baseDir) }, job.want), job.id);
 }
 
 function sidecarFor(job: FetchJob, source: ResolvedSource, sourceFormat: string, virtualSize: number, dl: DownloadResult): BaseSidecar {

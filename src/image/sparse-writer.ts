@@ -18,6 +18,16 @@ const zeroBlock = Buffer.alloc(SparseBlockBytes);
 const granuleBytes = 64 * 1024;
 const zeroGranule = Buffer.alloc(granuleBytes);
 
+/** How a writer records what is durable, so that a fetch killed later can resume (image/resume-file.ts). */
+export interface CheckpointPolicy {
+  /** Take a checkpoint once this many bytes were accepted since the last one. */
+  everyBytes: number;
+  /** Called once bytes [0, `bytes`) are durable on disk (written, the length set, fdatasync'd). */
+  save: (bytes: number) => Promise<void>;
+  /** Called before the file is truncated for a restart: the record must go first, or it would claim lost bytes. */
+  drop: () => Promise<void>;
+}
+
 /** Sequential sparse writer over an open file; it also feeds every byte, in order, to its hasher. */
 export class SparseWriter {
   private pending: Buffer[] = [];
@@ -36,11 +46,24 @@ export class SparseWriter {
    * little left to do. Worth it when the file itself will become the base (a raw source).
    */
   syncWhileWriting = false;
+  /** Durable checkpoints for a resume after a crash; none when unset. */
+  checkpoints?: CheckpointPolicy;
+  private checkpointedAt = 0;
+  private checkpointing?: Promise<void>;
 
   constructor(
     private readonly fh: FileHandle,
     private readonly hasher: Hasher,
   ) {}
+
+  /**
+   * Continues a file whose first `offset` bytes are kept (a resumed download); the caller has truncated the file
+   * to `offset` and given those bytes to the hasher already. Call before the first write.
+   */
+  resumeAt(offset: number): void {
+    this.flushedTo = offset;
+    this.checkpointedAt = offset;
+  }
 
   /** Bytes accepted so far: the logical length of the file. */
   get position(): number {
@@ -60,11 +83,40 @@ export class SparseWriter {
     flushed.catch(() => undefined); // observed through `failure`, drain() and the shift below
     this.inFlight.push(flushed);
     if (this.inFlight.length > maxFlushesInFlight) await this.inFlight.shift();
+    const cp = this.checkpoints;
+    if (cp && !this.checkpointing && this.flushedTo - this.checkpointedAt >= cp.everyBytes) await this.checkpoint(cp);
+  }
+
+  /**
+   * Makes bytes [0, flushedTo) durable and then records them, in that order. Only the wait for the blocks already
+   * being written holds up the download: the fdatasync and the record are written in the background. Setting the
+   * length here is safe because no write is under way: a trailing hole then counts, and the file is never shorter
+   * than a record claims.
+   */
+  private async checkpoint(cp: CheckpointPolicy): Promise<void> {
+    await this.drain();
+    const at = this.flushedTo;
+    await this.fh.truncate(at);
+    this.checkpointedAt = at;
+    this.checkpointing = this.fh
+      .datasync()
+      .then(() => cp.save(at))
+      .then(
+        () => {
+          this.checkpointing = undefined;
+        },
+        (e: unknown) => {
+          this.failure ??= e;
+          this.checkpointing = undefined;
+        },
+      );
   }
 
   /** Drops everything and starts again at offset 0 (a download that must restart). */
   async reset(): Promise<void> {
     await this.drain();
+    await this.checkpoints?.drop();
+    this.checkpointedAt = 0;
     this.pending = [];
     this.pendingBytes = 0;
     this.flushedTo = 0;
@@ -83,6 +135,7 @@ export class SparseWriter {
     const all = this.inFlight.splice(0);
     await Promise.allSettled(all);
     await this.syncing;
+    await this.checkpointing;
     await this.hashChain.catch(() => undefined);
     if (this.failure) throw this.failure;
   }

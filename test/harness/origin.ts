@@ -3,7 +3,9 @@
  * Range, ETag and Last-Modified), or a hostile behaviour (status codes, 500 then ok, connection dropped
  * mid-body, stall, slow body, wrong Content-Length, redirects to loops or file://, an HTML page, raw bytes that
  * are not a valid HTTP answer, no answer at all). It counts
- * requests and body bytes per path so tests can prove "downloaded once" and "a cache hit downloads nothing".
+ * requests, body bytes and answer statuses per path so tests can prove "downloaded once", "a cache hit downloads
+ * nothing" and "the resume was a 206 for the rest". Range is `bytes=N-` with If-Range (ETag or Last-Modified,
+ * compared exactly) as RFC 9110 says: a validator that does not match gets the whole file with 200.
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -49,6 +51,8 @@ export class Origin {
   private readonly bytes = new Map<string, number>();
   /** Request headers seen per path, in order. */
   readonly seen = new Map<string, http.IncomingHttpHeaders[]>();
+  /** Statuses of the file answers per path, in order (200, 206, 416). */
+  readonly answered = new Map<string, number[]>();
   private readonly sockets = new Set<Socket>();
 
   private constructor(private readonly server: http.Server) {}
@@ -91,6 +95,14 @@ export class Origin {
   /** Body bytes sent for `path`. */
   bytesSentFor(path: string): number {
     return this.bytes.get(path) ?? 0;
+  }
+
+  /** Forgets the counts, headers and statuses of `path` (a test that measures one run of several). */
+  resetCounts(path: string): void {
+    this.requests.delete(path);
+    this.bytes.delete(path);
+    this.seen.delete(path);
+    this.answered.delete(path);
   }
 
   /** Stops the origin, cutting open connections. */
@@ -174,6 +186,7 @@ export class Origin {
     if (!opts.chunked) headers["content-length"] = String(size - start);
     if (status === 206) headers["content-range"] = `bytes ${start}-${size - 1}/${size}`;
     res.writeHead(status, headers);
+    this.answered.set(path, [...(this.answered.get(path) ?? []), status]);
     await this.stream(path, res, body, start, size, fault);
   }
 

@@ -172,7 +172,7 @@ test("records of bases no longer on disk are dropped", () => {
 // ---- Temps, sidecars, locks, unknown names ---------------------------------------------------------------
 
 test("temp files go only when neither they nor any other work file of their base is held", () => {
-  for (const suffix of [".part", ".converted", ".info.json.tmp"])
+  for (const suffix of [".part", ".converted", ".info.json.tmp", ".part.resume", ".part.resume.tmp"])
     for (const held of [false, true])
       for (const lockHeld of [false, "idle", true] as const) {
         const entries = [entry(`${B}${suffix}`, { held }), ...(lockHeld === false ? [] : [entry(`${B}.lock`, { held: lockHeld === true })])];
@@ -181,6 +181,25 @@ test("temp files go only when neither they nor any other work file of their base
         assert.equal(d.reason, expected, `${suffix} held=${held} lock=${lockHeld}`);
         assert.equal(d.action, expected === "Abandoned" ? "delete" : "keep");
       }
+});
+
+test("a resumable .part and its record stay while the image is wanted and not on disk; otherwise they go", () => {
+  const want = [{ base: B, imageId: "img-b", retentionMs: H }];
+  const table: { wanted: boolean; record: boolean; present: boolean; expected: GcReason }[] = [];
+  for (const wanted of [false, true])
+    for (const record of [false, true])
+      for (const present of [false, true]) table.push({ wanted, record, present, expected: wanted && record && !present ? "Resumable" : "Abandoned" });
+  for (const row of table) {
+    const entries = [entry(`${B}.part`), entry(`${B}.converted`), ...(row.record ? [entry(`${B}.part.resume`)] : []), ...(row.present ? [entry(B)] : [])];
+    const plan = planGc(input({ entries, ...(row.wanted ? { wanted: want } : {}) }));
+    for (const name of [`${B}.part`, ...(row.record ? [`${B}.part.resume`] : [])]) {
+      const d = decisionFor(plan, name);
+      assert.equal(d.reason, row.expected, `${name} ${JSON.stringify(row)}`);
+      assert.equal(d.action, row.expected === "Resumable" ? "keep" : "delete");
+    }
+    // Only the .part and its record are kept for a resume: a half-written conversion always goes.
+    assert.equal(decisionFor(plan, `${B}.converted`).reason, "Abandoned");
+  }
 });
 
 test("sidecars follow their base, and go alone only when orphaned and idle; locks go once nobody holds them", () => {

@@ -177,7 +177,7 @@ function deadlineSignal(flags: FetchFlags, stop: AbortSignal): { signal: AbortSi
 
 /** What a failed fetch had learned before it stopped; null for what it never got to. */
 function factsJson(f: FetchFacts) {
-  return { format: f.format ?? null, virtualSize: f.virtualSize ?? null, bytesDownloaded: f.bytesDownloaded ?? null, sha256: f.sha256 ?? null };
+  return { format: f.format ?? null, virtualSize: f.virtualSize ?? null, bytesDownloaded: f.bytesDownloaded ?? null, resumedBytes: f.resumedBytes ?? null, sha256: f.sha256 ?? null };
 }
 
 function resultJson(r: FetchResult) {
@@ -191,6 +191,7 @@ function resultJson(r: FetchResult) {
     format: r.format,
     virtualSize: r.virtualSize,
     bytesDownloaded: r.bytesDownloaded,
+    resumedBytes: r.resumedBytes,
     sha256: r.sha256,
     seconds: Number(r.seconds.toFixed(3)),
     cached: r.cached,
@@ -200,7 +201,7 @@ function resultJson(r: FetchResult) {
 
 function humanLine(r: FetchResult): string {
   const what = r.cached ? "Base already cached" : `Fetched ${r.format} image`;
-  return `${what}: ${r.path} (${formatBytes(r.virtualSize)} virtual, ${formatBytes(r.allocatedBytes)} on disk, ${formatBytes(r.bytesDownloaded)} downloaded, ${r.seconds.toFixed(1)} s)`;
+  return `${what}: ${r.path} (${formatBytes(r.virtualSize)} virtual, ${formatBytes(r.allocatedBytes)} on disk, ${formatBytes(r.bytesDownloaded)} downloaded${r.resumedBytes > 0 ? `, resumed from ${formatBytes(r.resumedBytes)}` : ""}, ${r.seconds.toFixed(1)} s)`;
 }
 
 function progressBar(ctx: CommandContext) {

@@ -141,10 +141,6 @@ function decideFollower(entry: GcEntry, base: string, facts: Facts): Verdict {
   if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
   if (facts.bases.has(base)) return { action: "keep", reason: "BaseKept", message: "Its base is kept" };
   if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
-  const resumeFile = entry.name.endsWith(PartSuffix) || entry.name.endsWith(ResumeSuffix);
-  if (resumeFile && facts.resumable.has(base) && facts.wanted.has(base) && !facts.bases.has(base)) {
-    return { action: "keep", reason: "Resumable", message: "Download of a wanted image that its next fetch can resume" };
-  }
   return { action: "delete", reason: "Orphaned", message: "Its base does not exist" };
 }
 
@@ -158,6 +154,10 @@ function decideLock(entry: GcEntry, base: string, facts: Facts): Verdict {
 function decideTemp(entry: GcEntry, base: string, facts: Facts): Verdict {
   if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
   if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
+  const resumeFile = entry.name.endsWith(PartSuffix) || entry.name.endsWith(ResumeSuffix);
+  if (resumeFile && facts.resumable.has(base) && facts.wanted.has(base) && !facts.bases.has(base)) {
+    return { action: "keep", reason: "Resumable", message: "Download of a wanted image that its next fetch can resume" };
+  }
   return { action: "delete", reason: "Abandoned", message: "Work file of an interrupted fetch; no live process holds it" };
 }
 

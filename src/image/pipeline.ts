@@ -144,7 +144,6 @@ async function resolveSource(spec: SourceSpec, signal?: AbortSignal): Promise<Re
 }
 
 async function fetchLocked(first: FetchJob): Promise<FetchResult> {
-  await removeWorkFiles(first.req.baseDir, first.base);
   const job = await withVendorChecksum(first);
   const { req, paths: p, log } = job;
   const source = await resolveSource(req.source, req.signal);

@@ -233,3 +233,27 @@ test("a fetch stopped with SIGTERM keeps its resumable .part, and the next run r
   assert.equal(await sha256Of(again.json.path), imageSha);
   await onlyCompleteBases();
 });
+
+test("a compressed source killed mid-download leaves no resume record: its .part holds decoded bytes, so the next run starts from zero", async () => {
+  const id = "resume-zstd";
+  const base = baseNameFor(id);
+  const path = "/resume.raw.zst";
+  const zst = await images.path("resume.raw.zst");
+  await execa("zstd", ["-q", "-1", "-f", "-o", zst, image]);
+  const url = origin.route(path, { kind: "slow", chunkBytes: MiB, intervalMs: 50, body: { file: zst } });
+  const child = startCli(["fetch", "--base-dir", baseDir, "--id", id, "--url", url, "--checksum", `sha256:${imageSha}`]);
+  // Past two checkpoints' worth of decoded bytes, a plain download would have written its record by now.
+  await eventually(async () => {
+    const size = await stat(join(baseDir, `${base}.part`)).then((s) => s.size, () => 0);
+    assert.ok(size >= 80 * MiB, `the .part holds ${size} bytes`);
+  }, { intervalMs: 20, timeoutMs: 120_000 });
+  child.kill("SIGKILL");
+  await child;
+  assert.ok(!(await readdir(baseDir)).includes(`${base}.part.resume`), "no resume record for a decoded body");
+  origin.serve(path, { file: zst });
+  const again = await runFetch(["--base-dir", baseDir, "--id", id, "--url", origin.url(path), "--checksum", `sha256:${imageSha}`]);
+  assert.equal(again.code, 0, again.json.message);
+  assert.deepEqual(rangeRequests(path), [], "no Range request into the compressed body");
+  assert.equal(await sha256Of(join(baseDir, base)), imageSha);
+  await onlyCompleteBases();
+});

@@ -60,7 +60,9 @@ export class PodUsesAsker {
       return verdict.uses;
     }
     if (answered) return this.unknown("incomplete", "AnswerIncomplete", `Pods on this node are not known: ${verdict.why}`);
-    return this.unknown("timeout", "NoAnswer", `Pods on this node are not known: no answer from the controller within ${seconds} (is it running, and may it list pods?)`);
+    // An answer to another token is never trusted: it may predate the question (a replay, or the last pass's).
+    const other = this.opts.nodeImageCache()?.spec.podUses ? "; the one present answers another request" : "";
+    return this.unknown("timeout", "NoAnswer", `Pods on this node are not known: no answer from the controller within ${seconds}${other} (is it running, and may it list pods?)`);
   }
 
   private unknown(outcome: string, reason: string, message: string): PodUsesResult {

@@ -283,10 +283,10 @@ describe("the controller's identity", () => {
     await expectStatus(403, () => coord.deleteNamespacedLease({ namespace: ns, name: "basecache-controller" }));
   });
 
-  test("cannot read Secrets or Pods", async () => {
+  test("cannot read Secrets, nor watch pods", async () => {
     const core = controller.makeApiClient(CoreV1Api);
     await expectStatus(403, () => core.listSecretForAllNamespaces());
-    await expectStatus(403, () => core.listPodForAllNamespaces());
+    await expectStatus(403, () => core.listPodForAllNamespaces({ watch: true, timeoutSeconds: 1 }));
   });
 });
 

@@ -185,10 +185,11 @@ test("pod uses come from the controller: without a fresh answer to its own quest
   assert.ok(state.bases[base("loner")]?.unusedSince !== undefined, "the other base's clock started");
   assert.equal(await a.stop(), 0);
 
-  // Two hours on, past the 1h retention, with no controller to answer: every base stays, and the agent says why.
+  // 30 hours on, past any retention (no pass saw these bases wanted, so they have the default 24h), with no
+  // controller to answer: every base stays, and the agent says why.
   assert.equal(await answerer?.stop(), 0);
   answerer = undefined;
-  a = start(2);
+  a = start(30);
   await eventually(async () => assert.ok((await gcPasses(a)) >= 1), { timeoutMs: 60_000, description: "the start pass" });
   let names = await readdir(dirs.base);
   assert.ok(names.includes(base("podded")) && names.includes(base("loner")), "nothing removed without an answer");
@@ -237,7 +238,7 @@ test("pod uses come from the controller: without a fresh answer to its own quest
   await triggerGc(a, "pod-gone", n2.name);
   assert.ok((await readdir(dirs.base)).includes(base("podded")), "a fresh retention clock, not removal at once");
   assert.equal(await a.stop(), 0);
-  a = start(4);
+  a = start(60);
   await eventually(async () => assert.ok(!(await readdir(dirs.base)).includes(base("podded"))), { timeoutMs: 60_000, description: "the pod's base removed after its retention" });
   assert.equal(await a.stop(), 0);
 });

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { DiskUsage } from "../core/api-records.js";
 import type { BudgetState } from "../core/agent-plan.js";
 import { classifyGcEntry } from "../core/gc.js";
+import type { PodUsesState } from "../core/pod-uses.js";
 import { baseNameFor } from "../core/names.js";
 import { listBaseDir, readSidecar } from "../image/base-dir.js";
 import type { Clock } from "../lib/clock.js";
@@ -21,6 +22,7 @@ export class DiskState {
   private readonly sizes = new Map<string, { mtimeMs: number; virtualSize?: number }>();
   private usage: { at: number; cacheBytes: number; bases: number } | undefined;
   private budgetState: BudgetState | undefined;
+  private podUsesState: PodUsesState | undefined;
   /** Moves on each invalidation, so a measurement that a removal overtook is not kept as fresh. */
   private epoch = 0;
   private readonly listeners: (() => void)[] = [];
@@ -35,6 +37,18 @@ export class DiskState {
   /** What the last GC pass under a cache budget found; absent without a budget or before the first pass. */
   get budget(): BudgetState | undefined {
     return this.budgetState;
+  }
+
+  /** What GC's last question to the controller about pod uses came to; absent before the first. */
+  get podUses(): PodUsesState | undefined {
+    return this.podUsesState;
+  }
+
+  /** Records what GC's question about pod uses came to; a change asks for a pass, which writes the condition. */
+  recordPodUses(state: PodUsesState): void {
+    const prior = this.podUsesState;
+    this.podUsesState = state;
+    if (prior?.known !== state.known || prior.reason !== state.reason || prior.message !== state.message) for (const l of this.listeners) l();
   }
 
   /** Records what a GC pass found and did; a pass that removed files makes the next read measure afresh. */

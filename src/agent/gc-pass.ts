@@ -5,6 +5,8 @@
  */
 import { unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { classifyBaseFileName } from "../core/names.js";
+import { podUsesMatter } from "../core/pod-uses.js";
 import { planGc, type GcBudget, type GcDecision, type GcEntry, type GcPlan, type GcUse, type GcWant } from "../core/gc.js";
 import { basePaths, fsyncDir, listBaseDir, readSidecar, removeWorkFiles, type BaseDirEntry } from "../image/base-dir.js";
 import { tryAcquireLock, type HeldLock } from "../image/lock.js";
@@ -12,11 +14,16 @@ import type { Clock } from "../lib/clock.js";
 import type { Logger } from "../lib/log.js";
 import { gatherOpenFiles, readGcState, writeGcState, type InstanceDiskScanner } from "./inventory.js";
 import type { AgentMetrics } from "./metrics.js";
+import type { PodUsesResult } from "./pod-uses.js";
 
-/** Where wanted images and pod uses come from; `undefined` means unknown, which stops base removal. */
+/**
+ * Where wanted images and pod uses come from; `undefined` (or `{ unknown }`, saying why) means unknown, which
+ * stops base removal. `podUses` is told whether the pass could remove a base at all; when it could not, the
+ * uses cannot change the outcome and the agent does not ask the controller.
+ */
 export interface GcReferences {
   wanted(): GcWant[] | undefined | Promise<GcWant[] | undefined>;
-  podUses(): GcUse[] | undefined | Promise<GcUse[] | undefined>;
+  podUses(needed: boolean): PodUsesResult | undefined | Promise<PodUsesResult | undefined>;
 }
 
 export interface GcPassOptions {
@@ -64,7 +71,7 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
   const open = await gatherOpenFiles(opts.baseDir).catch(() => undefined);
   const state = await readGcState(opts.baseDir, opts.log);
   const t1 = performance.now();
-  const refs = await gatherReferences(opts);
+  const refs = await gatherReferences(opts, listed.filter((e) => classifyBaseFileName(e.name).kind === "base").map((e) => e.name));
   if (!open) refs.uncertainties.push("open files could not be listed");
   const t2 = performance.now();
   const gathered: Gathered = { entries: toGcEntries(listed, open ?? new Set()), ...refs };
@@ -94,12 +101,16 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
   return result;
 }
 
-async function gatherReferences(opts: GcPassOptions): Promise<Omit<Gathered, "entries">> {
+// `bases` are the complete bases the pass might remove; undefined in the re-check, where some will go.
+async function gatherReferences(opts: GcPassOptions, bases?: readonly string[]): Promise<Omit<Gathered, "entries">> {
   const scan = await opts.scanner.scan(opts.instancesDir, opts.baseDir);
   const wanted = await opts.references.wanted();
-  const pods = await opts.references.podUses();
+  const needed = bases === undefined || podUsesMatter(bases, wanted?.map((w) => w.base));
+  const result = await opts.references.podUses(needed);
+  const pods = Array.isArray(result) ? result : undefined;
   const uncertainties = [...scan.uncertainties];
-  if (pods === undefined) uncertainties.push("pods on this node are not known");
+  if (result === undefined) uncertainties.push("pods on this node are not known");
+  else if (!Array.isArray(result)) uncertainties.push(result.unknown);
   // Unknown wanted images do not endanger a use, but removing a wanted base would only make it download again.
   if (wanted === undefined) uncertainties.push("the images this node should hold are not known");
   return {

@@ -1,16 +1,16 @@
 /**
  * The agent's GC passes, one at a time: on a timer, on SIGUSR1, on a new `basecache.io/gc-requested` value, at
- * start, and to make room for an arriving image under a cache budget. References come from the informers.
+ * start, and to make room for an arriving image under a cache budget. Wanted images come from the informer; pod
+ * uses from the controller, asked for each pass that could remove a base (pod-uses.ts).
  * Each pass logs under its own `reconcileId`, as a queue pass does.
  */
 import { randomUUID } from "node:crypto";
-import { DefaultRetentionMs, imagesFromAnnotation, type GcDecision, type GcUse, type GcWant } from "../core/gc.js";
+import { DefaultRetentionMs, type GcDecision, type GcWant } from "../core/gc.js";
 import { parseDuration } from "../core/duration.js";
 import { cacheBytesAfter } from "../core/gc-budget.js";
 import { baseNameFor } from "../core/names.js";
 import type { GcBudget } from "../core/watermarks.js";
-import { ImagesAnnotation, type NodeImageCache } from "../kube/api-types.js";
-import type { RawObject } from "../kube/client.js";
+import type { NodeImageCache } from "../kube/api-types.js";
 import type { Clock } from "../lib/clock.js";
 import { asError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
@@ -20,11 +20,6 @@ import { InstanceDiskScanner } from "./inventory.js";
 import type { AgentMetrics } from "./metrics.js";
 import type { NodeEvents } from "./node-events.js";
 import { diskInspector } from "./options.js";
-
-/** A pod as the agent keeps it: name, namespace and annotations. */
-export interface PodMeta extends RawObject {
-  metadata?: RawObject["metadata"] & { annotations?: Record<string, string> };
-}
 
 export interface GcRunnerOptions {
   baseDir: string;
@@ -57,13 +52,6 @@ export function wantedFrom(nic: NodeImageCache | undefined, synced: boolean, def
     }
     return { base: baseNameFor(i.id), imageId: i.id, retentionMs };
   });
-}
-
-/** Uses of bases declared by pods in their `basecache.io/images` annotation. */
-export function podUsesFrom(pods: readonly PodMeta[]): GcUse[] {
-  return pods.flatMap((p) =>
-    imagesFromAnnotation(p.metadata?.annotations?.[ImagesAnnotation]).map((id) => ({ base: baseNameFor(id), by: `pod ${p.metadata?.namespace ?? ""}/${p.metadata?.name ?? ""}` })),
-  );
 }
 
 /** Serializes GC passes: timer, signal, annotation and room-making requests never overlap. */

@@ -1,7 +1,8 @@
 /**
- * The node agent process: watches only its own NodeImageCache and the pods on its node, keeps `_base` in
- * step (reconcile.ts), garbage-collects on a timer and on demand (gc-pass.ts), serves metrics and health,
- * and stops gracefully: fetches are aborted and roll back before it returns.
+ * The node agent process: watches only its own NodeImageCache (it may not read pods: it asks the controller
+ * which bases they use, pod-uses.ts), keeps `_base` in step (reconcile.ts), garbage-collects on a timer and on
+ * demand (gc-pass.ts), serves metrics and health, and stops gracefully: fetches are aborted and roll back
+ * before it returns.
  */
 import { mkdir } from "node:fs/promises";
 import { DefaultRetentionMs } from "../core/gc.js";
@@ -10,7 +11,7 @@ import type { GcBudget } from "../core/watermarks.js";
 import { removeStaleTempFiles } from "../image/base-dir.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
 import { NodeImageCachePlural, Group, type NodeImageCache } from "../kube/api-types.js";
-import { call, loadKubeConfig, makeClients, type KubeClients, type RawObject } from "../kube/client.js";
+import { loadKubeConfig, makeClients, type KubeClients, type RawObject } from "../kube/client.js";
 import { EventRecorder } from "../kube/events.js";
 import { Informer } from "../kube/informer.js";
 import { parseNodeImageCache } from "../kube/parse.js";
@@ -18,11 +19,12 @@ import { WorkQueue } from "../kube/work-queue.js";
 import { sleep, type Clock } from "../lib/clock.js";
 import { startEndpoints, type RunningEndpoints } from "../lib/health.js";
 import type { Logger } from "../lib/log.js";
-import { GcRunner, podUsesFrom, wantedFrom, type PodMeta } from "./gc-runner.js";
+import { GcRunner, wantedFrom } from "./gc-runner.js";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.js";
 import { DiskState } from "./disk-state.js";
 import { FetchRunner } from "./fetch-runner.js";
 import { NodeEvents } from "./node-events.js";
+import { DefaultPodUsesTimeoutMs, PodUsesAsker } from "./pod-uses.js";
 import { StatusWriter } from "./progress.js";
 import { reconcileNode, type AgentParts } from "./reconcile.js";
 
@@ -39,6 +41,8 @@ export interface AgentOptions {
   defaultRetentionMs?: number;
   budget?: GcBudget;
   dryRunGc: boolean;
+  /** How long a GC pass waits for the controller's answer about pod uses; default DefaultPodUsesTimeoutMs. */
+  podUsesTimeoutMs?: number;
   /** Where to serve /metrics and /healthz + /readyz; undefined serves nothing. */
   metricsAddr?: string | undefined;
   healthAddr?: string | undefined;
@@ -57,17 +61,16 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   const metrics = createAgentMetrics();
   if (opts.budget) metrics.cacheHighWatermarkBytes.set(Math.floor(opts.budget.limitBytes * opts.budget.highWatermark));
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));
-  const { nics, pods, nic } = makeInformers(clients, opts.node, log);
-  const { gc, fetches, status, queue } = wireParts(opts, { clients, nics, pods, nic, metrics, log, signal });
+  const { nics, nic } = makeInformers(clients, opts.node, log);
+  const { gc, fetches, status, queue } = wireParts(opts, { clients, nics, nic, metrics, log, signal });
   let ready = false;
   const servers = await startAgentEndpoints(opts, metrics, signal, () => ready, log);
   const onUsr1 = () => void gc.run("signal");
   process.on("SIGUSR1", onUsr1);
   nics.start(signal);
-  pods.start(signal);
   queue.start(signal);
   try {
-    await Promise.all([nics.waitForSync(signal), pods.waitForSync(signal)]);
+    await nics.waitForSync(signal);
     ready = true;
     log.info({ node: opts.node, baseDir: opts.baseDir, instancesDir: opts.instancesDir }, "Agent started");
     queue.add(opts.node);
@@ -82,7 +85,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
     await gc.idle();
     await status.flush().catch(() => undefined);
     status.stop();
-    await Promise.all([nics.stopped(), pods.stopped()]);
+    await nics.stopped();
     await Promise.all(servers.map((s) => s.close()));
     log.info("Agent stopped");
   }
@@ -91,7 +94,6 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
 interface Edges {
   clients: KubeClients;
   nics: Informer<RawObject>;
-  pods: Informer<PodMeta>;
   nic: () => NodeImageCache | undefined;
   metrics: AgentMetrics;
   log: Logger;
@@ -101,12 +103,24 @@ interface Edges {
 // Builds each part after the ones it uses, the queue that runs the passes last, then subscribes the queue to
 // the parts that ask for a pass: no part reaches for one that does not exist yet.
 function wireParts(opts: AgentOptions, edges: Edges) {
-  const { clients, nics, pods, nic, metrics, log, signal } = edges;
+  const { clients, nics, nic, metrics, log, signal } = edges;
   const status = new StatusWriter({ resource: clients.nodeImageCaches, name: opts.node, clock: opts.clock, log, metrics });
   const events = new NodeEvents(new EventRecorder({ events: clients.events, controller: "basecache.io/agent", instance: opts.node, log }), nic);
   const disk = new DiskState({ baseDir: opts.baseDir, clock: opts.clock, metrics });
   const retention = opts.defaultRetentionMs ?? DefaultRetentionMs;
-  const references = { wanted: () => wantedFrom(nic(), nics.hasSynced, retention), podUses: () => (pods.hasSynced ? podUsesFrom(pods.list()) : undefined) };
+  const asker = new PodUsesAsker({
+    status,
+    nodeImageCache: nic,
+    timeoutMs: opts.podUsesTimeoutMs ?? DefaultPodUsesTimeoutMs,
+    log,
+    metrics,
+    onState: (s) => disk.recordPodUses(s),
+  });
+  const references = {
+    wanted: () => wantedFrom(nic(), nics.hasSynced, retention),
+    // Asked only when the pass could remove a base: otherwise the uses cannot change what it does.
+    podUses: (needed: boolean) => (needed ? asker.ask(signal) : []),
+  };
   const gc = new GcRunner({ ...opts, log, metrics, signal, references, events, disk });
   const makeRoom = opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {};
   const fetches = new FetchRunner({ ...opts, metrics, events, disk, ...makeRoom });
@@ -115,14 +129,17 @@ function wireParts(opts: AgentOptions, edges: Edges) {
   fetches.onChange((ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)));
   disk.onChange(() => queue.add(opts.node));
   watchNodeImageCache(nics, {
-    enqueue: () => queue.add(opts.node),
+    enqueue: () => {
+      asker.notify();
+      queue.add(opts.node);
+    },
     requestGc: () => void gc.run("requested"),
     observeStatus: (o) => status.observe(parseNodeImageCache(o).status),
   });
   return { gc, fetches, status, queue };
 }
 
-// Only this node's NodeImageCache (field selector on its name) and the pods on this node.
+// Only this node's NodeImageCache (field selector on its name).
 function makeInformers(clients: KubeClients, node: string, log: Logger) {
   const nics = new Informer<RawObject>({
     name: NodeImageCachePlural,
@@ -132,12 +149,11 @@ function makeInformers(clients: KubeClients, node: string, log: Logger) {
     fieldSelector: `metadata.name=${node}`,
     log,
   });
-  const pods = new Informer<PodMeta>({ name: "pods", kc: clients.kc, path: "/api/v1/pods", list: (o) => listPods(clients.core, o), fieldSelector: `spec.nodeName=${node}`, log });
   const nic = (): NodeImageCache | undefined => {
     const raw = nics.get(node);
     return raw ? parseNodeImageCache(raw) : undefined;
   };
-  return { nics, pods, nic };
+  return { nics, nic };
 }
 
 // Every change queues the node and tells the status writer what the server holds; a new value of the
@@ -176,17 +192,3 @@ async function gcLoop(gc: GcRunner, intervalMs: number, signal: AbortSignal): Pr
 function annotations(o: RawObject): Record<string, string> {
   return ((o.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {}) as Record<string, string>;
 }
-
-async function listPods(core: KubeClients["core"], o: { fieldSelector?: string; labelSelector?: string }) {
-  const r = await call("Cannot list pods", () => core.listPodForAllNamespaces({ ...(o.fieldSelector ? { fieldSelector: o.fieldSelector } : {}) }));
-  const items: PodMeta[] = r.items.map((p) => ({
-    metadata: {
-      name: p.metadata?.name ?? "",
-      namespace: p.metadata?.namespace ?? "",
-      resourceVersion: p.metadata?.resourceVersion ?? "",
-      annotations: p.metadata?.annotations ?? {},
-    },
-  }));
-  return { items, resourceVersion: r.metadata?.resourceVersion ?? "" };
-}
-

@@ -27,6 +27,7 @@ export interface AgentMetrics {
   gcRemovals: Counter<"reason" | "kind">;
   gcRemovedBytes: Counter<"reason">;
   gcRefusals: Counter<"reason">;
+  podUsesQuestions: Counter<"outcome">;
   statusWrites: Counter<"outcome">;
 }
 
@@ -62,6 +63,12 @@ export function createAgentMetrics(registry: Registry = createRegistry()): Agent
     gcRemovals: new Counter({ name: "basecache_gc_removals_total", help: "Files removed by garbage collection, by reason and kind", labelNames: ["reason", "kind"], registers }),
     gcRemovedBytes: new Counter({ name: "basecache_gc_removed_bytes_total", help: "Allocated bytes freed by garbage collection", labelNames: ["reason"], registers }),
     gcRefusals: new Counter({ name: "basecache_gc_refusals_total", help: "Removals refused because their premise no longer held, or passes that could not see every use", labelNames: ["reason"], registers }),
+    podUsesQuestions: new Counter({
+      name: "basecache_gc_pod_uses_questions_total",
+      help: "Questions GC asked the controller about which bases pods use, by outcome (answered, timeout, incomplete, failed); any but answered kept every base",
+      labelNames: ["outcome"],
+      registers,
+    }),
     statusWrites: new Counter({ name: "basecache_status_writes_total", help: "NodeImageCache status writes, by outcome", labelNames: ["outcome"], registers }),
   };
 }

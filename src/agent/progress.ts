@@ -29,6 +29,8 @@ export class StatusWriter {
   private retryAt: number | undefined;
   private writing: Promise<void> | undefined;
   private stopped = false;
+  /** The latest pod-uses request token; every status write carries it, so a whole-status write never drops it. */
+  private podUsesRequest: string | undefined;
 
   constructor(
     private readonly opts: {
@@ -45,7 +47,27 @@ export class StatusWriter {
 
   /** Tells the writer what the server holds now (from the informer), so an equal status is never rewritten. */
   observe(stored: NodeImageCacheStatus | undefined): void {
-    if (this.written === undefined && stored !== undefined) this.written = normalizeJson(stored);
+    if (this.written === undefined && stored !== undefined) {
+      const { podUsesRequest: _request, ...rest } = stored;
+      this.written = normalizeJson(rest);
+    }
+  }
+
+  /**
+   * Writes a new pod-uses request token to the status now, after any write in flight, so that no whole-status
+   * write started earlier can land after it and take it away. Rejects when the write fails.
+   */
+  async requestPodUses(token: string): Promise<void> {
+    this.podUsesRequest = token;
+    while (this.writing) await this.writing;
+    const write = this.opts.resource.mergePatchStatus(this.opts.name, { status: { podUsesRequest: token } }, FieldManager).then(() => undefined);
+    this.writing = write.catch(() => undefined);
+    try {
+      await write;
+    } finally {
+      this.writing = undefined;
+      this.schedule();
+    }
   }
 
   /** Offers the latest computed status; it is written now, later, or not at all, logged under `log` (the pass's). */
@@ -119,7 +141,8 @@ export class StatusWriter {
     if (!status) return;
     this.writing = (async () => {
       try {
-        await this.opts.resource.replaceStatus(this.opts.name, status, FieldManager);
+        const request = this.podUsesRequest;
+        await this.opts.resource.replaceStatus(this.opts.name, request === undefined ? status : { ...status, podUsesRequest: request }, FieldManager);
         this.written = status;
         this.writtenAt = this.opts.clock.now();
         this.retryAt = undefined;

@@ -38,6 +38,7 @@ export async function gatherAgentInput(parts: AgentParts): Promise<AgentPlanInpu
   const onDisk = await parts.disk.readBases((nic?.spec.images ?? []).map((i) => i.id));
   const disk = await parts.disk.readUsage();
   const budget = parts.disk.budget;
+  const podUses = parts.disk.podUses;
   return {
     now: parts.clock.now(),
     ...(nic ? { nodeImageCache: nic } : {}),
@@ -46,6 +47,7 @@ export async function gatherAgentInput(parts: AgentParts): Promise<AgentPlanInpu
     ...parts.fetches.recall(),
     concurrency: parts.concurrency,
     ...(budget ? { budget } : {}),
+    ...(podUses ? { podUses } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * The controller process: leader election, informers on ImageCaches, Nodes and NodeImageCaches, one work
- * queue whose keys are `node:<name>` (fan-out), `imagecache:<name>` (roll-up) and `placement:<name>` (a Node's
- * labels and taint), health and metrics endpoints.
+ * queue whose keys are `node:<name>` (fan-out), `imagecache:<name>` (roll-up), `placement:<name>` (a Node's
+ * labels and taint) and `poduses:<name>` (answering an agent's pod-uses request), health and metrics endpoints.
  */
 import type { Registry } from "prom-client";
 import { monotonicClock, systemClock, type Clock } from "../lib/clock.js";
@@ -22,6 +22,7 @@ import { ControllerContext, type ControllerInformers } from "./context.js";
 import { reconcileNode } from "./fanout.js";
 import { createControllerMetrics, type ControllerMetrics } from "./metrics.js";
 import { reconcilePlacement, wirePlacement } from "./node-placement.js";
+import { reconcilePodUses, wirePodUses } from "./pod-uses.js";
 import { reconcileImageCache } from "./rollup.js";
 import { wireEvents } from "./wiring.js";
 
@@ -39,7 +40,13 @@ export interface ControllerOptions extends EndpointAddresses {
   keysNamespace?: string;
   /** The wall clock for status times, the Lease and Events; default the system clock. */
   clock?: Clock;
+  /** The parts to run; default all of ControllerParts. */
+  parts?: readonly ControllerPart[];
 }
+
+/** The controller's parts: fan-out with roll-up, Node placement, and answering agents' pod-uses requests. */
+export const ControllerParts = ["fanout", "placement", "pod-uses"] as const;
+export type ControllerPart = (typeof ControllerParts)[number];
 
 interface State {
   leading: boolean;
@@ -160,11 +167,14 @@ async function runLeading(opts: ControllerOptions, clients: KubeClients, metrics
     reconcile: async (key, _signal, passLog) => {
       const [kind, name = ""] = splitKey(key);
       if (kind === "placement") return reconcilePlacement(ctx, name);
+      if (kind === "poduses") return reconcilePodUses(ctx, name, passLog);
       return kind === "node" ? reconcileNode(ctx, name, passLog) : reconcileImageCache(ctx, name, opts.statusIntervalMs, passLog);
     },
   });
-  wireEvents(informers, queue);
-  wirePlacement(informers, queue);
+  const parts = new Set<ControllerPart>(opts.parts ?? ControllerParts);
+  if (parts.has("fanout")) wireEvents(informers, queue);
+  if (parts.has("placement")) wirePlacement(informers, queue);
+  if (parts.has("pod-uses")) wirePodUses(informers, queue);
   for (const inf of Object.values(informers)) inf.start(signal);
   try {
     await Promise.all(Object.values(informers).map((inf) => inf.waitForSync(signal)));

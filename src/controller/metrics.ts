@@ -9,6 +9,7 @@ export interface ControllerMetrics {
   leader: Gauge;
   informerErrors: Counter<"informer">;
   conflicts: Gauge;
+  podUsesAnswers: Counter<"outcome">;
 }
 
 export function createControllerMetrics(registry: Registry): ControllerMetrics {
@@ -19,6 +20,12 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
     unchanged: new Counter({ name: "basecache_controller_unchanged_total", help: "Passes that found nothing to write", labelNames: ["resource"], registers }),
     leader: new Gauge({ name: "basecache_controller_is_leader", help: "1 while this process holds the leader lease", registers }),
     informerErrors: new Counter({ name: "basecache_controller_informer_errors_total", help: "Failed list or watch requests by informer", labelNames: ["informer"], registers }),
+    podUsesAnswers: new Counter({
+      name: "basecache_controller_pod_uses_answers_total",
+      help: "Answers to agents' pod-uses requests, by outcome (answered, incomplete: the pods could not be listed or named too many images)",
+      labelNames: ["outcome"],
+      registers,
+    }),
     conflicts: new Gauge({ name: "basecache_controller_conflicting_image_ids", help: "Image ids defined differently by two or more ImageCaches", registers }),
   };
 }

@@ -10,6 +10,7 @@ import { definitionKey, hashOfDefinitionKey } from "./image-definition.js";
 import { isRejectReason } from "./reject-reasons.js";
 import { setConditions, type ConditionInput } from "./conditions.js";
 import { baseNameFor } from "./names.js";
+import { podUsesCondition, type PodUsesState } from "./pod-uses.js";
 import { formatBytes } from "./quantity.js";
 
 /** What the last GC pass found under a cache budget, for the CacheWithinBudget condition. */
@@ -35,6 +36,8 @@ export interface AgentPlanInput {
   concurrency: number;
   /** Under a cache budget: what the last GC pass found (absent without a budget, or before the first pass). */
   budget?: BudgetState;
+  /** What the last GC pass that asked the controller for pod uses got (absent before the first). */
+  podUses?: PodUsesState;
 }
 
 /** What the agent does next. */
@@ -67,6 +70,7 @@ interface PassFacts {
   onDisk: AgentPlanInput["onDisk"];
   memory: Readonly<Record<string, ImageMemory>>;
   budget?: BudgetState;
+  podUses?: PodUsesState;
 }
 
 /** Plans one agent pass; see the module comment. */
@@ -75,7 +79,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
   if (!nic) return { generation: 0, start: [], verify: [], cancel: input.tasks.map((id) => ({ id, why: "its NodeImageCache is gone" })), forget: [] };
   const generation = nic.metadata.generation ?? 0;
   const seed = input.seeded ? undefined : planSeedMemory(nic, input.memory);
-  const facts: PassFacts = { now: input.now, generation, onDisk: input.onDisk, memory: { ...seed, ...input.memory }, ...(input.budget ? { budget: input.budget } : {}) };
+  const facts: PassFacts = { now: input.now, generation, onDisk: input.onDisk, memory: { ...seed, ...input.memory }, ...(input.budget ? { budget: input.budget } : {}), ...(input.podUses ? { podUses: input.podUses } : {}) };
   const keys = new Map(nic.spec.images.map((w) => [w.id, definitionKey(w)]));
   const cancel = Object.entries(input.memory)
     .filter(([id, m]) => m.running && m.running.definitionKey !== keys.get(id))
@@ -171,6 +175,7 @@ function optional(fields: Record<string, number | undefined>): Record<string, nu
 function wantedConditions(images: readonly NodeImageStatus[], input: PassFacts): ConditionInput[] {
   const out = [readyCondition(images, input.generation)];
   if (input.budget) out.push(budgetCondition(input.budget, input.generation));
+  if (input.podUses) out.push(podUsesCondition(input.podUses, input.generation));
   return out;
 }
 

@@ -144,9 +144,32 @@ export interface WantedImage extends ImageSpec {
   unusedFor?: string;
 }
 
+/** One base the pods on a node use, as the controller answers it. */
+export interface PodUse {
+  /** SHA-1 hex of the image id. */
+  base: string;
+  imageId: string;
+  /** `namespace/name` of the first few pods (core/pod-uses.ts MaxPodsPerUse). */
+  pods: string[];
+  podCount: number;
+}
+
+/** The controller's answer to an agent's pod-uses request: what the node's pods use, listed after the request. */
+export interface PodUsesAnswer {
+  /** The request token this answers (status.podUsesRequest). */
+  token: string;
+  /** When the controller listed the pods (RFC 3339). */
+  observedAt: string;
+  uses: PodUse[];
+  /** Set when the uses could not be determined (the list failed, or too many images): GC keeps every base. */
+  incomplete?: string;
+}
+
 export interface NodeImageCacheSpec {
   nodeName: string;
   images: WantedImage[];
+  /** Written by the controller only, in answer to status.podUsesRequest. */
+  podUses?: PodUsesAnswer;
 }
 
 /** The phases of an image on a node, in the order a fetch goes through them, as the CRD's enum lists them. */
@@ -184,6 +207,8 @@ export interface NodeImageCacheStatus {
   images?: NodeImageStatus[];
   disk?: DiskUsage;
   conditions?: Condition[];
+  /** A fresh random token: the agent asks the controller which bases the node's pods use (answer in spec.podUses). */
+  podUsesRequest?: string;
 }
 
 export interface NodeImageCache {

@@ -25,6 +25,8 @@ export type {
   NodeImageStatus,
   NodeInfo,
   ObjectMeta,
+  PodUse,
+  PodUsesAnswer,
   RegistrySource,
   SelectorOperator,
   WantedImage,

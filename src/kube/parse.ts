@@ -20,6 +20,8 @@ import type {
   NodeImageStatus,
   NodeInfo,
   ObjectMeta,
+  PodUse,
+  PodUsesAnswer,
   WantedImage,
 } from "./api-types.js";
 import { ImagePhases, SelectorOperators, SumsAlgorithms } from "./api-types.js";
@@ -209,8 +211,20 @@ function parseNodeImageCacheStatus(s: Json): NodeImageCacheStatus {
       images: Array.isArray(s.images) ? list(s.images, "status.images", parseNodeImageStatus) : undefined,
       disk,
       conditions: Array.isArray(s.conditions) ? list(s.conditions, "status.conditions", parseCondition) : undefined,
+      podUsesRequest: str(s.podUsesRequest),
     },
   );
+}
+
+function parsePodUse(v: unknown, path: string): PodUse {
+  const u = isRecord(v) ? v : {};
+  return { base: required(str(u.base), `${path}.base`), imageId: str(u.imageId) ?? "", pods: Array.isArray(u.pods) ? u.pods.filter((p): p is string => typeof p === "string") : [], podCount: num(u.podCount) ?? 0 };
+}
+
+function parsePodUses(v: unknown): PodUsesAnswer | undefined {
+  if (!isRecord(v)) return undefined;
+  const answer: PodUsesAnswer = { token: required(str(v.token), "spec.podUses.token"), observedAt: str(v.observedAt) ?? "", uses: list(v.uses, "spec.podUses.uses", parsePodUse) };
+  return optional(answer, { incomplete: str(v.incomplete) });
 }
 
 /** Parses an ImageCache; `spec.images` defaults to empty and retention to the schema's default. */
@@ -228,7 +242,8 @@ export function parseImageCache(raw: RawObject): ImageCache {
 export function parseNodeImageCache(raw: RawObject): NodeImageCache {
   const meta = parseMeta(raw);
   const spec: Json = isRecord(raw.spec) ? raw.spec : {};
-  const nic: NodeImageCache = { metadata: meta, spec: { nodeName: str(spec.nodeName) ?? meta.name, images: list(spec.images, "spec.images", parseWantedImage) } };
+  const nicSpec = optional<NodeImageCache["spec"]>({ nodeName: str(spec.nodeName) ?? meta.name, images: list(spec.images, "spec.images", parseWantedImage) }, { podUses: parsePodUses(spec.podUses) });
+  const nic: NodeImageCache = { metadata: meta, spec: nicSpec };
   return optional(nic, { status: isRecord(raw.status) ? parseNodeImageCacheStatus(raw.status) : undefined });
 }
 

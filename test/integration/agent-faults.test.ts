@@ -24,6 +24,8 @@ let tmpfs: string | undefined;
 before(async () => {
   tb = await AgentTestbed.start();
   ({ admin, origin, images } = tb);
+  // The agents may not read pods: the controller's pod-uses part tells them which bases pods use.
+  await tb.answerPodUses();
 });
 
 after(async () => {

@@ -5,7 +5,6 @@ import { mergePatchOptions } from "../../src/kube/client.js";
 import type { Api } from "../harness/kube-api.js";
 
 const g = { group: "basecache.io", version: "v1alpha1", plural: "nodeimagecaches" };
-
 export interface WantedImageInput {
   id: string;
   url: string;

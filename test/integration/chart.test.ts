@@ -106,24 +106,24 @@ describe("the chart, rendered", () => {
     assert.ok(images.every((i) => i === '"image":"registry.example/basecache:9.9.9"'), images.join(", "));
   });
 
-  test("passes the cache budget, GC interval and retention to the agent", async () => {
+  test("passes the cache budget, GC interval, retention and pod-uses timeout to the agent", async () => {
     const argsOf = async (set: string[]) => {
       const ds = find(parseManifests(await renderChart("basecache-system", set)), "DaemonSet", "basecache-agent");
       return ((ds.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]?.args ?? []).join(" ");
     };
     const defaults = await argsOf([]);
-    assert.match(defaults, /--gc-interval=40m --retention=24h/);
+    assert.match(defaults, /--gc-interval=40m --retention=24h --pod-uses-timeout=30s/);
     assert.doesNotMatch(defaults, /--cache-budget|--dry-run-gc/);
-    const set = ["agent.gc.cacheBudget.size=500Gi", "agent.gc.cacheBudget.lowWatermark=0.5", "agent.gc.interval=10m", "agent.gc.retention=2h", "agent.concurrency=4", "agent.gc.dryRun=true"];
+    const set = ["agent.gc.cacheBudget.size=500Gi", "agent.gc.cacheBudget.lowWatermark=0.5", "agent.gc.interval=10m", "agent.gc.retention=2h", "agent.concurrency=4", "agent.gc.dryRun=true", "agent.gc.podUsesTimeout=5s"];
     const tuned = await argsOf(set);
-    assert.match(tuned, /--concurrency=4 --gc-interval=10m --retention=2h --cache-budget=500Gi --high-watermark=0.9 --low-watermark=0.5 --dry-run-gc/);
+    assert.match(tuned, /--concurrency=4 --gc-interval=10m --retention=2h --pod-uses-timeout=5s --cache-budget=500Gi --high-watermark=0.9 --low-watermark=0.5 --dry-run-gc/);
     // The agent itself accepts them and reads them as meant.
     const ds = find(parseManifests(await renderChart("basecache-system", set)), "DaemonSet", "basecache-agent");
     const agent = parseAgentFlags(expandedArgs(ds, "agent", {}).slice(1), { NODE_NAME: "node-1" });
     assert.ok(agent !== "help");
     assert.deepEqual(
-      { concurrency: agent.concurrency, gcIntervalMs: agent.gcIntervalMs, retentionMs: agent.defaultRetentionMs, budget: agent.budget, dryRun: agent.dryRunGc },
-      { concurrency: 4, gcIntervalMs: 600_000, retentionMs: 7_200_000, budget: { limitBytes: 500 * 1024 ** 3, highWatermark: 0.9, lowWatermark: 0.5 }, dryRun: true },
+      { concurrency: agent.concurrency, gcIntervalMs: agent.gcIntervalMs, retentionMs: agent.defaultRetentionMs, podUsesTimeoutMs: agent.podUsesTimeoutMs, budget: agent.budget, dryRun: agent.dryRunGc },
+      { concurrency: 4, gcIntervalMs: 600_000, retentionMs: 7_200_000, podUsesTimeoutMs: 5000, budget: { limitBytes: 500 * 1024 ** 3, highWatermark: 0.9, lowWatermark: 0.5 }, dryRun: true },
     );
   });
 

@@ -20,6 +20,8 @@ let d: NodeDirs;
 before(async () => {
   tb = await AgentTestbed.start();
   ({ admin, origin, images } = tb);
+  // The agents may not read pods: the controller's pod-uses part tells them which bases pods use.
+  await tb.answerPodUses();
 });
 
 after(async () => {

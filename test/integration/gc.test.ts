@@ -4,8 +4,10 @@ import { mkdir, readdir, readFile, writeFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { baseNameFor } from "../../src/core/names.js";
+import { mergePatchOptions } from "../../src/kube/client.js";
 import { AgentTestbed, type TestNode } from "../harness/agent-testbed.js";
 import type { AgentProcess, NodeDirs } from "../harness/agent-process.js";
+import type { ControllerProcess } from "../harness/controller-process.js";
 import { eventually } from "../harness/eventually.js";
 import { startCli } from "../harness/fetch-cli.js";
 import type { ImageDir } from "../harness/images.js";
@@ -21,10 +23,13 @@ let origin: Origin;
 let images: ImageDir;
 let n: TestNode;
 let d: NodeDirs;
+/** The controller's pod-uses part: the agents may not read pods, so it tells them which bases pods use. */
+let answerer: ControllerProcess | undefined;
 
 before(async () => {
   tb = await AgentTestbed.start();
   ({ cp, admin, origin, images } = tb);
+  answerer = await tb.answerPodUses();
 });
 
 after(async () => {
@@ -43,9 +48,9 @@ async function gcPasses(a: AgentProcess): Promise<number> {
   return (await a.metrics()).get('basecache_gc_passes_total{outcome="done"}') ?? 0;
 }
 
-async function triggerGc(a: AgentProcess, value: string): Promise<void> {
+async function triggerGc(a: AgentProcess, value: string, on = node): Promise<void> {
   const before = await gcPasses(a);
-  await annotateNic(admin, node, { "basecache.io/gc-requested": value });
+  await annotateNic(admin, on, { "basecache.io/gc-requested": value });
   await eventually(async () => assert.ok((await gcPasses(a)) > before), { timeoutMs: 60_000, description: "a requested GC pass" });
 }
 
@@ -157,4 +162,84 @@ test("an instance disk whose header cannot be read keeps every base, however old
     assert.match(decision?.message ?? "", /vm-broken/);
   }
   assert.ok((await readdir(d.base)).includes(stale));
+});
+
+// The agent may not read pods: the controller answers, to the token the agent asked with, which bases they use.
+test("pod uses come from the controller: without a fresh answer to its own question, the agent keeps every base", async () => {
+  const n2 = await tb.node("gc-pods-node");
+  const dirs = n2.dirs;
+  const start = (hours: number) => tb.launch(n2, { env: { BASECACHE_CLOCK_OFFSET_MS: String(hours * H) }, args: ["--pod-uses-timeout", "2s"] });
+  const podUsesKnown = async () => (await admin.nic(n2.name))?.status?.conditions?.find((x) => x.type === "PodUsesKnown");
+  const timeouts = async (a: AgentProcess) => (await a.metrics()).get('basecache_gc_pod_uses_questions_total{outcome="timeout"}') ?? 0;
+  const wanted = await Promise.all(["podded", "loner"].map(async (id) => ({ id, url: origin.serve(`/${id}.qcow2`, { file: await images.qcow2(`${id}.qcow2`, 8) }), unusedFor: "1h" })));
+  await createNic(admin, n2.name, wanted);
+  let a = start(0);
+  await eventually(async () => {
+    for (const w of wanted) assert.equal((await imageStatus(admin, n2.name, w.id))?.phase, "Ready", w.id);
+  }, { timeoutMs: 90_000 });
+  await createPodUsing(admin, n2.name, "vm-podded", ["podded"]);
+  await setNicImages(admin, n2.name, []);
+  await triggerGc(a, "1", n2.name);
+  const state = JSON.parse(await readFile(join(dirs.base, ".basecache-gc.json"), "utf8")) as { bases: Record<string, { unusedSince?: number }> };
+  assert.equal(state.bases[base("podded")]?.unusedSince, undefined, "the pod's base is in use");
+  assert.ok(state.bases[base("loner")]?.unusedSince !== undefined, "the other base's clock started");
+  assert.equal(await a.stop(), 0);
+
+  // 30 hours on, past any retention (no pass saw these bases wanted, so they have the default 24h), with no
+  // controller to answer: every base stays, and the agent says why.
+  assert.equal(await answerer?.stop(), 0);
+  answerer = undefined;
+  a = start(30);
+  await eventually(async () => assert.ok((await gcPasses(a)) >= 1), { timeoutMs: 60_000, description: "the start pass" });
+  let names = await readdir(dirs.base);
+  assert.ok(names.includes(base("podded")) && names.includes(base("loner")), "nothing removed without an answer");
+  assert.ok((await timeouts(a)) >= 1);
+  assert.ok(((await a.metrics()).get('basecache_gc_refusals_total{reason="ReferencesIncomplete"}') ?? 0) >= 1, "the pass counted as one that could not see every use");
+  await eventually(async () => {
+    const c = await podUsesKnown();
+    assert.equal(c?.status, "False");
+    assert.equal(c?.reason, "NoAnswer");
+    assert.match(c?.message ?? "", /no answer from the controller within 2s/);
+  }, { timeoutMs: 30_000, description: "the PodUsesKnown condition" });
+  assert.ok((await eventsAbout(admin, n2.name)).some((e) => e.reason === "GcRefused" && /no answer from the controller/.test(e.note)));
+
+  // A forged answer, and a replay of an answer to the agent's previous question, are both ignored, and the
+  // condition says the answer present is to another request.
+  const previous = (await admin.nic(n2.name))?.status?.podUsesRequest ?? "";
+  assert.notEqual(previous, "");
+  for (const token of ["forged", previous]) {
+    await admin.custom.patchClusterCustomObject(
+      { group: "basecache.io", version: "v1alpha1", plural: "nodeimagecaches", name: n2.name, body: { spec: { podUses: { token, observedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"), uses: [] } } } },
+      mergePatchOptions,
+    );
+    const asked = await timeouts(a);
+    await triggerGc(a, `forged-${token}`, n2.name);
+    assert.ok((await timeouts(a)) > asked, `the pass after the answer with token "${token}" waited out its own question`);
+    names = await readdir(dirs.base);
+    assert.ok(names.includes(base("podded")) && names.includes(base("loner")), `an answer with token "${token}" was trusted`);
+    await eventually(async () => {
+      const c = await podUsesKnown();
+      assert.equal(c?.reason, "NoAnswer");
+      assert.match(c?.message ?? "", /the one present answers another request/);
+    }, { timeoutMs: 30_000, description: "the PodUsesKnown condition naming another request's answer" });
+  }
+
+  // The controller back: the unused base goes, the pod's stays.
+  answerer = await tb.answerPodUses();
+  await triggerGc(a, "answered", n2.name);
+  names = await readdir(dirs.base);
+  // The logs' tails only explain a failure; nothing is asserted on them.
+  const tails = () => `agent:\n${a.logTail()}\ncontroller:\n${answerer?.logTail() ?? ""}`;
+  assert.ok(!names.includes(base("loner")), `the unused, expired base is removed once the controller answers\n${tails()}`);
+  assert.ok(names.includes(base("podded")), "the base a pod uses is kept");
+  await eventually(async () => assert.equal((await podUsesKnown())?.status, "True"), { timeoutMs: 30_000, description: "PodUsesKnown True" });
+
+  // The pod goes: its base's clock starts, and once past its retention it is removed.
+  await admin.kc.makeApiClient(CoreV1Api).deleteNamespacedPod({ namespace: "default", name: "vm-podded", gracePeriodSeconds: 0 });
+  await triggerGc(a, "pod-gone", n2.name);
+  assert.ok((await readdir(dirs.base)).includes(base("podded")), "a fresh retention clock, not removal at once");
+  assert.equal(await a.stop(), 0);
+  a = start(60);
+  await eventually(async () => assert.ok(!(await readdir(dirs.base)).includes(base("podded"))), { timeoutMs: 60_000, description: "the pod's base removed after its retention" });
+  assert.equal(await a.stop(), 0);
 });

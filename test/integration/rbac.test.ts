@@ -144,12 +144,30 @@ describe("the agent, acting as the agent on its node", () => {
     await expectStatus(403, () => core.readNamespacedSecret({ namespace: "kube-system", name: "anything" }));
   });
 
-  test("reads NodeImageCaches and lists the pods of its node with a field selector", async () => {
+  test("reads NodeImageCaches", async () => {
     const obj = (await agentA.makeApiClient(CustomObjectsApi).getClusterCustomObject({ group, version, plural, name: "rbac-node-a" })) as { metadata: { name: string } };
     assert.equal(obj.metadata.name, "rbac-node-a");
-    const pods = await agentA.makeApiClient(CoreV1Api).listPodForAllNamespaces({ fieldSelector: "spec.nodeName=rbac-node-a" });
-    assert.ok(pods.items.every((p) => p.spec?.nodeName === "rbac-node-a"));
-    assert.ok(pods.items.length >= 1, "the pod the agent's token is bound to runs on rbac-node-a");
+  });
+
+  test("cannot list, watch or get pods, not even those of its own node", async () => {
+    const core = agentA.makeApiClient(CoreV1Api);
+    for (const fieldSelector of ["spec.nodeName=rbac-node-a", "spec.nodeName=rbac-node-b", undefined]) {
+      const sel = fieldSelector ? { fieldSelector } : {};
+      await expectStatus(403, () => core.listPodForAllNamespaces(sel));
+      await expectStatus(403, () => core.listPodForAllNamespaces({ ...sel, watch: true, timeoutSeconds: 1 }));
+      await expectStatus(403, () => core.listNamespacedPod({ namespace: ns, ...sel }));
+    }
+    await expectStatus(403, () => core.readNamespacedPod({ namespace: ns, name: "agent-on-rbac-node-a" }));
+  });
+
+  test("asks for pod uses in its own node's status only, and cannot write the answer", async () => {
+    await patchStatus(agentA, "rbac-node-a", { status: { podUsesRequest: "rbac-token-1" } });
+    const own = (await admin.makeApiClient(CustomObjectsApi).getClusterCustomObject({ group, version, plural, name: "rbac-node-a" })) as { status?: { podUsesRequest?: string } };
+    assert.equal(own.status?.podUsesRequest, "rbac-token-1");
+    const msg = await expectStatus(403, () => patchStatus(agentA, "rbac-node-b", { status: { podUsesRequest: "rbac-token-2" } }));
+    assert.match(msg, /may not write the NodeImageCache of rbac-node-b/);
+    const forged = { spec: { podUses: { token: "rbac-token-1", observedAt: new Date().toISOString(), uses: [] } } };
+    await expectStatus(403, () => agentA.makeApiClient(CustomObjectsApi).patchClusterCustomObject({ group, version, plural, name: "rbac-node-a", body: forged }, mergePatch));
   });
 
   test("records an Event about its NodeImageCache in \"default\", and nowhere else", async () => {
@@ -240,6 +258,17 @@ describe("the controller's identity", () => {
     await expectStatus(403, () => api.patchClusterCustomObject({ group, version, plural: "imagecaches", name: "rbac-cache", body: patch }, mergePatch));
   });
 
+  test("lists one node's pods and answers its agent in the spec, but cannot watch or get pods", async () => {
+    const core = controller.makeApiClient(CoreV1Api);
+    const pods = await core.listPodForAllNamespaces({ fieldSelector: "spec.nodeName=rbac-node-a" });
+    assert.ok(pods.items.length >= 1 && pods.items.every((p) => p.spec?.nodeName === "rbac-node-a"), "the pod the agent's token is bound to runs on rbac-node-a");
+    await expectStatus(403, () => core.listPodForAllNamespaces({ fieldSelector: "spec.nodeName=rbac-node-a", watch: true, timeoutSeconds: 1 }));
+    const name = pods.items[0]?.metadata?.name ?? "";
+    await expectStatus(403, () => core.readNamespacedPod({ namespace: pods.items[0]?.metadata?.namespace ?? ns, name }));
+    const answer = { spec: { podUses: { token: "rbac-token-1", observedAt: "2026-12-02T00:00:00Z", uses: [{ base: "0".repeat(40), imageId: "rbac-image", pods: [`${ns}/${name}`], podCount: 1 }] } } };
+    await controller.makeApiClient(CustomObjectsApi).patchClusterCustomObject({ group, version, plural, name: "rbac-node-a", body: answer }, mergePatch);
+  });
+
   test("cannot write NodeImageCache status, which belongs to the agents", async () => {
     await expectStatus(403, () => patchStatus(controller, "rbac-node-a", statusPatch("rbac-image", "Ready")));
   });
@@ -254,10 +283,10 @@ describe("the controller's identity", () => {
     await expectStatus(403, () => coord.deleteNamespacedLease({ namespace: ns, name: "basecache-controller" }));
   });
 
-  test("cannot read Secrets or Pods", async () => {
+  test("cannot read Secrets, nor watch pods", async () => {
     const core = controller.makeApiClient(CoreV1Api);
     await expectStatus(403, () => core.listSecretForAllNamespaces());
-    await expectStatus(403, () => core.listPodForAllNamespaces());
+    await expectStatus(403, () => core.listPodForAllNamespaces({ watch: true, timeoutSeconds: 1 }));
   });
 });
 
@@ -339,14 +368,14 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
     allow: [
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["get", "list", "watch"]),
       ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["patch", "update"]),
-      ...accesses({ resource: "pods" }, ["list", "watch"]),
       ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
     ],
     deny: [
       ...accesses({ group: bc, resource: "nodeimagecaches" }, ["create", "update", "patch", "delete", "deletecollection"]),
       ...accesses({ group: bc, resource: "imagecaches" }, every),
       ...accesses({ group: bc, resource: "imagecaches", subresource: "status" }, ["update", "patch"]),
-      ...accesses({ resource: "pods" }, ["get", "create", "update", "patch", "delete"]),
+      ...accesses({ resource: "pods" }, every),
+      ...accesses({ resource: "pods", namespace: ns }, every),
       ...accesses({ resource: "pods", subresource: "exec" }, ["create", "get"]),
       ...accesses({ resource: "pods", subresource: "log" }, ["get"]),
       ...accesses({ resource: "secrets" }, ["get", "list", "watch"]),
@@ -371,6 +400,8 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       // patch: its placement labels and warming taint only, which the node admission policy enforces
       // (test/integration/placement.test.ts).
       ...accesses({ resource: "nodes" }, ["get", "list", "watch", "patch"]),
+      // list only: a fresh list of one node's pods when its agent asks which bases they use.
+      ...accesses({ resource: "pods" }, ["list"]),
       ...accesses({ group: "events.k8s.io", resource: "events", namespace: "default" }, ["create", "patch"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns }, ["create"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "basecache-controller" }, ["get", "update"]),
@@ -387,7 +418,9 @@ const matrix: { user: string; allow: Access[]; deny: Access[] }[] = [
       ...accesses({ group: bc, resource: "nodeimagecaches", subresource: "status" }, ["update", "patch"]),
       ...accesses({ resource: "nodes" }, ["create", "update", "delete", "deletecollection"]),
       ...accesses({ resource: "nodes", subresource: "status" }, ["update", "patch"]),
-      ...accesses({ resource: "pods" }, ["get", "list", "watch", "create", "delete"]),
+      ...accesses({ resource: "pods" }, ["get", "watch", "create", "update", "patch", "delete"]),
+      ...accesses({ resource: "pods", subresource: "exec" }, ["create", "get"]),
+      ...accesses({ resource: "pods", subresource: "log" }, ["get"]),
       ...accesses({ resource: "secrets" }, ["get", "list", "watch"]),
       ...accesses({ resource: "configmaps" }, ["get", "list"]),
       ...accesses({ group: "coordination.k8s.io", resource: "leases", namespace: ns, name: "someone-else" }, ["get", "update"]),

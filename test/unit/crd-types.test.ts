@@ -28,6 +28,8 @@ import type {
   NodeImageCacheStatus,
   NodeImageStatus,
   PlacementSpec,
+  PodUse,
+  PodUsesAnswer,
   RegistrySource,
   WantedImage,
 } from "../../src/core/api-records.js";
@@ -136,7 +138,9 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["ic", "status.failures.[]", { node: "required string", id: "required string", reason: "required string", message: "required string" } satisfies FieldMap<NodeFailure>],
   ["ic", "status.conditions.[]", condition],
   ["nic", "", { ...meta, spec: "required object", status: "optional object" } satisfies ObjectMap<NodeImageCache>],
-  ["nic", "spec", { nodeName: "required string", images: "required array" } satisfies FieldMap<NodeImageCacheSpec>],
+  ["nic", "spec", { nodeName: "required string", images: "required array", podUses: "optional object" } satisfies FieldMap<NodeImageCacheSpec>],
+  ["nic", "spec.podUses", { token: "required string", observedAt: "required string", uses: "required array", incomplete: "optional string" } satisfies FieldMap<PodUsesAnswer>],
+  ["nic", "spec.podUses.uses.[]", { base: "required string", imageId: "required string", pods: "required array", podCount: "required integer" } satisfies FieldMap<PodUse>],
   ["nic", "spec.images.[]", { ...imageSpec, wantedBy: "required array", unusedFor: "optional string" } satisfies FieldMap<WantedImage>],
   ["nic", "spec.images.[].source", source],
   ["nic", "spec.images.[].source.http", http],
@@ -145,7 +149,11 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["nic", "spec.images.[].checksumFrom.signature", nicSignature],
   ["nic", "spec.images.[].checksumFrom.signature.keys", keys],
   ["nic", "spec.images.[].checksumFrom.signature.keys.configMapRef", configMapRef],
-  ["nic", "status", { observedGeneration: "optional integer", images: "optional array", disk: "optional object", conditions: "optional array" } satisfies FieldMap<NodeImageCacheStatus>],
+  [
+    "nic",
+    "status",
+    { observedGeneration: "optional integer", images: "optional array", disk: "optional object", conditions: "optional array", podUsesRequest: "optional string" } satisfies FieldMap<NodeImageCacheStatus>,
+  ],
   [
     "nic",
     "status.images.[]",

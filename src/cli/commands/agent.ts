@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { DefaultRetryPolicy } from "../../core/agent-memory.js";
 import { formatDuration } from "../../core/duration.js";
 import { DefaultRetentionMs } from "../../core/gc.js";
+import { DefaultPodUsesTimeoutMs } from "../../agent/pod-uses.js";
 import { runAgent, type AgentOptions } from "../../agent/main.js";
 import { clockFromEnv } from "../../lib/clock.js";
 import { ExitCode } from "../../lib/exit.js";
@@ -22,6 +23,12 @@ const flags = {
   "gc-interval": { type: "string", value: "DUR", default: "40m", help: "time between GC passes\n(also one on SIGUSR1, or on a new basecache.io/gc-requested annotation)" },
   retention: { type: "string", value: "DUR", default: formatDuration(DefaultRetentionMs), help: "retention of an unused base whose ImageCache named none" },
   "dry-run-gc": { type: "boolean", help: "GC passes only report what they would remove" },
+  "pod-uses-timeout": {
+    type: "string",
+    value: "DUR",
+    default: formatDuration(DefaultPodUsesTimeoutMs),
+    help: "how long a GC pass waits for the controller to say which bases pods use\n(the agent may not read pods); without an answer it keeps every base pods might use",
+  },
   "cache-budget": { type: "string", value: "SIZE", help: "bytes the cache may hold (1Ti, 500Gi); past the high watermark,\nunused bases go least recently used first down to the low watermark" },
   "high-watermark": { type: "string", value: "FRACTION", defaultText: String(DefaultHighWatermark), help: "with --cache-budget: where eviction starts" },
   "low-watermark": { type: "string", value: "FRACTION", defaultText: String(DefaultLowWatermark), help: "with --cache-budget: where eviction stops" },
@@ -54,6 +61,7 @@ export function parseAgentFlags(argv: string[], env: NodeJS.ProcessEnv): AgentOp
     defaultRetentionMs: durationFlag("retention", v.retention),
     ...(budget ? { budget } : {}),
     dryRunGc: v["dry-run-gc"],
+    podUsesTimeoutMs: durationFlag("pod-uses-timeout", v["pod-uses-timeout"], 1000),
     metricsAddr: addressFlag("metrics-addr", v["metrics-addr"]),
     healthAddr: addressFlag("health-addr", v["health-addr"]),
     defaultAddrs: !parsed.given.has("metrics-addr") && !parsed.given.has("health-addr"),

@@ -1,5 +1,6 @@
 /** `basecache controller [flags]`: the controller (src/controller/main.ts). */
-import { runController, type ControllerOptions } from "../../controller/main.js";
+import { ControllerParts, runController, type ControllerOptions, type ControllerPart } from "../../controller/main.js";
+import { ConfigError } from "../../lib/errors.js";
 import { clockFromEnv } from "../../lib/clock.js";
 import { ExitCode } from "../../lib/exit.js";
 import { DefaultHealthAddr, DefaultMetricsAddr } from "../../lib/health.js";
@@ -18,6 +19,12 @@ const flags = {
   "health-addr": { type: "string", value: "HOST:PORT", default: DefaultHealthAddr, help: 'serve /healthz and /readyz here; "" disables' },
   workers: { type: "string", value: "N", default: "4", help: "parallel reconcile passes" },
   "status-interval": { type: "string", value: "DUR", default: "2s", help: "minimum time between two status writes of one ImageCache" },
+  controllers: {
+    type: "string",
+    value: "LIST",
+    default: ControllerParts.join(","),
+    help: "the parts to run, comma-separated: fanout (NodeImageCaches and ImageCache status),\nplacement (Node labels and taint), pod-uses (tells agents which bases pods use)",
+  },
   "relist-interval": { type: "string", value: "DUR", default: "10m", help: "relist every informer this often, at least 10s" },
 } as const;
 
@@ -47,7 +54,15 @@ export function parseControllerFlags(argv: string[], env: NodeJS.ProcessEnv): (O
     statusIntervalMs: durationFlag("status-interval", v["status-interval"]),
     relistIntervalMs: durationFlag("relist-interval", v["relist-interval"], 10_000),
     clock: clockFromEnv(env),
+    parts: partsFlag(v.controllers),
   };
+}
+
+function partsFlag(text: string): ControllerPart[] {
+  const names = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const bad = names.find((n) => !(ControllerParts as readonly string[]).includes(n));
+  if (bad !== undefined || names.length === 0) throw new ConfigError(`Cannot use --controllers "${text}": expected a comma-separated list of ${ControllerParts.join(", ")}`);
+  return names as ControllerPart[];
 }
 
 /** `basecache controller`: runs the controller until SIGTERM/SIGINT. */

@@ -22,6 +22,8 @@ import type { NodeEvents } from "./node-events.js";
 export interface FetchRunnerOptions {
   baseDir: string;
   clock: Clock;
+  /** Measures how long a fetch took (a monotonic clock). */
+  monotonic: Clock;
   metrics: AgentMetrics;
   events: NodeEvents;
   /** Told when a fetch ended, so the next pass measures the cache afresh. */
@@ -136,7 +138,7 @@ export class FetchRunner {
     const { image, controller, log } = task;
     const { metrics } = this.opts;
     const admission: { error?: Error } = {};
-    const started = performance.now();
+    const started = this.opts.monotonic.now();
     try {
       const result = await fetchImage({
         baseDir: this.opts.baseDir,
@@ -162,7 +164,7 @@ export class FetchRunner {
         metrics.fetches.inc({ outcome: "aborted", reason: "aborted" });
         return;
       }
-      this.recordFailed(task, refused ?? err, (performance.now() - started) / 1000);
+      this.recordFailed(task, refused ?? err, (this.opts.monotonic.now() - started) / 1000);
     }
   }
 

@@ -30,6 +30,8 @@ export interface GcPassOptions {
   baseDir: string;
   instancesDir: string;
   clock: Clock;
+  /** Measures the pass's phases (a monotonic clock, so a stepped wall clock does not skew them). */
+  monotonic: Clock;
   defaultRetentionMs: number;
   budget?: GcBudget;
   /** Bytes of an image about to arrive, to make room for under the budget. */
@@ -66,14 +68,14 @@ interface Gathered {
 
 /** Runs one pass; a dry run plans and reports but changes nothing, not even the state file. */
 export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Promise<GcPassResult> {
-  const t0 = performance.now();
+  const t0 = opts.monotonic.now();
   const listed = await listBaseDir(opts.baseDir);
   const open = await gatherOpenFiles(opts.baseDir).catch(() => undefined);
   const state = await readGcState(opts.baseDir, opts.log);
-  const t1 = performance.now();
+  const t1 = opts.monotonic.now();
   const refs = await gatherReferences(opts, listed.filter((e) => classifyBaseFileName(e.name).kind === "base").map((e) => e.name));
   if (!open) refs.uncertainties.push("open files could not be listed");
-  const t2 = performance.now();
+  const t2 = opts.monotonic.now();
   const gathered: Gathered = { entries: toGcEntries(listed, open ?? new Set()), ...refs };
   const plan = planGc({
     now: opts.clock.now(),
@@ -87,7 +89,7 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
     ...(opts.reserveBytes ? { reserveBytes: opts.reserveBytes } : {}),
     dryRun: opts.dryRun,
   });
-  const t3 = performance.now();
+  const t3 = opts.monotonic.now();
   const result: GcPassResult = { plan, removed: [], refused: [], disks: gathered.disks, timings: { listMs: t1 - t0, disksMs: t2 - t1, planMs: t3 - t2, applyMs: 0 } };
   if (gathered.uncertainties.length > 0) {
     opts.log.warn({ uncertainties: gathered.uncertainties.slice(0, 10) }, "Kept every base: some uses could not be determined");
@@ -97,7 +99,7 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
     await applyGcPlan(plan, opts, result, signal);
     await writeGcState(opts.baseDir, plan.state);
   }
-  result.timings.applyMs = performance.now() - t3;
+  result.timings.applyMs = opts.monotonic.now() - t3;
   return result;
 }
 

@@ -25,6 +25,8 @@ export interface GcRunnerOptions {
   baseDir: string;
   instancesDir: string;
   clock: Clock;
+  /** Measures durations. */
+  monotonic: Clock;
   defaultRetentionMs?: number;
   budget?: GcBudget;
   dryRunGc: boolean;
@@ -86,6 +88,7 @@ export class GcRunner {
           baseDir: this.opts.baseDir,
           instancesDir: this.opts.instancesDir,
           clock: this.opts.clock,
+          monotonic: this.opts.monotonic,
           defaultRetentionMs: this.opts.defaultRetentionMs ?? DefaultRetentionMs,
           ...(this.opts.budget ? { budget: this.opts.budget } : {}),
           ...(reserveBytes > 0 ? { reserveBytes } : {}),

@@ -16,7 +16,7 @@ import { EventRecorder } from "../kube/events.js";
 import { Informer } from "../kube/informer.js";
 import { parseNodeImageCache } from "../kube/parse.js";
 import { WorkQueue } from "../kube/work-queue.js";
-import { sleep, type Clock } from "../lib/clock.js";
+import { monotonicClock, sleep, type Clock } from "../lib/clock.js";
 import { startEndpoints, type RunningEndpoints } from "../lib/health.js";
 import type { Logger } from "../lib/log.js";
 import { GcRunner, wantedFrom } from "./gc-runner.js";
@@ -49,6 +49,8 @@ export interface AgentOptions {
   /** The addresses are the defaults: when one is taken, serve on a free port instead of failing. */
   defaultAddrs?: boolean;
   clock: Clock;
+  /** Measures durations; the process's monotonic clock when absent. */
+  monotonic?: Clock;
   retry?: BackoffPolicy;
   fetchRetry?: RetryPolicy;
 }
@@ -121,9 +123,10 @@ function wireParts(opts: AgentOptions, edges: Edges) {
     // Asked only when the pass could remove a base: otherwise the uses cannot change what it does.
     podUses: (needed: boolean) => (needed ? asker.ask(signal) : []),
   };
-  const gc = new GcRunner({ ...opts, log, metrics, signal, references, events, disk });
+  const monotonic = opts.monotonic ?? monotonicClock;
+  const gc = new GcRunner({ ...opts, monotonic, log, metrics, signal, references, events, disk });
   const makeRoom = opts.budget ? { makeRoom: (bytes: number) => gc.run("room", bytes) } : {};
-  const fetches = new FetchRunner({ ...opts, metrics, events, disk, ...makeRoom });
+  const fetches = new FetchRunner({ ...opts, monotonic, metrics, events, disk, ...makeRoom });
   const parts: AgentParts = { nodeImageCache: nic, clock: opts.clock, concurrency: opts.concurrency, disk, fetches, status };
   const queue = new WorkQueue({ name: "node", log, metrics: metrics.queue, reconcile: (_key, s, passLog) => reconcileNode(parts, s, passLog) });
   fetches.onChange((ms) => (ms ? queue.addAfter(opts.node, ms) : queue.add(opts.node)));

@@ -10,7 +10,7 @@ import { formatBytes } from "../../core/quantity.js";
 import { runGcPass, type GcPassResult, type GcReferences } from "../../agent/gc-pass.js";
 import { InstanceDiskScanner } from "../../agent/inventory.js";
 import { diskInspector } from "../../agent/options.js";
-import { clockFromEnv } from "../../lib/clock.js";
+import { clockFromEnv, monotonicClock } from "../../lib/clock.js";
 import { ExitCode } from "../../lib/exit.js";
 import type { Command, CommandContext } from "../command.js";
 import { checkDirFlags } from "../dir-flag.js";
@@ -86,6 +86,7 @@ export const gcCommand: Command = async (argv, ctx) => {
       baseDir: flags.baseDir,
       instancesDir: flags.instancesDir,
       clock: clockFromEnv(ctx.env),
+      monotonic: monotonicClock,
       defaultRetentionMs: flags.retentionMs,
       ...(flags.budget ? { budget: flags.budget } : {}),
       dryRun: flags.dryRun,

@@ -5,9 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { stat } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdtemp, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
 import { eventually } from "../eventually.js";
+import { listCgroups } from "./host.js";
 import type { TestNode } from "./node.js";
 
 export const Namespace = "basecache-system";
@@ -112,4 +114,24 @@ export async function waitImageCacheReady(node: TestNode, name: string, timeoutM
     },
     { timeoutMs, intervalMs: 1000, description: `ImageCache ${name} Ready` },
   );
+}
+
+/**
+ * Writes, in a new temp dir, what a user writes to install deploy/ with `kubectl apply -k`: deploy/ as the
+ * base and their registry's copy of the image (`ref`, repo:tag), nothing else. Resolves the dir.
+ */
+export async function writeKustomization(deployDir: string, ref: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "basecache-kustomize-"));
+  const [newName, newTag] = [ref.slice(0, ref.lastIndexOf(":")), ref.slice(ref.lastIndexOf(":") + 1)];
+  // kustomize takes a base only by a relative path.
+  const lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization", "resources:", `  - ${relative(dir, deployDir)}`, "images:", "  - name: localhost/basecache", `    newName: ${newName}`, `    newTag: "${newTag}"`, ""];
+  await writeFile(join(dir, "kustomization.yaml"), lines.join("\n"));
+  return dir;
+}
+
+/** The memory cgroup (v1) dir of pod `uid` (cgroupfs driver: .../kubepods/<qos>/pod<uid>). */
+export async function podMemoryCgroup(uid: string): Promise<string> {
+  const found = (await listCgroups()).find((d) => d.startsWith("/sys/fs/cgroup/memory/") && d.endsWith(`/pod${uid}`));
+  if (!found) throw new Error(`No memory cgroup of pod ${uid} under /sys/fs/cgroup/memory`);
+  return found;
 }

@@ -57,8 +57,8 @@ export class Origin {
 
   private constructor(private readonly server: http.Server) {}
 
-  /** Starts an origin on 127.0.0.1 with a free port. */
-  static async start(): Promise<Origin> {
+  /** Starts an origin on `host` (default 127.0.0.1; the real node's pods reach only its bridge address) with a free port. */
+  static async start(host = "127.0.0.1"): Promise<Origin> {
     const server = http.createServer();
     const origin = new Origin(server);
     server.on("request", (req, res) => void origin.handle(req, res).catch(() => res.destroy()));
@@ -66,14 +66,14 @@ export class Origin {
       origin.sockets.add(s);
       s.on("close", () => origin.sockets.delete(s));
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
     return origin;
   }
 
   /** The URL of `path` on this origin. */
   url(path: string): string {
-    const { port } = this.server.address() as AddressInfo;
-    return `http://127.0.0.1:${port}${path}`;
+    const { address, port } = this.server.address() as AddressInfo;
+    return `http://${address}:${port}${path}`;
   }
 
   /** Sets what `path` does; returns its URL. */

@@ -135,3 +135,19 @@ export async function podMemoryCgroup(uid: string): Promise<string> {
   if (!found) throw new Error(`No memory cgroup of pod ${uid} under /sys/fs/cgroup/memory`);
   return found;
 }
+
+/** Waits until exactly one controller pod says it leads and the Lease names that pod. */
+export async function oneControllerLeads(node: TestNode, namespace = Namespace): Promise<void> {
+  const controllers = await componentPods(node, "controller", namespace);
+  assert.equal(controllers.length, 2, "two controller replicas");
+  await eventually(
+    async () => {
+      const leaders = await Promise.all(controllers.map(async (c) => metricSum(await podMetrics(c.ip), "basecache_controller_is_leader")));
+      assert.deepEqual([...leaders].sort(), [0, 1], "exactly one controller leads");
+      const lease = JSON.parse(await node.kubectl(["get", "lease", "-n", namespace, "basecache-controller", "-o", "json"])) as { spec: { holderIdentity?: string } };
+      const leader = controllers[leaders.indexOf(1)];
+      assert.ok(leader && lease.spec.holderIdentity?.includes(leader.name), `the Lease names the leading pod: ${lease.spec.holderIdentity ?? "none"} vs ${leader?.name ?? "?"}`);
+    },
+    { timeoutMs: 60_000, intervalMs: 1000, description: "one controller holds the Lease" },
+  );
+}

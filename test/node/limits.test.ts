@@ -7,69 +7,48 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { open, readFile, rm, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { ImageDir } from "../harness/images.js";
-import { ensureAgentImage } from "../harness/node/images.js";
-import { NodeIp } from "../harness/node/layout.js";
-import { down, leftovers, unavailableReason, up, type TestNode } from "../harness/node/node.js";
-import { basePath, componentPods, fileFacts, imageCache, Namespace, podMemoryCgroup, readyAgent, waitImageCacheReady, waitInstalled, writeKustomization } from "../harness/node/workloads.js";
-import { Origin } from "../harness/origin.js";
+import { open, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { unavailableReason } from "../harness/node/node.js";
+import { installDeploy, startNodeTestbed, stopNodeTestbed, type NodeTestbed } from "../harness/node/testbed.js";
+import { basePath, componentPods, fileFacts, imageCache, Namespace, podMemoryCgroup, readyAgent, waitImageCacheReady } from "../harness/node/workloads.js";
 
 const skip = await unavailableReason();
-const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const MiB = 1024 * 1024;
 const LimitMiB = 256;
 const ImageId = "limits-test-image";
 const ImagePath = "/images/big.raw";
 
 describe("the agent under a 256Mi memory limit on the real node", { skip: skip ? `skipped: ${skip}` : false }, () => {
-  let node: TestNode;
-  let origin: Origin;
-  let images: ImageDir;
-  let dir: string;
+  let tb: NodeTestbed;
 
   before(async () => {
-    await down();
-    const image = await ensureAgentImage();
-    node = await up({ images: [{ archive: image.archive, name: "basecache/basecache:test" }] });
-    origin = await Origin.start(NodeIp);
-    images = await ImageDir.create();
+    tb = await startNodeTestbed();
     // Four times the limit of random bytes: neither compression nor sparseness makes it small.
-    const big = images.path("big.raw");
+    const big = tb.images.path("big.raw");
     const fh = await open(big, "w");
     for (let i = 0; i < 4 * LimitMiB; i++) await fh.write(randomBytes(MiB));
     await fh.close();
-    origin.serve(ImagePath, { file: big });
-    dir = await writeKustomization(join(repoRoot, "deploy"), node.images["basecache/basecache:test"] ?? "");
+    tb.origin.serve(ImagePath, { file: big });
   });
 
-  after(async () => {
-    await down();
-    await origin?.close();
-    await images?.cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    assert.deepEqual(await leftovers(), []);
-  });
+  after(() => stopNodeTestbed(tb));
 
   test(`a ${4 * LimitMiB} MiB image of random data is fetched with no OOM kill`, async () => {
-    await node.kubectl(["apply", "-f", join(repoRoot, "crds")]);
-    await node.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/imagecaches.basecache.io", "crd/nodeimagecaches.basecache.io"]);
-    await node.kubectl(["apply", "-k", dir]);
-    await node.kubectl(["set", "resources", "-n", Namespace, "daemonset/basecache-agent", "-c", "agent", `--limits=memory=${LimitMiB}Mi`, "--requests=memory=128Mi"]);
-    await waitInstalled(node);
-    const agent = await readyAgent(node);
-    const spec = JSON.parse(await node.kubectl(["get", "pod", "-n", Namespace, agent.name, "-o", "json"])) as { spec: { containers: { name: string; resources: { limits: { memory: string } } }[] } };
+    await installDeploy(tb, async () => {
+      await tb.node.kubectl(["set", "resources", "-n", Namespace, "daemonset/basecache-agent", "-c", "agent", `--limits=memory=${LimitMiB}Mi`, "--requests=memory=128Mi"]);
+    });
+    const agent = await readyAgent(tb.node);
+    const spec = JSON.parse(await tb.node.kubectl(["get", "pod", "-n", Namespace, agent.name, "-o", "json"])) as { spec: { containers: { name: string; resources: { limits: { memory: string } } }[] } };
     assert.equal(spec.spec.containers.find((c) => c.name === "agent")?.resources.limits.memory, `${LimitMiB}Mi`);
     const cgroup = await podMemoryCgroup(agent.uid);
     const limit = Number((await readFile(join(cgroup, "memory.limit_in_bytes"), "utf8")).trim());
     assert.ok(limit <= (LimitMiB + 64) * MiB, `the pod's cgroup is limited (${limit} bytes)`);
 
-    await node.kubectl(["apply", "-f", await writeImageCache()]);
-    await waitImageCacheReady(node, "limits-test", 600_000);
+    await tb.node.kubectl(["apply", "-f", await writeImageCache()]);
+    await waitImageCacheReady(tb.node, "limits-test", 600_000);
     assert.equal((await fileFacts(basePath(ImageId))).size, 4 * LimitMiB * MiB);
-    const [after] = (await componentPods(node, "agent")).filter((p) => p.uid === agent.uid);
+    const [after] = (await componentPods(tb.node, "agent")).filter((p) => p.uid === agent.uid);
     assert.ok(after, "the same agent pod");
     assert.equal(after.restarts, 0, "no container restarted");
     assert.deepEqual(after.lastTerminations, [], "no container was terminated (OOMKilled)");
@@ -80,8 +59,8 @@ describe("the agent under a 256Mi memory limit on the real node", { skip: skip ?
   });
 
   async function writeImageCache(): Promise<string> {
-    const p = join(dir, "imagecache.json");
-    await writeFile(p, JSON.stringify(imageCache("limits-test", ImageId, origin.url(ImagePath))));
+    const p = join(tb.dir, "imagecache.json");
+    await writeFile(p, JSON.stringify(imageCache("limits-test", ImageId, tb.origin.url(ImagePath))));
     return p;
   }
 });

@@ -6,19 +6,14 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { rm, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { eventually } from "../harness/eventually.js";
-import { ImageDir } from "../harness/images.js";
-import { ensureAgentImage } from "../harness/node/images.js";
-import { NodeIp } from "../harness/node/layout.js";
-import { down, leftovers, unavailableReason, up, type TestNode } from "../harness/node/node.js";
-import { imageCache, Namespace, readyAgent, waitImageCacheReady, waitInstalled, writeKustomization } from "../harness/node/workloads.js";
-import { Origin } from "../harness/origin.js";
+import { unavailableReason } from "../harness/node/node.js";
+import { installDeploy, startNodeTestbed, stopNodeTestbed, type NodeTestbed } from "../harness/node/testbed.js";
+import { imageCache, Namespace, readyAgent, waitImageCacheReady } from "../harness/node/workloads.js";
 
 const skip = await unavailableReason();
-const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const Api = "/apis/basecache.io/v1alpha1/nodeimagecaches";
 
 /** Runs in the agent container: each [method, path, body] with the pod's token; prints the status codes. */
@@ -36,44 +31,27 @@ const call = ([method, path, body]) => new Promise((res, rej) => {
 `;
 
 describe("least privilege of the agent pod's own token on the real node", { skip: skip ? `skipped: ${skip}` : false }, () => {
-  let node: TestNode;
-  let origin: Origin;
-  let images: ImageDir;
-  let dir: string;
+  let tb: NodeTestbed;
 
   before(async () => {
-    await down();
-    const image = await ensureAgentImage();
-    node = await up({ images: [{ archive: image.archive, name: "basecache/basecache:test" }] });
-    origin = await Origin.start(NodeIp);
-    images = await ImageDir.create();
-    origin.serve("/img.qcow2", { file: await images.qcow2("img.qcow2", 8) });
-    dir = await writeKustomization(join(repoRoot, "deploy"), node.images["basecache/basecache:test"] ?? "");
-    await node.kubectl(["apply", "-f", join(repoRoot, "crds")]);
-    await node.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/imagecaches.basecache.io", "crd/nodeimagecaches.basecache.io"]);
-    await node.kubectl(["apply", "-k", dir]);
-    await waitInstalled(node);
-    await writeFile(join(dir, "ic.json"), JSON.stringify(imageCache("privilege-test", "privilege-image", origin.url("/img.qcow2"))));
-    await node.kubectl(["apply", "-f", join(dir, "ic.json")]);
-    await waitImageCacheReady(node, "privilege-test");
+    tb = await startNodeTestbed();
+    tb.origin.serve("/img.qcow2", { file: await tb.images.qcow2("img.qcow2", 8) });
+    await installDeploy(tb);
+    await writeFile(join(tb.dir, "ic.json"), JSON.stringify(imageCache("privilege-test", "privilege-image", tb.origin.url("/img.qcow2"))));
+    await tb.node.kubectl(["apply", "-f", join(tb.dir, "ic.json")]);
+    await waitImageCacheReady(tb.node, "privilege-test");
     // Another node (a Node object with no kubelet): the controller writes its NodeImageCache, and keeps it.
-    await writeFile(join(dir, "other.json"), JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "other-node" } }));
-    await node.kubectl(["apply", "-f", join(dir, "other.json")]);
-    await eventually(async () => void (await node.kubectl(["get", "nodeimagecache", "other-node"])), { timeoutMs: 60_000, intervalMs: 1000, description: "the other node's NodeImageCache" });
+    await writeFile(join(tb.dir, "other.json"), JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "other-node" } }));
+    await tb.node.kubectl(["apply", "-f", join(tb.dir, "other.json")]);
+    await eventually(async () => void (await tb.node.kubectl(["get", "nodeimagecache", "other-node"])), { timeoutMs: 60_000, intervalMs: 1000, description: "the other node's NodeImageCache" });
   });
 
-  after(async () => {
-    await down();
-    await origin?.close();
-    await images?.cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    assert.deepEqual(await leftovers(), []);
-  });
+  after(() => stopNodeTestbed(tb));
 
   test("inside the agent pod, its token may patch its node's status and nothing of the list below", async () => {
-    const agent = await readyAgent(node);
+    const agent = await readyAgent(tb.node);
     const calls: [string, string, unknown?][] = [
-      ["PATCH", `${Api}/${node.nodeName}/status`, { metadata: {} }],
+      ["PATCH", `${Api}/${tb.node.nodeName}/status`, { metadata: {} }],
       ["PATCH", `${Api}/other-node/status`, { status: { images: [] } }],
       ["PATCH", `${Api}/other-node`, { spec: { images: [] } }],
       ["POST", Api, { apiVersion: "basecache.io/v1alpha1", kind: "NodeImageCache", metadata: { name: "fake-node" }, spec: { nodeName: "fake-node", images: [] } }],
@@ -81,15 +59,15 @@ describe("least privilege of the agent pod's own token on the real node", { skip
       ["GET", `/api/v1/namespaces/${Namespace}/secrets`],
       ["GET", "/api/v1/secrets"],
       ["GET", "/api/v1/pods"],
-      ["GET", `/api/v1/pods?fieldSelector=spec.nodeName%3D${node.nodeName}`],
+      ["GET", `/api/v1/pods?fieldSelector=spec.nodeName%3D${tb.node.nodeName}`],
     ];
-    const codes = await eventually(async () => JSON.parse(await node.kubectl(["exec", "-n", Namespace, agent.name, "-c", "agent", "--", "node", "-e", InPod, JSON.stringify(calls)])) as number[], {
+    const codes = await eventually(async () => JSON.parse(await tb.node.kubectl(["exec", "-n", Namespace, agent.name, "-c", "agent", "--", "node", "-e", InPod, JSON.stringify(calls)])) as number[], {
       timeoutMs: 30_000,
       intervalMs: 1000,
       description: "the in-pod API calls",
     });
     const got = Object.fromEntries(calls.map(([m, p], i) => [`${m} ${p}`, codes[i]]));
-    assert.equal(got[`PATCH ${Api}/${node.nodeName}/status`], 200, JSON.stringify(got));
+    assert.equal(got[`PATCH ${Api}/${tb.node.nodeName}/status`], 200, JSON.stringify(got));
     for (const [k, v] of Object.entries(got).slice(1)) assert.equal(v, 403, `${k} is forbidden: ${JSON.stringify(got)}`);
   });
 });

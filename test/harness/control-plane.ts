@@ -158,7 +158,8 @@ export function kubeconfigYaml(server: string, caData: string, user: Record<stri
   });
 }
 
-function etcdArgs(dir: string, clientPort: number, peerPort: number): string[] {
+/** A throwaway single-member etcd on loopback with its data in `dir`/etcd (the test node runs the same). */
+export function etcdArgs(dir: string, clientPort: number, peerPort: number): string[] {
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   return [

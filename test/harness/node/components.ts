@@ -3,7 +3,8 @@
  * and the API server must reach them); everything else listens on 127.0.0.1 or not at all.
  */
 import { join } from "node:path";
-import { ApiserverPort, Dirs, NodeIp, NodeName, ServiceCidr, type NodeState } from "./layout.js";
+import { etcdArgs } from "../control-plane.js";
+import { ApiserverPort, Dirs, NodeIp, NodeName, Root, ServiceCidr, type NodeState } from "./layout.js";
 import { Kubeconfigs, Pki } from "./pki.js";
 
 export interface Command {
@@ -15,21 +16,7 @@ export interface Command {
 }
 
 export function etcd(bin: string, state: NodeState): Command {
-  const client = `http://127.0.0.1:${state.ports.etcd}`;
-  const peer = `http://127.0.0.1:${state.ports.etcdPeer}`;
-  const args = [
-    "--name=default",
-    `--data-dir=${Dirs.etcd}`,
-    `--listen-client-urls=${client}`,
-    `--advertise-client-urls=${client}`,
-    `--listen-peer-urls=${peer}`,
-    `--initial-advertise-peer-urls=${peer}`,
-    `--initial-cluster=default=${peer}`,
-    "--listen-metrics-urls=",
-    // Throwaway data: fsyncs would only slow a test node down.
-    "--unsafe-no-fsync",
-    "--log-level=warn",
-  ];
+  const args = etcdArgs(Root, state.ports.etcd, state.ports.etcdPeer);
   return { name: "etcd", bin: join(bin, "etcd"), args, graceMs: 10_000 };
 }
 

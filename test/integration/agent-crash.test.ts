@@ -1,7 +1,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { baseNameFor } from "../../src/core/names.js";
+import { CheckpointEveryBytes } from "../../src/image/part-download.js";
 import { AgentTestbed } from "../harness/agent-testbed.js";
 import { eventually } from "../harness/eventually.js";
 import type { ImageDir } from "../harness/images.js";
@@ -57,6 +59,41 @@ test("an agent killed with SIGKILL mid-download and restarted ends with a correc
   tb.launch(n);
   await eventually(async () => assert.equal((await imageStatus(admin, node, "crash-image"))?.phase, "Ready"), { timeoutMs: 90_000 });
   await assertNoStrays(d.base, ["crash-image"]);
+});
+
+test("an agent killed with SIGKILL after a checkpoint resumes on restart: one Range from the record, about one image served", async () => {
+  const node = "resume-node";
+  const n = await tb.node(node);
+  const d = n.dirs;
+  const MiB = 1024 * 1024;
+  const file = await images.raw("agent-resume.raw", 160);
+  const size = (await stat(file)).size;
+  const sha = createHash("sha256").update(await readFile(file)).digest("hex");
+  const url = origin.route("/agent-resume.raw", { kind: "slow", chunkBytes: MiB, intervalMs: 50, body: { file } });
+  await createNic(admin, node, [{ id: "resume-image", url, checksum: `sha256:${sha}` }]);
+  const first = tb.launch(n);
+  const record = `${d.base}/${baseNameFor("resume-image")}.part.resume`;
+  // Killed only once a durable checkpoint claims some bytes: that is what a restart may keep.
+  const kept = await eventually(async () => {
+    const bytes = (JSON.parse(await readFile(record, "utf8")) as { bytes: number }).bytes;
+    assert.ok(bytes > 0, `the record claims ${bytes} bytes`);
+    return bytes;
+  }, { intervalMs: 20, timeoutMs: 120_000, description: "a resume record" });
+  first.kill("SIGKILL");
+  await first.exited;
+
+  origin.serve("/agent-resume.raw", { file });
+  const second = tb.launch(n);
+  await eventually(async () => assert.equal((await imageStatus(admin, node, "resume-image"))?.phase, "Ready"), { timeoutMs: 120_000 });
+  const ranges = (origin.seen.get("/agent-resume.raw") ?? []).map((h) => h.range).filter((r) => r !== undefined);
+  assert.equal(ranges.length, 1, `Range requests: ${JSON.stringify(ranges)}`);
+  assert.ok(Number(/^bytes=(\d+)-$/.exec(ranges[0] ?? "")?.[1]) >= kept, `the range ${ranges[0]} starts at or after the ${kept} recorded bytes`);
+  assert.equal(origin.answered.get("/agent-resume.raw")?.at(-1), 206);
+  const served = origin.bytesSentFor("/agent-resume.raw");
+  // The kill lands at most one checkpoint interval (and what was in flight) past the record.
+  assert.ok(served < size + CheckpointEveryBytes + 8 * MiB, `the origin served ${served} bytes for an image of ${size}`);
+  assert.ok(((await second.metrics()).get('basecache_fetch_resumed_bytes_total{image_id="resume-image"}') ?? 0) >= kept);
+  await assertNoStrays(d.base, ["resume-image"]);
 });
 
 test("an origin that drops the connection mid-transfer is resumed and the node converges", async () => {

@@ -2,7 +2,7 @@
  * A real HTTP origin on 127.0.0.1, port 0, for fetch tests and benchmarks. Each path is a route: a file (with
  * Range, ETag and Last-Modified), or a hostile behaviour (status codes, 500 then ok, connection dropped
  * mid-body, stall, slow body, wrong Content-Length, redirects to loops or file://, an HTML page, raw bytes that
- * are not a valid HTTP answer, no answer at all). It counts
+ * are not a valid HTTP answer, no answer at all, or no answer until the test opens a gate). It counts
  * requests, body bytes and answer statuses per path so tests can prove "downloaded once", "a cache hit downloads
  * nothing" and "the resume was a 206 for the rest". Range is `bytes=N-` with If-Range (ETag or Last-Modified,
  * compared exactly) as RFC 9110 says: a validator that does not match gets the whole file with 200.
@@ -42,7 +42,9 @@ export type Route =
   /** Writes these bytes to the socket as the whole answer (not through node's HTTP writer), then closes it. */
   | { kind: "raw-answer"; bytes: Buffer }
   /** Accepts the request and never answers. */
-  | { kind: "silent" };
+  | { kind: "silent" }
+  /** Holds every request until `open` resolves, then answers as a file route (a client that gave up meanwhile gets nothing). */
+  | { kind: "gated"; open: Promise<void>; body: Body; opts?: FileOptions };
 
 /** A running origin. */
 export class Origin {
@@ -85,6 +87,16 @@ export class Origin {
   /** Serves `body` as a plain file at `path`; returns its URL. */
   serve(path: string, body: Body, opts?: FileOptions): string {
     return this.route(path, { kind: "file", body, ...(opts ? { opts } : {}) });
+  }
+
+  /**
+   * Serves `body` at `path` only once `release` is called: until then each request is held unanswered (an
+   * image the origin withholds, without failing it). Returns the URL and the release.
+   */
+  gate(path: string, body: Body, opts?: FileOptions): { url: string; release: () => void } {
+    let release = () => {};
+    const open = new Promise<void>((resolve) => (release = resolve));
+    return { url: this.route(path, { kind: "gated", open, body, ...(opts ? { opts } : {}) }), release };
   }
 
   /** Requests received for `path`. */
@@ -146,6 +158,10 @@ export class Origin {
         return void req.socket.end(route.bytes);
       case "silent":
         return;
+      case "gated":
+        await route.open;
+        if (req.socket.destroyed) return;
+        return this.sendFile(path, req, res, route.body, route.opts ?? {}, {});
       case "html": {
         const page = Buffer.from("<!DOCTYPE html>\n<html><head><title>Not here</title></head><body><p>Please log in.</p></body></html>\n");
         this.count(path, page.length);

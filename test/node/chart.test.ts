@@ -16,25 +16,19 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { V1Container, V1PodSpec } from "@kubernetes/client-node";
 import { execa } from "execa";
 import { baseNameFor } from "../../src/core/names.js";
 import { eventually } from "../harness/eventually.js";
 import { chartDir, helm } from "../harness/helm.js";
-import { parseManifests } from "../harness/manifests.js";
 import { unavailableReason } from "../harness/node/node.js";
-import { repoRoot, startNodeTestbed, stopNodeTestbed, type NodeTestbed } from "../harness/node/testbed.js";
+import { startNodeTestbed, stopNodeTestbed, type NodeTestbed } from "../harness/node/testbed.js";
+import { Example, exampleImageCache, vmPod } from "../harness/node/vm-pod.js";
 import { basePath, BaseDir, fileFacts, metricSum, Namespace, oneControllerLeads, podMetrics, readyAgent, waitImageCacheReady, waitInstalled, type PodFacts } from "../harness/node/workloads.js";
 
 const skip = await unavailableReason();
 /** The name startNodeTestbed pushes the agent image under. */
 const AgentImageName = "basecache/basecache:test";
-// The names of deploy/examples/imagecache.yaml and vm-pod.yaml, used as they are.
-const ImageCacheName = "ubuntu-noble";
-const ImageId = "ubuntu-24.04";
-const PodName = "vm-web-1";
-const InstanceDir = "/var/lib/basecache/instances/vm-web-1";
-const Disk = join(InstanceDir, "disk.qcow2");
+const { imageCache: ImageCacheName, imageId: ImageId, pod: PodName, instanceDir: InstanceDir, disk: Disk } = Example;
 const ImagePath = "/images/noble.qcow2";
 const MiB = 1024 * 1024;
 
@@ -100,17 +94,9 @@ describe("helm install of the chart on the real node, and the VM pod example", {
   });
 
   test("the example ImageCache, its URL filled in, becomes Ready: the base is in the hostPath and the node labelled", async () => {
-    // What KubeVirt's virt-handler puts on nodes that may run VMs; the example ImageCache selects it.
-    await tb.node.kubectl(["label", "node", tb.node.nodeName, "kubevirt.io/schedulable=true"]);
-    const [ic] = parseManifests(await readFile(join(repoRoot, "deploy/examples/imagecache.yaml"), "utf8"));
-    assert.ok(ic);
-    const spec = ic.spec as { images: { id: string; source: { http: { url: string } } }[]; retention: { unusedFor: string } };
-    assert.deepEqual(spec.images.map((i) => i.id), [ImageId]);
-    const [image] = spec.images;
-    if (image) image.source.http.url = tb.origin.url(ImagePath);
+    await tb.node.kubectl(["label", "node", tb.node.nodeName, `${Example.nodeLabel}=true`]);
     // Retention 0: the moment nothing uses the base, GC may remove it.
-    spec.retention.unusedFor = "0s";
-    await writeFile(join(tb.dir, "imagecache.json"), JSON.stringify(ic));
+    await writeFile(join(tb.dir, "imagecache.json"), JSON.stringify(await exampleImageCache(tb.origin.url(ImagePath), "0s")));
     await tb.node.kubectl(["apply", "-f", join(tb.dir, "imagecache.json")]);
     await waitImageCacheReady(tb.node, ImageCacheName);
     base = await fileFacts(basePath(ImageId));
@@ -178,25 +164,3 @@ describe("helm install of the chart on the real node, and the VM pod example", {
     );
   });
 });
-
-/**
- * deploy/examples/vm-pod.yaml as a user on this node runs it: every image is the test image, and the VM itself,
- * which needs KVM and a VM runner image, is stood in for by what a VM does with the disk first: open overlay
- * and base read-only with explicit formats (`qemu-img compare`), then stay up. The pod is Ready only once the
- * comparison succeeded: the readiness probe sees `sleep` as the container's process 1 only after `exec`, and a
- * failed comparison exits the container instead. The KVM device limit goes with the VM (no device plugin here).
- */
-async function vmPod(image: string): Promise<object> {
-  const [pod] = parseManifests(await readFile(join(repoRoot, "deploy/examples/vm-pod.yaml"), "utf8"));
-  assert.ok(pod);
-  const spec = pod.spec as V1PodSpec;
-  const containers: V1Container[] = [...(spec.initContainers ?? []), ...spec.containers];
-  for (const c of containers) c.image = image;
-  const vm = spec.containers.find((c) => c.name === "vm");
-  assert.ok(vm?.resources?.limits, "the example has its VM container");
-  vm.command = ["/bin/sh", "-c"];
-  vm.args = [`qemu-img compare -f qcow2 -F raw ${Disk} ${basePath(ImageId)} && exec sleep infinity`];
-  vm.readinessProbe = { exec: { command: ["/bin/sh", "-c", 'test "$(cat /proc/1/comm)" = sleep'] }, periodSeconds: 1 };
-  delete vm.resources.limits["devices.kubevirt.io/kvm"];
-  return pod;
-}

@@ -20,6 +20,20 @@ export function baseNameFor(imageId: string): string {
   return createHash("sha1").update(imageId, "utf8").digest("hex");
 }
 
+/**
+ * Base file name for one version of a tracked image: the SHA-1 of `<id>@<version>`, so each version is a base of
+ * its own beside the others (an overlay on an old version keeps its backing file), and a pinned image keeps
+ * Nova's `sha1(id)`. Both are 40 hex, so GC and every scan treat them alike.
+ */
+export function versionedBaseName(imageId: string, version: string): string {
+  return baseNameFor(`${imageId}@${version}`);
+}
+
+/** The base an image definition is stored as: versionedBaseName when it carries a version, else baseNameFor. */
+export function baseNameOfImage(image: { id: string; version?: { name: string } | undefined }): string {
+  return image.version ? versionedBaseName(image.id, image.version.name) : baseNameFor(image.id);
+}
+
 /** What a file name in `_base` is, from its name alone. */
 export type BaseFileKind =
   | { kind: "base"; base: string }

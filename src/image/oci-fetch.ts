@@ -67,6 +67,29 @@ export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOpt
   };
 }
 
+/**
+ * The digest of the manifest (or index) a tag names now, computed from the bytes the registry served: what an
+ * updatePolicy tracks. A reference already pinned to a digest gives that digest, checked.
+ * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses
+ */
+export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOptions = {}): Promise<string> {
+  let parsed: ImageReference;
+  try {
+    parsed = parseImageReference(ref);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, { cause: err });
+  }
+  const insecure = [...parseRegistryList((opts.insecureRegistries ?? []).join(",")), ...parseRegistryList(process.env.BASECACHE_INSECURE_REGISTRIES)];
+  const client = new RegistryClient(parsed, decideRegistryScheme(parsed.apiHost, insecure), opts);
+  return client.manifestDigest(manifestReferenceOf(parsed), parsed.digest);
+}
+
+/** `ref` pinned to `digest`: the same repository, its tag kept for people to read, the digest deciding. */
+export function pinImageReference(ref: string, digest: string): string {
+  const parsed = parseImageReference(ref);
+  return formatImageReference({ ...parsed, digest });
+}
+
 function decided<T>(d: Decision<T>, name: string): T {
   if (d.ok) return d.value;
   throw new ImageRejectedError(d.reason, `Cannot use image "${name}": ${d.message}`);
@@ -101,6 +124,15 @@ class RegistryClient {
       if (actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
     }
     return decided(parseManifestDocument(body.toString("utf8"), res.headers.get("content-type") ?? undefined), this.name);
+  }
+
+  /** The sha256 of the manifest bytes at `reference`, checked against `digest` when one is pinned. */
+  async manifestDigest(reference: string, digest: string | undefined): Promise<string> {
+    const res = await this.request(`${this.base}/manifests/${reference}`, "GET", { accept: ManifestAccept }, `manifest "${reference}"`);
+    const body = await readLimited(res, MaxManifestBytes, this.name);
+    const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    if (digest !== undefined && actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
+    return actual;
   }
 
   /** HEADs the disk blob so that a missing layer fails here, with its name, rather than mid-pipeline. */

@@ -5,9 +5,10 @@
  * Design: docs/design/2026-12-04-updates.md.
  */
 import { createHash } from "node:crypto";
-import type { ImageSpec, ImageVersion, VersionPin, VersionRecord } from "./api-records.js";
+import type { ChecksumFrom, ImageSource, ImageSpec, ImageVersion, VersionPin, VersionRecord } from "./api-records.js";
 import { isDuration, parseDuration } from "./duration.js";
 import { definitionKey, hashOfDefinitionKey } from "./image-definition.js";
+import { formatImageReference, parseImageReference } from "./oci-ref.js";
 
 /** How many older version names a record keeps, newest first. */
 export const MaxPreviousVersions = 5;
@@ -112,4 +113,41 @@ export function pinVersions(images: readonly ImageSpec[], records: readonly Vers
 export function keptVersionRecords(images: readonly ImageSpec[], records: readonly VersionRecord[]): VersionRecord[] {
   const byId = new Map(records.map((r) => [r.id, r]));
   return images.filter((i) => updateIntervalMs(i) !== undefined && byId.has(i.id)).map((i) => byId.get(i.id)!);
+}
+
+/** `ref` pinned to `digest`: the same repository, its tag kept for people to read, the digest deciding. */
+export function pinImageReference(ref: string, digest: string): string {
+  return formatImageReference({ ...parseImageReference(ref), digest });
+}
+
+/** What a node fetches for one definition: the source, the expected checksum, and what makes sure the bytes are the version's. */
+export interface VersionedFetch {
+  source: ImageSource;
+  checksum?: string;
+  checksumFrom?: ChecksumFrom;
+  /**
+   * Request headers that make the origin refuse (HTTP 412) bytes that are no longer the version: If-Match for a
+   * strong ETag, If-Unmodified-Since for a Last-Modified. The next check then finds the newer version.
+   */
+  preconditions?: Record<string, string>;
+}
+
+/**
+ * The fetch of an image as the node makes it. A pinned image: as written. A tracked image: its version's pin
+ * replaces what moves, so every node fetches exactly the version the controller found: a registry tag becomes
+ * its manifest digest; a SUMS entry becomes the checksum (the controller verified the SUMS file's signature; the
+ * nodes then check the bytes against it, and need neither the SUMS file nor its keys); an ETag or Last-Modified
+ * becomes a precondition on the download.
+ */
+export function versionedFetchOf(image: Pick<ImageSpec, "source" | "checksum" | "checksumFrom" | "version">): VersionedFetch {
+  const v = image.version;
+  if (!v) return { source: image.source, ...(image.checksum ? { checksum: image.checksum } : {}), ...(image.checksumFrom ? { checksumFrom: image.checksumFrom } : {}) };
+  const source: ImageSource = "registry" in image.source && v.digest ? { registry: { image: pinImageReference(image.source.registry.image, v.digest) } } : image.source;
+  const checksum = v.checksum ?? image.checksum;
+  const preconditions: Record<string, string> = {};
+  if ("http" in image.source && v.checksum === undefined) {
+    if (v.etag !== undefined) preconditions["if-match"] = v.etag;
+    else if (v.lastModified !== undefined) preconditions["if-unmodified-since"] = v.lastModified;
+  }
+  return { source, ...(checksum ? { checksum } : {}), ...(Object.keys(preconditions).length ? { preconditions } : {}) };
 }

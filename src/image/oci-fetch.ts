@@ -84,12 +84,6 @@ export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOp
   return client.manifestDigest(manifestReferenceOf(parsed), parsed.digest);
 }
 
-/** `ref` pinned to `digest`: the same repository, its tag kept for people to read, the digest deciding. */
-export function pinImageReference(ref: string, digest: string): string {
-  const parsed = parseImageReference(ref);
-  return formatImageReference({ ...parsed, digest });
-}
-
 function decided<T>(d: Decision<T>, name: string): T {
   if (d.ok) return d.value;
   throw new ImageRejectedError(d.reason, `Cannot use image "${name}": ${d.message}`);

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import type { ImageSpec, VersionRecord } from "../../src/core/api-records.js";
 import { definitionHash } from "../../src/core/image-definition.js";
 import { baseNameFor, baseNameOfImage, classifyBaseFileName, versionedBaseName } from "../../src/core/names.js";
-import { keptVersionRecords, MaxPreviousVersions, nextVersionRecord, pinVersions, planVersionChecks, trackedDefinition, updateIntervalMs, versionNameOf } from "../../src/core/versions.js";
+import { keptVersionRecords, MaxPreviousVersions, nextVersionRecord, pinImageReference, pinVersions, planVersionChecks, trackedDefinition, updateIntervalMs, versionedFetchOf, versionNameOf } from "../../src/core/versions.js";
 
 const t0 = Date.parse("2026-12-04T10:00:00Z");
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -143,4 +143,23 @@ test("records of ids no longer tracked are dropped, the rest kept in spec order"
   const gone = tracked("gone");
   const recs = [record(gone, t0), record(b, t0), record(a, t0)];
   assert.deepEqual(keptVersionRecords([a, { id: "p", source: { http: { url: "https://x.example/p" } } }, b], recs).map((r) => r.id), ["a", "b"]);
+});
+
+test("a node fetches exactly the version found: a tag becomes its digest, a SUMS entry the checksum, a validator a precondition", () => {
+  const digest = `sha256:${"d".repeat(64)}`;
+  const v = (pin: object) => ({ name: "0123456789ab", resolvedAt: iso(t0), ...pin });
+  const reg: ImageSpec = { id: "r", source: { registry: { image: "registry.local:5000/os/debian:12" } }, updatePolicy: { interval: "1h" } };
+  assert.deepEqual(versionedFetchOf({ ...reg, version: v({ digest }) }), { source: { registry: { image: `registry.local:5000/os/debian:12@${digest}` } } });
+  assert.equal(pinImageReference("registry.local:5000/os/debian@" + digest, digest), `registry.local:5000/os/debian@${digest}`);
+  const sums = tracked("s", "1h", { checksumFrom: { url: "https://images.example/SHA256SUMS" } });
+  const checksum = `sha256:${"a".repeat(64)}`;
+  assert.deepEqual(versionedFetchOf({ ...sums, version: v({ checksum, signedBy: "ABCD" }) }), { source: sums.source, checksum });
+  const plain = tracked("p");
+  assert.deepEqual(versionedFetchOf({ ...plain, version: v({ etag: '"x1"' }) }), { source: plain.source, preconditions: { "if-match": '"x1"' } });
+  const lm = "Wed, 01 Jan 2025 00:00:00 GMT";
+  assert.deepEqual(versionedFetchOf({ ...plain, version: v({ lastModified: lm }) }), { source: plain.source, preconditions: { "if-unmodified-since": lm } });
+  // A pinned image, and a tracked one the controller has not pinned yet, fetch as written.
+  const fixed: ImageSpec = { id: "f", source: plain.source, checksum };
+  assert.deepEqual(versionedFetchOf(fixed), { source: plain.source, checksum });
+  assert.deepEqual(versionedFetchOf(sums), { source: sums.source, checksumFrom: sums.checksumFrom });
 });

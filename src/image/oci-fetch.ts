@@ -41,14 +41,7 @@ const DefaultPlatform: Platform = { os: "linux", architecture: "amd64" };
  *   for a manifest that holds no single disk or does not match its pinned digest
  */
 export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOptions = {}): Promise<ResolvedSource> {
-  let parsed: ImageReference;
-  try {
-    parsed = parseImageReference(ref);
-  } catch (err) {
-    throw new ConfigError((err as Error).message, { cause: err });
-  }
-  const insecure = [...parseRegistryList((opts.insecureRegistries ?? []).join(",")), ...parseRegistryList(process.env.BASECACHE_INSECURE_REGISTRIES)];
-  const client = new RegistryClient(parsed, decideRegistryScheme(parsed.apiHost, insecure), opts);
+  const { parsed, client } = clientFor(ref, opts);
   const name = formatImageReference(parsed);
   let image = await client.getManifest(manifestReferenceOf(parsed), parsed.digest);
   if (image.kind === "index") {
@@ -67,12 +60,8 @@ export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOpt
   };
 }
 
-/**
- * The digest of the manifest (or index) a tag names now, computed from the bytes the registry served: what an
- * updatePolicy tracks. A reference already pinned to a digest gives that digest, checked.
- * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses
- */
-export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOptions = {}): Promise<string> {
+// A malformed reference is the user's error (ConfigError); the scheme follows the insecure-registries list.
+function clientFor(ref: string, opts: ResolveRegistryOptions): { parsed: ImageReference; client: RegistryClient } {
   let parsed: ImageReference;
   try {
     parsed = parseImageReference(ref);
@@ -80,7 +69,16 @@ export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOp
     throw new ConfigError((err as Error).message, { cause: err });
   }
   const insecure = [...parseRegistryList((opts.insecureRegistries ?? []).join(",")), ...parseRegistryList(process.env.BASECACHE_INSECURE_REGISTRIES)];
-  const client = new RegistryClient(parsed, decideRegistryScheme(parsed.apiHost, insecure), opts);
+  return { parsed, client: new RegistryClient(parsed, decideRegistryScheme(parsed.apiHost, insecure), opts) };
+}
+
+/**
+ * The digest of the manifest (or index) a tag names now, computed from the bytes the registry served: what an
+ * updatePolicy tracks. A reference already pinned to a digest gives that digest, checked.
+ * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses
+ */
+export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOptions = {}): Promise<string> {
+  const { parsed, client } = clientFor(ref, opts);
   return client.manifestDigest(manifestReferenceOf(parsed), parsed.digest);
 }
 

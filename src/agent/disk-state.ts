@@ -10,7 +10,7 @@ import type { DiskUsage } from "../core/api-records.js";
 import type { BudgetState } from "../core/agent-plan.js";
 import { classifyGcEntry } from "../core/gc.js";
 import type { PodUsesState } from "../core/pod-uses.js";
-import { baseNameFor } from "../core/names.js";
+import { versionedBaseName } from "../core/names.js";
 import { listBaseDir, readSidecar } from "../image/base-dir.js";
 import type { Clock } from "../lib/clock.js";
 import { readFilesystemUsage } from "./inventory.js";
@@ -18,9 +18,31 @@ import type { AgentMetrics } from "./metrics.js";
 
 const CacheUsageRefreshMs = 15_000;
 
+/** One version of a tracked image stored on the node. */
+export interface StoredVersionOnDisk {
+  version: string;
+  base: string;
+  /** When the controller found the version (RFC 3339): newest first sorts by it. */
+  resolvedAt: string;
+}
+
+interface StoredEntry {
+  mtimeMs: number;
+  id?: string;
+  version?: string;
+  resolvedAt?: string;
+}
+
+/** Versions of tracked images on the node, by image id, newest first. */
+export type VersionsOnDisk = ReadonlyMap<string, readonly StoredVersionOnDisk[]>;
+
 export class DiskState {
   private readonly sizes = new Map<string, { mtimeMs: number; virtualSize?: number }>();
   private usage: { at: number; cacheBytes: number; bases: number } | undefined;
+  /** What each base's sidecar says of the version it holds, again only when the base's mtime changes. */
+  private readonly stored = new Map<string, StoredEntry>();
+  /** Kept across invalidations: GC protects pods' versions with it, and an invalidated measure is no empty one. */
+  private lastVersions: VersionsOnDisk = new Map();
   private budgetState: BudgetState | undefined;
   private podUsesState: PodUsesState | undefined;
   /** Moves on each invalidation, so a measurement that a removal overtook is not kept as fresh. */
@@ -64,11 +86,10 @@ export class DiskState {
     this.epoch++;
   }
 
-  /** The complete bases on disk among `ids`, by base name, with the virtual size their sidecar records. */
-  async readBases(ids: readonly string[]): Promise<Map<string, { virtualSize?: number }>> {
+  /** The complete bases on disk among `bases`, by base name, with the virtual size their sidecar records. */
+  async readBases(bases: readonly string[]): Promise<Map<string, { virtualSize?: number }>> {
     const onDisk = new Map<string, { virtualSize?: number }>();
-    for (const id of ids) {
-      const base = baseNameFor(id);
+    for (const base of bases) {
       // Never followed: a planted symlink or hard link at a base's name is no base (the fetch then reports it).
       const st = await lstat(join(this.opts.baseDir, base)).catch(() => undefined);
       if (!st?.isFile() || st.nlink > 1) continue;
@@ -81,6 +102,11 @@ export class DiskState {
       onDisk.set(base, virtualSize !== undefined ? { virtualSize } : {});
     }
     return onDisk;
+  }
+
+  /** The tracked images' versions on disk as of the last measure of the cache (readUsage), by image id. */
+  get versions(): VersionsOnDisk {
+    return this.lastVersions;
   }
 
   /** The cache's bytes (measured at most every CacheUsageRefreshMs unless invalidated) and the filesystem's. */
@@ -100,11 +126,35 @@ export class DiskState {
   private async measureCache(): Promise<{ cacheBytes: number; bases: number }> {
     let cacheBytes = 0;
     let bases = 0;
+    const versions = new Map<string, StoredVersionOnDisk[]>();
+    const seen = new Set<string>();
     for (const e of await listBaseDir(this.opts.baseDir)) {
       const kind = classifyGcEntry(e).kind;
       if (kind !== "unknown") cacheBytes += e.allocatedBytes;
-      if (kind === "base") bases++;
+      if (kind !== "base") continue;
+      bases++;
+      seen.add(e.name);
+      const v = await this.storedVersion(e.name, e.mtimeMs);
+      if (v.id === undefined || v.version === undefined) continue;
+      const list = versions.get(v.id) ?? [];
+      list.push({ version: v.version, base: e.name, resolvedAt: v.resolvedAt ?? "" });
+      versions.set(v.id, list);
     }
+    for (const base of this.stored.keys()) if (!seen.has(base)) this.stored.delete(base);
+    for (const list of versions.values()) list.sort((a, b) => (a.resolvedAt < b.resolvedAt ? 1 : a.resolvedAt > b.resolvedAt ? -1 : 0));
+    this.lastVersions = versions;
     return { cacheBytes, bases };
+  }
+
+  // The sidecar is trusted only as far as its base's name agrees with it (core/names.ts versionedBaseName).
+  private async storedVersion(base: string, mtimeMs: number): Promise<StoredEntry> {
+    const known = this.stored.get(base);
+    if (known && known.mtimeMs === mtimeMs) return known;
+    const sc = await readSidecar(this.opts.baseDir, base);
+    const version = sc?.version?.name;
+    const agrees = sc !== undefined && version !== undefined && typeof sc.id === "string" && versionedBaseName(sc.id, version) === base;
+    const entry: StoredEntry = agrees ? { mtimeMs, id: sc.id, version, ...(sc.version?.resolvedAt ? { resolvedAt: sc.version.resolvedAt } : {}) } : { mtimeMs };
+    this.stored.set(base, entry);
+    return entry;
   }
 }

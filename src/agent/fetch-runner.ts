@@ -9,9 +9,11 @@ import type { ImageSpec } from "../core/api-records.js";
 import type { BackoffPolicy } from "../core/backoff.js";
 import { definitionKey } from "../core/image-definition.js";
 import { parseByteQuantity } from "../core/quantity.js";
+import { versionedFetchOf } from "../core/versions.js";
 import { checksumFromRequestOf } from "../image/checksum-from.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
-import { describeOutcome, fetchImage, type FetchFacts, type FetchProgress } from "../image/pipeline.js";
+import { describeOutcome, fetchImage, type FetchFacts, type FetchProgress, type FetchRequest } from "../image/pipeline.js";
+import { writeVersionPointer } from "../image/version-pointer.js";
 import type { Clock } from "../lib/clock.js";
 import { AbortedError, DiskFullError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
@@ -141,17 +143,17 @@ export class FetchRunner {
     const started = this.opts.monotonic.now();
     try {
       const result = await fetchImage({
-        baseDir: this.opts.baseDir,
-        id: image.id,
-        source: image.source,
-        ...(image.checksum ? { checksum: image.checksum } : {}),
-        ...(image.checksumFrom ? { checksumFrom: checksumFromRequestOf(image.checksumFrom) } : {}),
-        ...(image.maxVirtualSize ? { maxVirtualSize: parseByteQuantity(image.maxVirtualSize) } : {}),
+        ...fetchRequestOf(image, this.opts.baseDir),
         signal: controller.signal,
         log,
         ...this.progressHandlers(task, admission),
         ...(this.opts.fetchRetry ? { retry: this.opts.fetchRetry } : {}),
       });
+      // Only a Ready version becomes the one new instance disks get; the old one stays theirs until then.
+      if (image.version && (await writeVersionPointer(this.opts.baseDir, image.id, image.version.name, new Date(this.opts.clock.now())))) {
+        log.info({ version: image.version.name, base: result.base }, "New instance disks of this image now use its new version");
+        this.opts.events.record("Normal", "VersionCurrent", "Fetch", `Image "${image.id}": version ${image.version.name} (base ${result.base}) is the one new instance disks use`);
+      }
       this.memory[image.id] = { verified: task.definitionKey };
       if (result.cached) return;
       metrics.fetches.inc({ outcome: "ready", reason: "fetched" });
@@ -233,4 +235,20 @@ export class FetchRunner {
     task.controller.abort(err);
     return err;
   }
+}
+
+/** The pipeline's request for `image`: a tracked image's version pinned as core/versions.ts versionedFetchOf says. */
+export function fetchRequestOf(image: ImageSpec, baseDir: string): FetchRequest {
+  const f = versionedFetchOf(image);
+  const v = image.version;
+  return {
+    baseDir,
+    id: image.id,
+    source: f.source,
+    ...(f.checksum ? { checksum: f.checksum } : {}),
+    ...(f.checksumFrom ? { checksumFrom: checksumFromRequestOf(f.checksumFrom) } : {}),
+    ...(f.preconditions ? { preconditions: f.preconditions } : {}),
+    ...(v ? { version: { ...v, ...(image.checksumFrom ? { checksumFromUrl: image.checksumFrom.url } : {}) } } : {}),
+    ...(image.maxVirtualSize ? { maxVirtualSize: parseByteQuantity(image.maxVirtualSize) } : {}),
+  };
 }

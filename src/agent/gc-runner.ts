@@ -8,7 +8,8 @@ import { randomUUID } from "node:crypto";
 import { DefaultRetentionMs, type GcDecision, type GcWant } from "../core/gc.js";
 import { parseDuration } from "../core/duration.js";
 import { cacheBytesAfter } from "../core/gc-budget.js";
-import { baseNameFor } from "../core/names.js";
+import { baseNameOfImage } from "../core/names.js";
+import { readVersionPointer } from "../image/version-pointer.js";
 import type { GcBudget } from "../core/watermarks.js";
 import type { NodeImageCache } from "../kube/api-types.js";
 import type { Clock } from "../lib/clock.js";
@@ -52,8 +53,28 @@ export function wantedFrom(nic: NodeImageCache | undefined, synced: boolean, def
     } catch {
       // The CRD validates the pattern; an unparsable value keeps the default.
     }
-    return { base: baseNameFor(i.id), imageId: i.id, retentionMs };
+    return { base: baseNameOfImage(i), imageId: i.id, retentionMs };
   });
+}
+
+/**
+ * Adds, for each tracked image, the base its `.current` pointer names when that is not the version the node is
+ * told to hold: until the new version is Ready here, new instance disks still get the old one, so it stays wanted.
+ * A pointer that cannot be read adds nothing (the old base is then kept only by its uses and its retention).
+ */
+export async function withCurrentVersions(wanted: GcWant[] | undefined, nic: NodeImageCache | undefined, baseDir: string, log: Logger): Promise<GcWant[] | undefined> {
+  if (!wanted) return wanted;
+  const out = [...wanted];
+  for (const image of nic?.spec.images ?? []) {
+    if (!image.version) continue;
+    const pointer = await readVersionPointer(baseDir, image.id).catch((err: unknown) => {
+      log.warn({ imageId: image.id, err: asError(err) }, "Cannot read the version pointer of image");
+      return undefined;
+    });
+    const want = wanted.find((w) => w.imageId === image.id);
+    if (pointer && want && pointer.base !== want.base) out.push({ ...want, base: pointer.base });
+  }
+  return out;
 }
 
 /** Serializes GC passes: timer, signal, annotation and room-making requests never overlap. */

@@ -19,7 +19,8 @@ import { WorkQueue } from "../kube/work-queue.js";
 import { monotonicClock, sleep, type Clock } from "../lib/clock.js";
 import { startEndpoints, type RunningEndpoints } from "../lib/health.js";
 import type { Logger } from "../lib/log.js";
-import { GcRunner, wantedFrom } from "./gc-runner.js";
+import { GcRunner, wantedFrom, withCurrentVersions } from "./gc-runner.js";
+import { podUsesOfVersions } from "../core/pod-uses.js";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.js";
 import { DiskState } from "./disk-state.js";
 import { FetchRunner } from "./fetch-runner.js";
@@ -119,9 +120,15 @@ function wireParts(opts: AgentOptions, edges: Edges) {
     onState: (s) => disk.recordPodUses(s),
   });
   const references = {
-    wanted: () => wantedFrom(nic(), nics.hasSynced, retention),
+    wanted: () => withCurrentVersions(wantedFrom(nic(), nics.hasSynced, retention), nic(), opts.baseDir, log),
     // Asked only when the pass could remove a base: otherwise the uses cannot change what it does.
-    podUses: (needed: boolean) => (needed ? asker.ask(signal) : []),
+    podUses: async (needed: boolean) => {
+      if (!needed) return [];
+      const uses = await asker.ask(signal);
+      // The versions stored here as of the agent's last measure of the cache (at most CacheUsageRefreshMs old):
+      // one newer than that is the pointer's, wanted anyway.
+      return Array.isArray(uses) ? podUsesOfVersions(uses, disk.versions) : uses;
+    },
   };
   const monotonic = opts.monotonic ?? monotonicClock;
   const gc = new GcRunner({ ...opts, monotonic, log, metrics, signal, references, events, disk });

@@ -6,6 +6,7 @@
  * it starts, carries the pass's `reconcileId` (the queue binds it to `log`).
  */
 import { planAgent, type AgentPlan, type AgentPlanInput } from "../core/agent-plan.js";
+import { baseNameOfImage } from "../core/names.js";
 import type { NodeImageCache } from "../kube/api-types.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
 import type { Clock } from "../lib/clock.js";
@@ -35,14 +36,16 @@ export async function reconcileNode(parts: AgentParts, signal: AbortSignal, log:
 /** Reads everything the plan depends on; the memory is a snapshot, taken last so no await comes between it and the plan. */
 export async function gatherAgentInput(parts: AgentParts): Promise<AgentPlanInput> {
   const nic = parts.nodeImageCache();
-  const onDisk = await parts.disk.readBases((nic?.spec.images ?? []).map((i) => i.id));
+  const onDisk = await parts.disk.readBases((nic?.spec.images ?? []).map(baseNameOfImage));
   const disk = await parts.disk.readUsage();
+  const versions = parts.disk.versions;
   const budget = parts.disk.budget;
   const podUses = parts.disk.podUses;
   return {
     now: parts.clock.now(),
     ...(nic ? { nodeImageCache: nic } : {}),
     onDisk,
+    ...(versions.size > 0 ? { versionsOnDisk: versions } : {}),
     disk,
     ...parts.fetches.recall(),
     concurrency: parts.concurrency,

@@ -2,7 +2,7 @@
  * What every controller pass shares: clients, informer caches, metrics, the Event recorder, and a memory of
  * our own latest writes so that a pass running before the informer has seen our write does not write again.
  */
-import type { ImageCache, ImageCacheStatus, NodeImageCache, NodeInfo } from "../kube/api-types.js";
+import type { ImageCache, ImageCacheStatus, NodeImageCache, NodeInfo, VersionRecord } from "../kube/api-types.js";
 import type { KubeClients, RawObject } from "../kube/client.js";
 import type { EventRecorder } from "../kube/events.js";
 import type { Informer } from "../kube/informer.js";
@@ -37,6 +37,7 @@ export class ControllerContext {
   private readonly written = new Map<string, RawObject>();
   private readonly statusWritten = new Map<string, { rv: string; status: ImageCacheStatus; at: number }>();
   private parsedCaches = new Map<string, { rv: string; ic: ImageCache }>();
+  private readonly checked = new Map<string, VersionRecord[]>();
 
   constructor(
     readonly clients: KubeClients,
@@ -116,5 +117,19 @@ export class ControllerContext {
 
   forgetStatus(name: string): void {
     this.statusWritten.delete(name);
+    this.checked.delete(name);
+  }
+
+  /**
+   * The version records of an ImageCache: this process's latest checks, else what its status says (a new leader
+   * carries on from there). The roll-up is the one writer of status, so the records reach it from here.
+   */
+  versionRecords(ic: ImageCache): VersionRecord[] {
+    return this.checked.get(ic.metadata.name) ?? this.currentStatus(ic.metadata.name, this.informers.imageCaches.get(ic.metadata.name))?.versions ?? [];
+  }
+
+  /** Records the results of a version pass, for the fan-out and the roll-up. */
+  setVersionRecords(name: string, records: VersionRecord[]): void {
+    this.checked.set(name, records);
   }
 }

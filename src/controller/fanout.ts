@@ -6,6 +6,7 @@
 import type { ImageCacheView } from "../core/desired.js";
 import { planFanout, type FanoutInput, type FanoutPlan } from "../core/fanout.js";
 import { planPublicKeys } from "../core/public-keys.js";
+import { pinVersions } from "../core/versions.js";
 import { ApiVersion, NodeImageCacheKind, NodeLabel, type ImageCache } from "../kube/api-types.js";
 import { isNotFound, KubeApiError, type RawObject } from "../kube/client.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
@@ -20,6 +21,16 @@ export function imageCacheView(ic: ImageCache): ImageCacheView {
   if (ic.spec.nodeSelector) view.nodeSelector = ic.spec.nodeSelector;
   if (ic.spec.retention) view.retention = ic.spec.retention;
   return view;
+}
+
+/**
+ * The view the nodes' definitions come from: each tracked image pinned to the version its checks found, one not
+ * checked yet left out until it is (core/versions.ts pinVersions).
+ */
+export function pinnedImageCacheView(ctx: ControllerContext, ic: ImageCache): ImageCacheView {
+  const view = imageCacheView(ic);
+  if (!ic.spec.images.some((i) => i.updatePolicy)) return view;
+  return { ...view, images: pinVersions(ic.spec.images, ctx.versionRecords(ic)).images };
 }
 
 /** The view with the public keys its checksumFrom entries name, read from the ConfigMap cache (core/public-keys.ts). */
@@ -41,7 +52,7 @@ function gatherFanout(ctx: ControllerContext, nodeName: string): FanoutInput {
   const meta = seen?.nic.metadata;
   return {
     node: nodeRaw ? ctx.parse.node(nodeRaw) : undefined,
-    imageCaches: ctx.allImageCaches().filter((ic) => !ic.metadata.deletionTimestamp).map((ic) => withPublicKeys(ctx, imageCacheView(ic))),
+    imageCaches: ctx.allImageCaches().filter((ic) => !ic.metadata.deletionTimestamp).map((ic) => withPublicKeys(ctx, pinnedImageCacheView(ctx, ic))),
     current: seen && meta
       ? {
           ...(meta.uid ? { uid: meta.uid } : {}),

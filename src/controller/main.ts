@@ -24,7 +24,8 @@ import { createControllerMetrics, type ControllerMetrics } from "./metrics.js";
 import { reconcilePlacement, wirePlacement } from "./node-placement.js";
 import { reconcilePodUses, wirePodUses } from "./pod-uses.js";
 import { reconcileImageCache } from "./rollup.js";
-import { wireEvents } from "./wiring.js";
+import { imageCacheKey, nodeKey, wireEvents } from "./wiring.js";
+import { reconcileVersions } from "./versions.js";
 
 export interface ControllerOptions extends EndpointAddresses {
   kc: KubeConfig;
@@ -159,14 +160,22 @@ async function runLeading(opts: ControllerOptions, clients: KubeClients, metrics
   const events = new EventRecorder({ events: clients.events, controller: `${Group}/controller`, instance: identity, log, clock: wall });
   const ctx = new ControllerContext(clients, informers, metrics, events, { wall, monotonic: monotonicClock }, log);
   ctx.keysNamespace = keysNamespace;
+  // A new version: every node may fetch it, and the roll-up writes the record (it is the one status writer).
+  const versionPass = {
+    changed: (ic: { metadata: { name: string } }) => {
+      for (const n of informers.nodes.list()) queue.add(nodeKey(n.metadata?.name ?? ""));
+      queue.add(imageCacheKey(ic.metadata.name));
+    },
+  };
   const queue = new WorkQueue({
     name: "controller",
     workers: opts.workers,
     log,
     metrics: metrics.queue,
-    reconcile: async (key, _signal, passLog) => {
+    reconcile: async (key, passSignal, passLog) => {
       const [kind, name = ""] = splitKey(key);
       if (kind === "placement") return reconcilePlacement(ctx, name);
+      if (kind === "versions") return reconcileVersions(ctx, name, versionPass, passSignal, passLog);
       if (kind === "poduses") return reconcilePodUses(ctx, name, passLog);
       return kind === "node" ? reconcileNode(ctx, name, passLog) : reconcileImageCache(ctx, name, opts.statusIntervalMs, passLog);
     },

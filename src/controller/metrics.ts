@@ -10,6 +10,7 @@ export interface ControllerMetrics {
   informerErrors: Counter<"informer">;
   conflicts: Gauge;
   podUsesAnswers: Counter<"outcome">;
+  versionChecks: Counter<"result">;
 }
 
 export function createControllerMetrics(registry: Registry): ControllerMetrics {
@@ -24,6 +25,12 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
       name: "basecache_controller_pod_uses_answers_total",
       help: "Answers to agents' pod-uses requests, by outcome (answered, incomplete: the pods could not be listed or named too many images)",
       labelNames: ["outcome"],
+      registers,
+    }),
+    versionChecks: new Counter({
+      name: "basecache_controller_version_checks_total",
+      help: "Checks of tracked images' sources, by result (same, new: a new version, failed)",
+      labelNames: ["result"],
       registers,
     }),
     conflicts: new Gauge({ name: "basecache_controller_conflicting_image_ids", help: "Image ids defined differently by two or more ImageCaches", registers }),

@@ -10,6 +10,7 @@ import type { ControllerInformers } from "./context.js";
 
 export const nodeKey = (name: string) => `node:${name}`;
 export const imageCacheKey = (name: string) => `imagecache:${name}`;
+export const versionsKey = (name: string) => `versions:${name}`;
 
 function nameOf(obj: RawObject | undefined): string {
   return obj?.metadata?.name ?? "";
@@ -41,16 +42,19 @@ export function wireEvents(informers: ControllerInformers, queue: WorkQueue): vo
   };
 
   // An ImageCache's spec can change what every node wants and which definitions conflict.
+  // Its tracked images are checked at once (a new leader finds their records in status and waits out the interval).
   informers.imageCaches.on("add", (ic) => {
     allNodes();
     allImageCaches();
     queue.add(imageCacheKey(nameOf(ic)));
+    queue.add(versionsKey(nameOf(ic)));
   });
   informers.imageCaches.on("update", (ic, old) => {
     const specChanged = ic.metadata?.generation !== old?.metadata?.generation || ic.metadata?.deletionTimestamp !== old?.metadata?.deletionTimestamp;
     if (specChanged) {
       allNodes();
       allImageCaches();
+      queue.add(versionsKey(nameOf(ic)));
     }
     queue.add(imageCacheKey(nameOf(ic)));
   });

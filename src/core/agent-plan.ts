@@ -9,7 +9,7 @@ import type { FetchFailure, ImageMemory } from "./agent-memory.js";
 import { definitionKey, hashOfDefinitionKey } from "./image-definition.js";
 import { isRejectReason } from "./reject-reasons.js";
 import { setConditions, type ConditionInput } from "./conditions.js";
-import { baseNameFor } from "./names.js";
+import { baseNameOfImage } from "./names.js";
 import { podUsesCondition, type PodUsesState } from "./pod-uses.js";
 import { formatBytes } from "./quantity.js";
 
@@ -27,6 +27,8 @@ export interface AgentPlanInput {
   nodeImageCache?: NodeImageCache;
   /** Complete bases on disk, by base name, with the virtual size their sidecar records. */
   onDisk: ReadonlyMap<string, { virtualSize?: number }>;
+  /** Tracked images' versions stored on the node, by image id, newest first (from their sidecars). */
+  versionsOnDisk?: ReadonlyMap<string, readonly { version: string; base: string }[]>;
   memory: Readonly<Record<string, ImageMemory>>;
   /** Ids with a fetch or a check under way. */
   tasks: readonly string[];
@@ -68,6 +70,7 @@ interface PassFacts {
   now: number;
   generation: number;
   onDisk: AgentPlanInput["onDisk"];
+  versionsOnDisk?: AgentPlanInput["versionsOnDisk"];
   memory: Readonly<Record<string, ImageMemory>>;
   budget?: BudgetState;
   podUses?: PodUsesState;
@@ -79,7 +82,7 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
   if (!nic) return { generation: 0, start: [], verify: [], cancel: input.tasks.map((id) => ({ id, why: "its NodeImageCache is gone" })), forget: [] };
   const generation = nic.metadata.generation ?? 0;
   const seed = input.seeded ? undefined : planSeedMemory(nic, input.memory);
-  const facts: PassFacts = { now: input.now, generation, onDisk: input.onDisk, memory: { ...seed, ...input.memory }, ...(input.budget ? { budget: input.budget } : {}), ...(input.podUses ? { podUses: input.podUses } : {}) };
+  const facts: PassFacts = { now: input.now, generation, onDisk: input.onDisk, ...(input.versionsOnDisk ? { versionsOnDisk: input.versionsOnDisk } : {}), memory: { ...seed, ...input.memory }, ...(input.budget ? { budget: input.budget } : {}), ...(input.podUses ? { podUses: input.podUses } : {}) };
   const keys = new Map(nic.spec.images.map((w) => [w.id, definitionKey(w)]));
   const cancel = Object.entries(input.memory)
     .filter(([id, m]) => m.running && m.running.definitionKey !== keys.get(id))
@@ -136,9 +139,9 @@ type ImageDecision =
 
 // The first rule that holds decides: rejected, on disk, running, waiting to retry, else fetch.
 function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
-  const base = baseNameFor(image.id);
+  const base = baseNameOfImage(image);
   const key = definitionKey(image);
-  const entry = { id: image.id, base, observedGeneration: input.generation, definition: hashOfDefinitionKey(key) };
+  const entry: NodeImageStatus = { id: image.id, base, observedGeneration: input.generation, definition: hashOfDefinitionKey(key), phase: "Pending", ...versionFields(image, base, input) };
   const memory = input.memory[image.id];
   const failure = memory?.failure;
   const sameFailure = failure !== undefined && sameDefinition(failure, key, input.generation);
@@ -162,6 +165,14 @@ function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
     if (failure.retryAt !== undefined && failure.retryAt > input.now) return { kind: "wait", afterMs: failure.retryAt - input.now, status: failed };
   }
   return { kind: "fetch", status: { ...entry, phase: "Pending" } };
+}
+
+// A tracked image's entry names its version and the older versions' bases still on the node (which instance
+// disks may use; GC removes them as it removes any base).
+function versionFields(image: ImageSpec, base: string, input: PassFacts): Pick<NodeImageStatus, "version" | "previousVersions"> {
+  if (!image.version) return {};
+  const previous = (input.versionsOnDisk?.get(image.id) ?? []).filter((v) => v.base !== base).map((v) => ({ version: v.version, base: v.base }));
+  return { version: image.version.name, ...(previous.length > 0 ? { previousVersions: previous } : {}) };
 }
 
 function sameDefinition(failure: FetchFailure, key: string, generation: number): boolean {

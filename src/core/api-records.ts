@@ -45,6 +45,46 @@ export interface ChecksumFrom {
   signature?: ChecksumSignature;
 }
 
+/** An opt-in update policy: the tracked source is checked again every `interval` (core/versions.ts). */
+export interface UpdatePolicy {
+  /** A duration such as `6h`; checks never repeat faster than core/versions.ts MinUpdateInterval. */
+  interval: string;
+}
+
+/** What pins one version of a tracked source: one or more of these, as the check found them. */
+export interface VersionPin {
+  /** A registry source: the manifest digest the tag named. */
+  digest?: string;
+  /** An http source with checksumFrom: the checksum the (verified) SUMS file lists. */
+  checksum?: string;
+  /** An http source without a checksum: the origin's validators, sent back as preconditions. */
+  etag?: string;
+  lastModified?: string;
+  /** The key that signed the SUMS file, when it is signed. */
+  signedBy?: string;
+}
+
+/** One version of a tracked image. */
+export interface ImageVersion extends VersionPin {
+  /** 12 hex, core/versions.ts versionNameOf. */
+  name: string;
+  /** When a check first found it (RFC 3339). */
+  resolvedAt: string;
+}
+
+/** What the controller's checks found for one tracked image, in its ImageCache's status. */
+export interface VersionRecord {
+  id: string;
+  /** core/versions.ts trackedDefinition of the spec this record is about. */
+  definition: string;
+  current?: ImageVersion;
+  /** Names of older versions, newest first. */
+  previous?: string[];
+  checkedAt?: string;
+  /** Why the last check failed; absent after one that worked. */
+  message?: string;
+}
+
 /** One image as an ImageCache declares it. */
 export interface ImageSpec {
   id: string;
@@ -55,6 +95,9 @@ export interface ImageSpec {
   checksumFrom?: ChecksumFrom;
   /** A byte quantity such as `20Gi`. */
   maxVirtualSize?: string;
+  updatePolicy?: UpdatePolicy;
+  /** NodeImageCaches only: the version of a tracked image the node should hold. */
+  version?: ImageVersion;
 }
 
 /** The operators of a label selector requirement, as the CRD's enum lists them. */
@@ -118,6 +161,8 @@ export interface ImageCacheStatus {
   conditions?: Condition[];
   /** The Node label `<nodeLabel>=ready` marks the nodes where this ImageCache is Ready. */
   nodeLabel?: string;
+  /** One per image with an updatePolicy that has been checked. */
+  versions?: VersionRecord[];
 }
 
 export interface ObjectMeta {
@@ -190,6 +235,10 @@ export interface NodeImageStatus {
   observedGeneration?: number;
   /** Hash of the image definition this entry reports on (definitionHash in core/agent-plan.ts). */
   definition?: string;
+  /** A tracked image: the version this entry reports on. */
+  version?: string;
+  /** A tracked image: bases of its older versions still on the node, newest first. */
+  previousVersions?: { version: string; base: string }[];
 }
 
 /** The cache's own allocated bytes, and the size and free bytes of the filesystem it is on. */

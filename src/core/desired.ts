@@ -59,7 +59,9 @@ export function findConflicts(imageCaches: readonly ImageCacheView[]): Conflict[
   for (const ic of imageCaches) {
     for (const img of ic.images) {
       const list = byId.get(img.id) ?? [];
-      list.push({ ic, key: definitionKey(img) });
+      // Two ImageCaches tracking one source agree even while their checks have found different versions.
+      const { version: _version, ...unpinned } = img;
+      list.push({ ic, key: definitionKey(unpinned) });
       byId.set(img.id, list);
     }
   }
@@ -85,6 +87,8 @@ function cleanDefinition(d: ImageSpec): ImageSpec {
   if (d.checksum !== undefined) out.checksum = d.checksum;
   if (d.checksumFrom !== undefined) out.checksumFrom = d.checksumFrom;
   if (d.maxVirtualSize !== undefined) out.maxVirtualSize = d.maxVirtualSize;
+  if (d.updatePolicy !== undefined) out.updatePolicy = d.updatePolicy;
+  if (d.version !== undefined) out.version = d.version;
   return out;
 }
 

@@ -71,7 +71,7 @@ export interface GcInput {
   dryRun?: boolean;
 }
 
-export type GcFileKind = "base" | "sidecar" | "temp" | "lock" | "gc-state" | "unknown";
+export type GcFileKind = "base" | "sidecar" | "temp" | "lock" | "pointer" | "gc-state" | "unknown";
 export type GcAction = "keep" | "delete" | "report";
 
 /**
@@ -81,6 +81,7 @@ export type GcAction = "keep" | "delete" | "report";
  * - ReferencesIncomplete: some use could not be determined, so no base is removed this pass.
  * - WithinRetention / RetentionExpired: unused, for less / at least the retention age. Evicted: over the high watermark.
  * - BaseKept / BaseRemoved: a sidecar follows its base. Orphaned: a sidecar without a base.
+ * - Tracked / Untracked: a tracked image's `.current` pointer, kept while the image is wanted here, removed after.
  * - Held / Abandoned: a temp file or lock that a live process holds / that nobody holds.
  * - Resumable: a `.part` with its resume record (or the record), of a wanted base not yet on disk: the next fetch
  *   continues it (core/resume-rules.ts) or removes it.
@@ -99,6 +100,8 @@ export type GcReason =
   | "BaseKept"
   | "BaseRemoved"
   | "Orphaned"
+  | "Tracked"
+  | "Untracked"
   | "Held"
   | "Abandoned"
   | "Resumable"

@@ -5,7 +5,7 @@
  */
 import { formatAge } from "./duration.js";
 import { planBudget, settleFollowers } from "./gc-budget.js";
-import { classifyBaseFileName, PartSuffix, ResumeSuffix } from "./names.js";
+import { baseNameFor, classifyBaseFileName, PartSuffix, ResumeSuffix } from "./names.js";
 import { GcStateFileName, GcStateTempFileName, type GcBaseRecord, type GcDecision, type GcEntry, type GcFileKind, type GcInput, type GcPlan, type GcState, type GcWant } from "./gc-records.js";
 
 export * from "./gc-records.js";
@@ -16,6 +16,8 @@ interface Facts {
   input: GcInput;
   bases: Set<string>;
   wanted: Map<string, GcWant>;
+  /** sha1 of each wanted image id: the stems of the pointers that still mean something. */
+  wantedIds: Set<string>;
   users: Map<string, string[]>;
   busy: Set<string>;
   /** Bases with a resume record of ours beside their `.part`. */
@@ -69,7 +71,8 @@ function indexEntries(input: GcInput): Facts {
     if (list) list.push(u.by);
     else users.set(u.base, [u.by]);
   }
-  return { input, bases, wanted, users, busy, resumable, mtimes, kinds };
+  const wantedIds = new Set(input.wanted.map((w) => baseNameFor(w.imageId)));
+  return { input, bases, wanted, wantedIds, users, busy, resumable, mtimes, kinds };
 }
 
 function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
@@ -81,6 +84,8 @@ function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
       return decision(entry, kind, base, decideFollower(entry, base ?? "", facts));
     case "lock":
       return decision(entry, kind, base, decideLock(entry, base ?? "", facts));
+    case "pointer":
+      return decision(entry, kind, base, decidePointer(entry, base ?? "", facts));
     case "temp":
       return decision(entry, kind, base, decideTemp(entry, base ?? "", facts));
     case "gc-state":
@@ -142,6 +147,14 @@ function decideFollower(entry: GcEntry, base: string, facts: Facts): Verdict {
   if (facts.bases.has(base)) return { action: "keep", reason: "BaseKept", message: "Its base is kept" };
   if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way" };
   return { action: "delete", reason: "Orphaned", message: "Its base does not exist" };
+}
+
+// The pointer's stem is sha1(id), the id's own name: it means something while that id is wanted here. The base
+// it names is kept by the wanted rule (the agent counts it wanted), so removing it can never strand a disk.
+function decidePointer(entry: GcEntry, stem: string, facts: Facts): Verdict {
+  if (entry.held) return { action: "keep", reason: "Held", message: "A live process holds it" };
+  if (facts.wantedIds.has(stem)) return { action: "keep", reason: "Tracked", message: "Names the version new instance disks of a wanted image use" };
+  return { action: "delete", reason: "Untracked", message: "Pointer of an image no longer wanted here" };
 }
 
 // A lock whose owner is gone is stale whether or not its base exists (a crash between rename and release).

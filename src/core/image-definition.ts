@@ -22,6 +22,8 @@ export function definitionKey(image: ImageSpec): string {
     const ref = sig ? `${sig.keys.configMapRef.name}/${sig.keys.configMapRef.key}` : "";
     parts.push([from.url, from.name ?? "", from.algorithm ?? "", sig ? [sig.url ?? "", ref, sig.publicKeys ?? ""] : ""]);
   }
+  // A tracked image: its interval, and on a node the version it is pinned to (each version is its own base).
+  if (image.updatePolicy || image.version) parts.push({ interval: image.updatePolicy?.interval ?? "", version: image.version?.name ?? "" });
   return JSON.stringify(parts);
 }
 

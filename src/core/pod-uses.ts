@@ -105,3 +105,13 @@ export interface PodUsesState {
 export function podUsesCondition(s: PodUsesState, generation: number): ConditionInput {
   return { type: "PodUsesKnown", status: s.known ? "True" : "False", reason: s.reason, message: s.message, observedGeneration: generation };
 }
+
+/**
+ * A pod that names a tracked image may run a VM on any of its versions (a disk the agent cannot see): its use
+ * protects every version of the id stored here, not only `sha1(id)`.
+ */
+export function podUsesOfVersions(uses: readonly GcUse[], versions: ReadonlyMap<string, readonly { base: string }[]>): GcUse[] {
+  if (versions.size === 0) return [...uses];
+  const byIdBase = new Map([...versions.entries()].map(([id, list]) => [baseNameFor(id), list]));
+  return uses.flatMap((u) => [u, ...(byIdBase.get(u.base) ?? []).map((v) => ({ base: v.base, by: u.by }))]);
+}

@@ -3,7 +3,7 @@
  * counts per image, readyNodes/desiredNodes, at most 20 failures, and the Ready, Progressing, Degraded and
  * Conflict conditions. The size is bounded by the number of images, never by the number of nodes.
  */
-import type { ImageCacheStatus, ImageCounts, NodeFailure, NodeImageStatus } from "./api-records.js";
+import type { ImageCacheStatus, ImageCounts, NodeFailure, NodeImageStatus, VersionRecord } from "./api-records.js";
 import { setConditions, type Condition, type ConditionInput } from "./conditions.js";
 import type { Conflict } from "./desired.js";
 import { placementLabel } from "./placement-keys.js";
@@ -33,6 +33,8 @@ export interface RollupInput {
   /** Ids this ImageCache wants that some selected node could not take (NodeImageCache full). */
   overflowIds?: readonly string[];
   existingConditions?: readonly Condition[];
+  /** What the version checks of its tracked images found (the controller's version pass); carried as they are. */
+  versions?: readonly VersionRecord[];
   /** RFC 3339 time for conditions whose status flips. */
   now: string;
 }
@@ -47,7 +49,7 @@ export const ConditionType = { Ready: "Ready", Progressing: "Progressing", Degra
 
 /**
  * Reasons: AllNodesReady, NoMatchingNodes and NodesNotReady (Ready); Caching and Idle (Progressing);
- * ImagesFailed, ConflictingDefinition, TooManyImages and AsExpected (Degraded); ConflictingDefinition and
+ * ImagesFailed, ConflictingDefinition, TooManyImages, VersionCheckFailed and AsExpected (Degraded); ConflictingDefinition and
  * NoConflict (Conflict).
  */
 export const Reason = {
@@ -58,6 +60,7 @@ export const Reason = {
   Idle: "Idle",
   ImagesFailed: "ImagesFailed",
   ConflictingDefinition: "ConflictingDefinition",
+  VersionCheckFailed: "VersionCheckFailed",
   TooManyImages: "TooManyImages",
   AsExpected: "AsExpected",
   NoConflict: "NoConflict",
@@ -147,6 +150,10 @@ function plannedConditions(input: RollupInput, t: Tally, lostIds: string[]): Con
     degraded = { type: ConditionType.Degraded, status: "True", reason: Reason.ConflictingDefinition, message: `Not cached because another ImageCache defines them differently: ${lostIds.slice(0, 10).join(", ")}` };
   } else if (overflow.length > 0) {
     degraded = { type: ConditionType.Degraded, status: "True", reason: Reason.TooManyImages, message: `Some nodes would hold more images than a NodeImageCache allows; left out: ${overflow.slice(0, 10).join(", ")}` };
+  } else {
+    // A check that failed keeps the current version on the nodes, so it degrades nothing they hold; it is still news.
+    const failedCheck = (input.versions ?? []).find((r) => r.message !== undefined);
+    if (failedCheck) degraded = { type: ConditionType.Degraded, status: "True", reason: Reason.VersionCheckFailed, message: `Checking image "${failedCheck.id}" for a new version failed: ${failedCheck.message}` };
   }
   return [ready, progressing, degraded].map((c) => ({ ...c, observedGeneration: input.generation }));
 }
@@ -173,5 +180,6 @@ export function planImageCacheStatus(input: RollupInput): RollupStatus {
     failuresTruncated: t.failures.length > MaxFailures,
     conditions: setConditions(input.existingConditions ?? [], wanted, input.now),
     nodeLabel: placementLabel(input.name),
+    versions: [...(input.versions ?? [])],
   };
 }

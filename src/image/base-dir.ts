@@ -11,6 +11,7 @@ import { classifyBaseFileName, ConvertedSuffix, LockSuffix, PartSuffix, ResumeSu
 import { ForeignFileError } from "../lib/errors.js";
 import { isLockOwnerAlive, readLockOwner, tryAcquireLock } from "./lock.js";
 import { createOwnFile, openOwnFile, readOwnFile, removeOwnFile, statOwnFile } from "./safe-fs.js";
+import type { StoredVersion } from "./fetch-request.js";
 
 /** Sidecars hold where an image came from: readable by the agent's user and group only (docs/operations.md). */
 export const SidecarMode = 0o640;
@@ -190,6 +191,8 @@ export interface BaseSidecar {
   bytesDownloaded: number;
   /** Where the expected checksum came from, when a SUMS file gave it: its URL, the name, the key that signed it. */
   checksumFrom?: { url: string; name: string; signatureUrl?: string; signedBy?: string };
+  /** A tracked image's version this base holds (its name is in the base's name): its pin, when the controller found it, who signed its checksum. */
+  version?: StoredVersion;
   fetchedAt: string;
 }
 

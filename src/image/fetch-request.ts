@@ -1,4 +1,5 @@
 /** What a fetch is asked to do and what it returns: the records of src/image/pipeline.ts's `fetchImage`. */
+import type { ImageVersion } from "../core/api-records.js";
 import type { Logger } from "../lib/log.js";
 import type { ChecksumFromRequest } from "./checksum-from.js";
 import type { RetryPolicy } from "./http-fetch.js";
@@ -34,6 +35,13 @@ export interface FetchRequest {
   checksumFrom?: ChecksumFromRequest;
   /** Largest virtual size accepted, in bytes. */
   maxVirtualSize?: number;
+  /**
+   * The version of a tracked image this fetch stores (core/versions.ts): the base is then named
+   * `sha1(id@version)` (core/names.ts versionedBaseName) and the sidecar records the version.
+   */
+  version?: StoredVersion;
+  /** Request headers that must hold for the download (If-Match, If-Unmodified-Since): an http source's version pin. */
+  preconditions?: Record<string, string>;
   signal?: AbortSignal;
   log?: Logger;
   onProgress?: (p: FetchProgress) => void;
@@ -44,10 +52,16 @@ export interface FetchRequest {
   idleTimeoutMs?: number;
 }
 
+/** A tracked image's version as its sidecar records it: what pins it, when it was found, where its checksum came from. */
+export interface StoredVersion extends ImageVersion {
+  /** The SUMS file the controller read the checksum from (its signature verified by `signedBy`). */
+  checksumFromUrl?: string;
+}
+
 /** A ready base. */
 export interface FetchResult {
   id: string;
-  /** File name of the base: sha1 hex of the id. */
+  /** File name of the base: sha1 hex of the id (of `id@version` for a tracked image's version). */
   base: string;
   /** Absolute path of the base. */
   path: string;

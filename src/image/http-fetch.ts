@@ -237,6 +237,8 @@ async function acceptStatus(opts: DownloadOptions, st: State, res: IncomingMessa
     return;
   }
   res.resume();
+  // Only a version's precondition (If-Match, If-Unmodified-Since) makes an origin answer 412: retrying is useless.
+  if (status === 412) throw new FetchError("http-status", `Cannot download "${desc}": the origin's file is no longer the version this node was told to fetch (HTTP 412); the controller's next check finds the new one`, { status, retryable: false });
   const retryable = status >= 500 || status === 408 || status === 429 || (status === 416 && resuming);
   if (status === 416) await restart(opts, st);
   throw new FetchError("http-status", `Cannot download "${desc}": HTTP ${status}`, { status, retryable });

@@ -15,6 +15,7 @@ import { basePaths, fsyncDir } from "./base-dir.js";
 import { readHeaderFacts, readRawFacts } from "./header-read.js";
 import { qemuImgCreateOverlay, qemuImgInfo } from "./qemu-img.js";
 import { createOwnFile, descriptorPath, foreignKind, openOwnFile, openRegularFile, readOwnFile, unlinkIfSame } from "./safe-fs.js";
+import { readVersionPointer } from "./version-pointer.js";
 
 /** What to create. */
 export interface InstanceDiskRequest {
@@ -40,10 +41,13 @@ export interface InstanceDisk {
   /** Absolute path of the base (overlays only). */
   backingFile?: string;
   baseName: string;
+  /** A tracked image: the version of the base the disk was made on. */
+  version?: string;
 }
 
 /**
- * Creates an instance disk from the base of `id`, after re-inspecting the base. The base is opened once without
+ * Creates an instance disk from the base of `id` (of a tracked image, the version its `.current` pointer names:
+ * the newest one Ready on this node), after re-inspecting the base. The base is opened once without
  * following a symlink, and qemu-img and cp are given that descriptor, never the name, so what they read is the
  * file that was checked. The disk is made under an exclusively created temporary name and linked into place
  * without replacing anything.
@@ -53,7 +57,8 @@ export interface InstanceDisk {
  */
 export async function createInstanceDisk(req: InstanceDiskRequest): Promise<InstanceDisk> {
   const log = req.log ?? silentLogger;
-  const base = baseNameFor(req.id);
+  const pointer = await readVersionPointer(req.baseDir, req.id);
+  const base = pointer?.base ?? baseNameFor(req.id);
   const basePath = resolve(basePaths(req.baseDir, base).base);
   const out = resolve(req.out);
   const baseFh = await openOwnFile(basePath);
@@ -61,7 +66,7 @@ export async function createInstanceDisk(req: InstanceDiskRequest): Promise<Inst
   let size: number;
   try {
     await refuseExisting(out);
-    const virtualSize = await reinspectBase(req, baseFh);
+    const virtualSize = await reinspectBase(req, base, baseFh);
     if (req.size !== undefined && req.size < virtualSize) {
       throw new ConfigError(`Cannot create a disk of ${req.size} bytes for image "${req.id}": the base's virtual size is ${virtualSize} bytes, and a disk cannot be smaller`);
     }
@@ -71,8 +76,9 @@ export async function createInstanceDisk(req: InstanceDiskRequest): Promise<Inst
   } finally {
     await baseFh.close();
   }
-  log.info({ imageId: req.id, base, path: out, copy: req.copy === true, bytes: size }, "Created instance disk");
-  return { path: out, format: req.copy ? "raw" : "qcow2", virtualSize: size, ...(req.copy ? {} : { backingFile: basePath }), baseName: base };
+  const version = pointer ? { version: pointer.version } : {};
+  log.info({ imageId: req.id, base, ...version, path: out, copy: req.copy === true, bytes: size }, "Created instance disk");
+  return { path: out, format: req.copy ? "raw" : "qcow2", virtualSize: size, ...(req.copy ? {} : { backingFile: basePath }), baseName: base, ...version };
 }
 
 async function refuseExisting(out: string): Promise<void> {
@@ -132,11 +138,11 @@ async function linkIntoPlace(tmp: string, out: string): Promise<void> {
 }
 
 /** Re-runs today's checks on a base (raw by construction, open as `fh`); returns its virtual size. */
-async function reinspectBase(req: InstanceDiskRequest, fh: FileHandle): Promise<number> {
+async function reinspectBase(req: InstanceDiskRequest, base: string, fh: FileHandle): Promise<number> {
   const facts = await readRawFacts(fh);
   // Only a raw source was judged by its bytes; a converted image may start with any guest data. A sidecar this
   // user may not read (0640, the VM's user is not the agent's) leaves that to the check made at fetch time.
-  const sourceFormat = await sidecarSourceFormat(req.baseDir, baseNameFor(req.id));
+  const sourceFormat = await sidecarSourceFormat(req.baseDir, base);
   if (sourceFormat !== "raw") delete facts.notADisk;
   const limits: ImageLimits = req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize };
   const v = evaluateHeader(facts, limits);

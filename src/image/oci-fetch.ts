@@ -41,14 +41,7 @@ const DefaultPlatform: Platform = { os: "linux", architecture: "amd64" };
  *   for a manifest that holds no single disk or does not match its pinned digest
  */
 export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOptions = {}): Promise<ResolvedSource> {
-  let parsed: ImageReference;
-  try {
-    parsed = parseImageReference(ref);
-  } catch (err) {
-    throw new ConfigError((err as Error).message, { cause: err });
-  }
-  const insecure = [...parseRegistryList((opts.insecureRegistries ?? []).join(",")), ...parseRegistryList(process.env.BASECACHE_INSECURE_REGISTRIES)];
-  const client = new RegistryClient(parsed, decideRegistryScheme(parsed.apiHost, insecure), opts);
+  const { parsed, client } = clientFor(ref, opts);
   const name = formatImageReference(parsed);
   let image = await client.getManifest(manifestReferenceOf(parsed), parsed.digest);
   if (image.kind === "index") {
@@ -65,6 +58,28 @@ export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOpt
     unpack: choice.unpack,
     description: `${name} (layer ${choice.layer.digest.slice(0, 19)}…, ${choice.why})`,
   };
+}
+
+// A malformed reference is the user's error (ConfigError); the scheme follows the insecure-registries list.
+function clientFor(ref: string, opts: ResolveRegistryOptions): { parsed: ImageReference; client: RegistryClient } {
+  let parsed: ImageReference;
+  try {
+    parsed = parseImageReference(ref);
+  } catch (err) {
+    throw new ConfigError((err as Error).message, { cause: err });
+  }
+  const insecure = [...parseRegistryList((opts.insecureRegistries ?? []).join(",")), ...parseRegistryList(process.env.BASECACHE_INSECURE_REGISTRIES)];
+  return { parsed, client: new RegistryClient(parsed, decideRegistryScheme(parsed.apiHost, insecure), opts) };
+}
+
+/**
+ * The digest of the manifest (or index) a tag names now, computed from the bytes the registry served: what an
+ * updatePolicy tracks. A reference already pinned to a digest gives that digest, checked.
+ * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses
+ */
+export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOptions = {}): Promise<string> {
+  const { parsed, client } = clientFor(ref, opts);
+  return client.manifestDigest(manifestReferenceOf(parsed), parsed.digest);
 }
 
 function decided<T>(d: Decision<T>, name: string): T {
@@ -101,6 +116,15 @@ class RegistryClient {
       if (actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
     }
     return decided(parseManifestDocument(body.toString("utf8"), res.headers.get("content-type") ?? undefined), this.name);
+  }
+
+  /** The sha256 of the manifest bytes at `reference`, checked against `digest` when one is pinned. */
+  async manifestDigest(reference: string, digest: string | undefined): Promise<string> {
+    const res = await this.request(`${this.base}/manifests/${reference}`, "GET", { accept: ManifestAccept }, `manifest "${reference}"`);
+    const body = await readLimited(res, MaxManifestBytes, this.name);
+    const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    if (digest !== undefined && actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
+    return actual;
   }
 
   /** HEADs the disk blob so that a missing layer fails here, with its name, rather than mid-pipeline. */

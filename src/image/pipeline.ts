@@ -17,7 +17,7 @@ import { performance } from "node:perf_hooks";
 import { parseChecksum } from "../core/checksum.js";
 import { evaluateCachedBase, evaluateChecksum, evaluateServedAs, type Expectation } from "../core/fetch-rules.js";
 import { evaluateConverted } from "../core/image-checks.js";
-import { baseNameFor } from "../core/names.js";
+import { baseNameFor, versionedBaseName } from "../core/names.js";
 import { redactUrl } from "../core/redact.js";
 import { requestKey } from "../core/request-key.js";
 import { FetchError, ForeignFileError } from "../lib/errors.js";
@@ -42,7 +42,7 @@ export type { FetchFacts, FetchProgress, FetchRequest, FetchResult } from "./fet
 interface FetchJob {
   req: FetchRequest;
   id: string;
-  /** File name of the base: sha1 hex of the id. */
+  /** File name of the base: sha1 hex of the id, or of `id@version` for a tracked image's version. */
   base: string;
   paths: BasePaths;
   /** What the image must be: checksum and limits, parsed once (the limits are the image checks' ImageLimits). */
@@ -83,7 +83,8 @@ function jobFor(req: FetchRequest): FetchJob {
     ...(req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize }),
     ...(req.checksum === undefined ? {} : { checksum: parseChecksum(req.checksum) }),
   };
-  const base = baseNameFor(req.id);
+  if (req.version !== undefined && !/^[0-9a-f]{12}$/.test(req.version.name)) throw new TypeError(`Cannot fetch image "${req.id}": version "${req.version.name}" is not 12 hex`);
+  const base = req.version ? versionedBaseName(req.id, req.version.name) : baseNameFor(req.id);
   return { req, id: req.id, base, paths: basePaths(req.baseDir, base), want, key: requestKey(req), started, log: req.log ?? silentLogger };
 }
 
@@ -134,8 +135,11 @@ async function cachedResult(job: FetchJob): Promise<FetchResult | undefined> {
   return resultOf(job, { cached: true, format: sc?.sourceFormat ?? "raw", bytesDownloaded: 0, resumedBytes: 0, sha256: sc?.sha256 ?? "" }, st);
 }
 
-async function resolveSource(spec: SourceSpec, signal?: AbortSignal): Promise<ResolvedSource> {
-  if ("http" in spec) return resolvedFromHttp(spec);
+async function resolveSource(spec: SourceSpec, preconditions: Record<string, string> | undefined, signal?: AbortSignal): Promise<ResolvedSource> {
+  if ("http" in spec) {
+    const plain = resolvedFromHttp(spec);
+    return preconditions ? { ...plain, headers: { ...preconditions } } : plain;
+  }
   if ("registry" in spec) {
     const { resolveRegistryImage } = await import("./oci-fetch.js");
     return resolveRegistryImage(spec.registry.image, signal ? { signal } : {});
@@ -146,7 +150,7 @@ async function resolveSource(spec: SourceSpec, signal?: AbortSignal): Promise<Re
 async function fetchLocked(first: FetchJob): Promise<FetchResult> {
   const job = await withVendorChecksum(first);
   const { req, paths: p, log } = job;
-  const source = await resolveSource(req.source, req.signal);
+  const source = await resolveSource(req.source, req.preconditions, req.signal);
   log.info({ imageId: job.id, base: job.base, source: source.description }, "Fetching image");
   const dl = await downloadToPart(job, source);
   log.info({ imageId: job.id, bytes: dl.bytes, attempts: dl.attempts, resumedBytes: dl.resumedBytes }, dl.resumedBytes > 0 ? `Downloaded image, resumed from ${dl.resumedBytes} bytes` : "Downloaded image");
@@ -209,6 +213,7 @@ function sidecarFor(job: FetchJob, source: ResolvedSource, sourceFormat: string,
     ...(dl.lastModified ? { lastModified: dl.lastModified } : {}),
     bytesDownloaded: dl.networkBytes,
     ...(job.checksumFrom ? { checksumFrom: job.checksumFrom } : {}),
+    ...(job.req.version ? { version: job.req.version } : {}),
     fetchedAt: new Date().toISOString(),
   };
 }

@@ -28,7 +28,11 @@ export type {
   PodUse,
   PodUsesAnswer,
   RegistrySource,
+  ImageVersion,
   SelectorOperator,
+  UpdatePolicy,
+  VersionPin,
+  VersionRecord,
   WantedImage,
 } from "../core/api-records.js";
 export { ImagePhases, SelectorOperators, SumsAlgorithms } from "../core/api-records.js";

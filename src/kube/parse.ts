@@ -12,6 +12,7 @@ import type {
   ImageCounts,
   ImageSource,
   ImageSpec,
+  ImageVersion,
   LabelSelector,
   LabelSelectorRequirement,
   NodeFailure,
@@ -20,6 +21,7 @@ import type {
   NodeImageStatus,
   NodeInfo,
   ObjectMeta,
+  VersionRecord,
   PodUse,
   PodUsesAnswer,
   WantedImage,
@@ -111,6 +113,27 @@ function parseChecksumFrom(v: unknown, path: string): ChecksumFrom | undefined {
   );
 }
 
+function parseVersion(v: unknown, path: string): ImageVersion | undefined {
+  if (!isRecord(v)) return undefined;
+  return optional<ImageVersion>(
+    { name: required(str(v.name), `${path}.name`), resolvedAt: str(v.resolvedAt) ?? "" },
+    { digest: str(v.digest), checksum: str(v.checksum), etag: str(v.etag), lastModified: str(v.lastModified), signedBy: str(v.signedBy) },
+  );
+}
+
+function parseVersionRecord(v: unknown, path: string): VersionRecord {
+  const r = isRecord(v) ? v : {};
+  return optional<VersionRecord>(
+    { id: required(str(r.id), `${path}.id`), definition: str(r.definition) ?? "" },
+    {
+      current: parseVersion(r.current, `${path}.current`),
+      previous: Array.isArray(r.previous) ? r.previous.filter((p): p is string => typeof p === "string") : undefined,
+      checkedAt: str(r.checkedAt),
+      message: str(r.message),
+    },
+  );
+}
+
 function parseImageSpec(v: unknown, path: string): ImageSpec {
   const i = isRecord(v) ? v : {};
   const spec: ImageSpec = { id: required(str(i.id), `${path}.id`), source: parseSource(i.source, `${path}.source`) };
@@ -118,7 +141,14 @@ function parseImageSpec(v: unknown, path: string): ImageSpec {
   // The CRD's CEL rules refuse both; an object that got past them (an older CRD) is malformed, not a guess.
   if (checksumFrom && i.checksum !== undefined) throw new TypeError(`Cannot parse object: ${path} has both checksum and checksumFrom`);
   if (checksumFrom && !("http" in spec.source)) throw new TypeError(`Cannot parse object: ${path}.checksumFrom needs source.http`);
-  return optional(spec, { checksum: str(i.checksum), checksumFrom, maxVirtualSize: str(i.maxVirtualSize) });
+  const interval = isRecord(i.updatePolicy) ? str(i.updatePolicy.interval) : undefined;
+  return optional(spec, {
+    checksum: str(i.checksum),
+    checksumFrom,
+    maxVirtualSize: str(i.maxVirtualSize),
+    updatePolicy: interval === undefined ? undefined : { interval },
+    version: parseVersion(i.version, `${path}.version`),
+  });
 }
 
 function parseWantedImage(v: unknown, path: string): WantedImage {
@@ -182,6 +212,7 @@ export function parseImageCacheStatus(raw: unknown): ImageCacheStatus {
       failuresTruncated: typeof s.failuresTruncated === "boolean" ? s.failuresTruncated : undefined,
       conditions: Array.isArray(s.conditions) ? list(s.conditions, "status.conditions", parseCondition) : undefined,
       nodeLabel: str(s.nodeLabel),
+      versions: Array.isArray(s.versions) ? list(s.versions, "status.versions", parseVersionRecord) : undefined,
     },
   );
 }
@@ -197,6 +228,14 @@ function parseNodeImageStatus(v: unknown, path: string): NodeImageStatus {
     message: str(i.message),
     observedGeneration: num(i.observedGeneration),
     definition: str(i.definition),
+    version: str(i.version),
+    previousVersions: Array.isArray(i.previousVersions)
+      ? i.previousVersions.filter(isRecord).flatMap((p) => {
+          const version = str(p.version);
+          const base = str(p.base);
+          return version !== undefined && base !== undefined ? [{ version, base }] : [];
+        })
+      : undefined,
   });
 }
 

@@ -5,7 +5,8 @@
  * are not a valid HTTP answer, no answer at all, or no answer until the test opens a gate). It counts
  * requests, body bytes and answer statuses per path so tests can prove "downloaded once", "a cache hit downloads
  * nothing" and "the resume was a 206 for the rest". Range is `bytes=N-` with If-Range (ETag or Last-Modified,
- * compared exactly) as RFC 9110 says: a validator that does not match gets the whole file with 200.
+ * compared exactly) as RFC 9110 says: a validator that does not match gets the whole file with 200; If-Match and
+ * If-Unmodified-Since that do not hold get 412.
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -185,6 +186,15 @@ export class Origin {
     const size = Buffer.isBuffer(body) ? body.length : (await stat(body.file)).size;
     const etag = opts.etag === false ? undefined : (opts.etag ?? `"${createHash("sha1").update(`${path}:${size}`).digest("hex").slice(0, 16)}"`);
     const lastModified = opts.lastModified === false ? undefined : (opts.lastModified ?? "Wed, 01 Jan 2025 00:00:00 GMT");
+    // Preconditions as RFC 9110 13.1.1 and 13.1.4 say: a strong ETag that does not match, or a file modified
+    // since the date given, gets 412 and no body.
+    const ifMatch = req.headers["if-match"];
+    const ifUnmodifiedSince = req.headers["if-unmodified-since"];
+    const modifiedSince = ifUnmodifiedSince !== undefined && lastModified !== undefined && Date.parse(lastModified) > Date.parse(ifUnmodifiedSince);
+    if ((ifMatch !== undefined && ifMatch !== "*" && ifMatch !== etag) || (ifMatch === undefined && modifiedSince)) {
+      this.answered.set(path, [...(this.answered.get(path) ?? []), 412]);
+      return void res.writeHead(412).end();
+    }
     let start = 0;
     let status = 200;
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");

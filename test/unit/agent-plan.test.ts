@@ -5,7 +5,7 @@ import { DefaultRetryPolicy, recordFailure, type ImageMemory } from "../../src/c
 import { planAgent, planSeedMemory, type AgentPlan, type AgentPlanInput } from "../../src/core/agent-plan.js";
 import type { ImageSpec, NodeImageCache, NodeImageCacheStatus } from "../../src/core/api-records.js";
 import { definitionHash, definitionKey } from "../../src/core/image-definition.js";
-import { baseNameFor } from "../../src/core/names.js";
+import { baseNameFor, versionedBaseName } from "../../src/core/names.js";
 
 const NOW = 1_800_000_000_000;
 
@@ -241,4 +241,27 @@ test("planSeedMemory: which status entries become remembered rejections", () => 
     const nic = nodeImageCache([image("a")], 3, { observedGeneration: 1, images: t.images });
     assert.deepEqual(planSeedMemory(nic, t.memory ?? {}), t.want, t.what);
   }
+});
+
+test("a tracked image's version names its base; the old version stays listed while the new one downloads", () => {
+  const v1 = { name: "111111111111", resolvedAt: "2026-12-01T00:00:00Z", etag: '"1"' };
+  const v2 = { name: "222222222222", resolvedAt: "2026-12-02T00:00:00Z", etag: '"2"' };
+  const b1 = versionedBaseName("t", v1.name);
+  const b2 = versionedBaseName("t", v2.name);
+  const versionsOnDisk = new Map([["t", [{ version: v1.name, base: b1 }]]]);
+  const fetching = planFor({ wanted: [image("t", { updatePolicy: { interval: "1h" }, version: v2 })], onDisk: new Map([[b1, { virtualSize: 5 }]]), versionsOnDisk });
+  assert.deepEqual(fetching.start.map((i) => i.id), ["t"]);
+  const entry = phaseOf(fetching, "t");
+  assert.equal(entry?.base, b2);
+  assert.equal(entry?.version, v2.name);
+  assert.deepEqual(entry?.previousVersions, [{ version: v1.name, base: b1 }]);
+  // Once the new one is there it is Ready; the current version is never listed as a previous one.
+  const both = new Map([["t", [{ version: v2.name, base: b2 }, { version: v1.name, base: b1 }]]]);
+  const ready = planFor({ wanted: [image("t", { updatePolicy: { interval: "1h" }, version: v2 })], onDisk: new Map([[b2, { virtualSize: 5 }]]), versionsOnDisk: both });
+  assert.equal(phaseOf(ready, "t")?.phase, "Ready");
+  assert.deepEqual(phaseOf(ready, "t")?.previousVersions, [{ version: v1.name, base: b1 }]);
+  // A pinned image keeps Nova's name and says nothing of versions.
+  const pinned = phaseOf(planFor({ wanted: [image("p")] }), "p");
+  assert.equal(pinned?.base, baseNameFor("p"));
+  assert.equal(pinned?.version, undefined);
 });

@@ -10,6 +10,9 @@ import { parse } from "yaml";
 import { ImagePhases, SelectorOperators, SumsAlgorithms } from "../../src/core/api-records.js";
 import type {
   ChecksumFrom,
+  ImageVersion,
+  UpdatePolicy,
+  VersionRecord,
   ChecksumSignature,
   ConfigMapKeyRef,
   DiskUsage,
@@ -83,7 +86,19 @@ function walk(s: Schema, path: string, out: { objects: string[]; enums: string[]
   return out;
 }
 
-const imageSpec = { id: "required string", source: "required object", checksum: "optional string", checksumFrom: "optional object", maxVirtualSize: "optional string" } satisfies FieldMap<ImageSpec>;
+// The ImageCache declares the update policy; only the NodeImageCache carries the version (pinned by the controller).
+const icImageSpec = { id: "required string", source: "required object", checksum: "optional string", checksumFrom: "optional object", maxVirtualSize: "optional string", updatePolicy: "optional object" } satisfies FieldMap<Omit<ImageSpec, "version">>;
+const imageSpec = { ...icImageSpec, version: "optional object" } satisfies FieldMap<ImageSpec>;
+const updatePolicy = { interval: "required string" } satisfies FieldMap<UpdatePolicy>;
+const imageVersion = {
+  name: "required string",
+  resolvedAt: "required string",
+  digest: "optional string",
+  checksum: "optional string",
+  etag: "optional string",
+  lastModified: "optional string",
+  signedBy: "optional string",
+} satisfies FieldMap<ImageVersion>;
 const checksumFrom = { url: "required string", name: "optional string", algorithm: "optional string", signature: "optional object" } satisfies FieldMap<ChecksumFrom>;
 // The ImageCache names the keys; only the NodeImageCache carries them (publicKeys, copied by the controller).
 const icSignature = { url: "optional string", keys: "required object" } satisfies FieldMap<Omit<ChecksumSignature, "publicKeys">>;
@@ -109,7 +124,8 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["ic", "spec.placement", { taintUntilReady: "optional boolean" } satisfies FieldMap<PlacementSpec>],
   ["ic", "spec.nodeSelector", { matchLabels: "optional object", matchExpressions: "optional array" } satisfies FieldMap<LabelSelector>],
   ["ic", "spec.nodeSelector.matchExpressions.[]", { key: "required string", operator: "required string", values: "optional array" } satisfies FieldMap<LabelSelectorRequirement>],
-  ["ic", "spec.images.[]", imageSpec],
+  ["ic", "spec.images.[]", icImageSpec],
+  ["ic", "spec.images.[].updatePolicy", updatePolicy],
   ["ic", "spec.images.[].source", source],
   ["ic", "spec.images.[].source.http", http],
   ["ic", "spec.images.[].source.registry", registry],
@@ -132,8 +148,11 @@ const objects: [Crd, string, Record<string, string>][] = [
       failuresTruncated: "optional boolean",
       conditions: "optional array",
       nodeLabel: "optional string",
+      versions: "optional array",
     } satisfies FieldMap<ImageCacheStatus>,
   ],
+  ["ic", "status.versions.[]", { id: "required string", definition: "required string", current: "optional object", previous: "optional array", checkedAt: "optional string", message: "optional string" } satisfies FieldMap<VersionRecord>],
+  ["ic", "status.versions.[].current", imageVersion],
   ["ic", "status.images.[]", { id: "required string", ready: "required integer", pending: "required integer", failed: "required integer" } satisfies FieldMap<ImageCounts>],
   ["ic", "status.failures.[]", { node: "required string", id: "required string", reason: "required string", message: "required string" } satisfies FieldMap<NodeFailure>],
   ["ic", "status.conditions.[]", condition],
@@ -142,6 +161,8 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["nic", "spec.podUses", { token: "required string", observedAt: "required string", uses: "required array", incomplete: "optional string" } satisfies FieldMap<PodUsesAnswer>],
   ["nic", "spec.podUses.uses.[]", { base: "required string", imageId: "required string", pods: "required array", podCount: "required integer" } satisfies FieldMap<PodUse>],
   ["nic", "spec.images.[]", { ...imageSpec, wantedBy: "required array", unusedFor: "optional string" } satisfies FieldMap<WantedImage>],
+  ["nic", "spec.images.[].updatePolicy", updatePolicy],
+  ["nic", "spec.images.[].version", imageVersion],
   ["nic", "spec.images.[].source", source],
   ["nic", "spec.images.[].source.http", http],
   ["nic", "spec.images.[].source.registry", registry],
@@ -168,8 +189,11 @@ const objects: [Crd, string, Record<string, string>][] = [
       message: "optional string",
       observedGeneration: "optional integer",
       definition: "optional string",
+      version: "optional string",
+      previousVersions: "optional array",
     } satisfies FieldMap<NodeImageStatus>,
   ],
+  ["nic", "status.images.[].previousVersions.[]", { version: "required string", base: "required string" } satisfies FieldMap<NonNullable<NodeImageStatus["previousVersions"]>[number]>],
   ["nic", "status.disk", { cacheBytes: "required integer", cache: "optional string", filesystemBytes: "required integer", filesystemFreeBytes: "required integer" } satisfies FieldMap<DiskUsage>],
   ["nic", "status.conditions.[]", condition],
 ];

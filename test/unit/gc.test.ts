@@ -524,3 +524,32 @@ test("imagesFromAnnotation takes exact, comma-separated ids and ignores blanks",
   assert.deepEqual(imagesFromAnnotation(""), []);
   assert.deepEqual(imagesFromAnnotation(" a, b ,,a,C "), ["a", "b", "C"]);
 });
+
+// ---- Pointers: `<sha1(id)>.current` follows whether the id is wanted, whatever version its base is ---------
+
+test("a tracked image's pointer is kept while the id is wanted here, held or not, and removed after", () => {
+  const versioned = baseNameFor("img-a@0123456789ab");
+  const pointer = `${A}.current`;
+  const wantedA = [{ base: versioned, imageId: "img-a", retentionMs: 1 * H }];
+  const cases: [string, Partial<GcInput>, boolean, "keep" | "delete", GcReason][] = [
+    ["wanted, its base a version", { wanted: wantedA }, false, "keep", "Tracked"],
+    ["not wanted", { wanted: [{ base: B, imageId: "img-b", retentionMs: H }] }, false, "delete", "Untracked"],
+    ["not wanted but held", {}, true, "keep", "Held"],
+    ["not wanted, some use unknown", { uncertainties: ["pods not listed"] }, false, "delete", "Untracked"],
+  ];
+  for (const [name, over, held, action, reason] of cases) {
+    const plan = planGc(input({ entries: [entry(pointer, { held }), entry(versioned)], ...over }));
+    const d = decisionFor(plan, pointer);
+    assert.equal(d.kind, "pointer", name);
+    assert.equal(d.action, action, name);
+    assert.equal(d.reason, reason, name);
+  }
+});
+
+test("a pointer's name is trusted only as a name: a directory or symlink called `<sha1>.current` is reported, never deleted", () => {
+  const pointer = `${A}.current`;
+  for (const type of ["directory", "symlink"] as const) {
+    const d = decisionFor(planGc(input({ entries: [entry(pointer, { type })] })), pointer);
+    assert.notEqual(d.action, "delete", type);
+  }
+});

@@ -13,6 +13,7 @@ import {
   podUsesCondition,
   podUsesFrom,
   podUsesMatter,
+  podUsesOfVersions,
   type PodRecord,
 } from "../../src/core/pod-uses.js";
 
@@ -136,4 +137,16 @@ test("property: an answer is trusted by no token but its own", () => {
       assert.equal(podUsesAnswerDue(asked, planPodUsesAnswer(pods, answered, at)), true);
     }),
   );
+});
+
+test("a pod naming a tracked image protects every version of it stored on the node, and nothing else", () => {
+  const uses = [{ base: baseNameFor("t"), by: "pod vms/a" }, { base: baseNameFor("p"), by: "pod vms/b" }];
+  const versions = new Map([["t", [{ base: "v2base" }, { base: "v1base" }]], ["other", [{ base: "o1" }]]]);
+  assert.deepEqual(podUsesOfVersions(uses, versions), [
+    { base: baseNameFor("t"), by: "pod vms/a" },
+    { base: "v2base", by: "pod vms/a" },
+    { base: "v1base", by: "pod vms/a" },
+    { base: baseNameFor("p"), by: "pod vms/b" },
+  ]);
+  assert.deepEqual(podUsesOfVersions(uses, new Map()), uses);
 });

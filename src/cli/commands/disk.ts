@@ -3,10 +3,11 @@
  * backed by the raw base (or a full raw copy with --copy).
  * `basecache disk inspect PATH [--format qcow2|raw] [--json]`: which base an instance disk uses.
  */
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { formatBytes } from "../../core/quantity.js";
 import { ConfigError } from "../../lib/errors.js";
 import { ExitCode } from "../../lib/exit.js";
+import { readSidecar } from "../../image/base-dir.js";
 import { createInstanceDisk, inspectInstanceDisk } from "../../image/instance-disk.js";
 import type { Command, CommandContext } from "../command.js";
 import { checkDirFlags } from "../dir-flag.js";
@@ -24,7 +25,7 @@ const createFlags = {
 const createSpec: CommandSpec<typeof createFlags> = {
   name: "disk create",
   synopsis: "--base-dir DIR --id ID --out PATH [flags]",
-  description: "Makes a qcow2 overlay backed by the base of ID (backing format raw), grown to SIZE when given.",
+  description: "Makes a qcow2 overlay backed by the base of ID (backing format raw), grown to SIZE when given. For an image with an updatePolicy, the base is its current version on this node (the one the agent's `<sha1(ID)>.current` names).",
   flags: createFlags,
 };
 
@@ -36,7 +37,7 @@ const inspectFlags = {
 const inspectSpec: CommandSpec<typeof inspectFlags> = {
   name: "disk inspect",
   synopsis: "PATH [flags]",
-  description: "Prints which base an instance disk uses, read from its header (qemu-img never probes the format).",
+  description: "Prints which base an instance disk uses, read from its header (qemu-img never probes the format), and the image and version that base holds, from its sidecar.",
   flags: inspectFlags,
   positionals: true,
 };
@@ -68,7 +69,7 @@ async function create(argv: string[], ctx: CommandContext): Promise<ExitCode> {
     log: ctx.log,
   });
   if (v.json) ctx.stdout.write(JSON.stringify(disk) + "\n");
-  else ctx.stdout.write(`Created ${disk.format === "raw" ? "raw copy" : "qcow2 overlay"} ${disk.path} (${formatBytes(disk.virtualSize)}) of base ${disk.baseName}\n`);
+  else ctx.stdout.write(`Created ${disk.format === "raw" ? "raw copy" : "qcow2 overlay"} ${disk.path} (${formatBytes(disk.virtualSize)}) of base ${disk.baseName}${disk.version ? `, version ${disk.version}` : ""}\n`);
   return ExitCode.Ok;
 }
 
@@ -81,8 +82,14 @@ async function inspect(argv: string[], ctx: CommandContext): Promise<ExitCode> {
   if (format !== undefined && format !== "qcow2" && format !== "raw") throw new ConfigError(`Cannot use --format "${format}": expected qcow2 or raw`);
   const path = resolve(positionals[0] ?? "");
   const info = await inspectInstanceDisk(path, format);
-  if (v.json) ctx.stdout.write(JSON.stringify({ path, ...info }) + "\n");
-  else if (info.baseName) ctx.stdout.write(`${path}: ${info.format} overlay of base ${info.baseName} (${info.backingFile ?? ""})\n`);
+  // The base's sidecar names the image and, for a tracked image, the version (unreadable to some users: 0640).
+  const sc = info.baseName && info.backingFile ? await readSidecar(dirname(info.backingFile), info.baseName) : undefined;
+  const of = { ...(typeof sc?.id === "string" ? { imageId: sc.id } : {}), ...(typeof sc?.version?.name === "string" ? { version: sc.version.name } : {}) };
+  if (v.json) ctx.stdout.write(JSON.stringify({ path, ...info, ...of }) + "\n");
+  else if (info.baseName) {
+    const what = of.imageId ? ` (image "${of.imageId}"${of.version ? `, version ${of.version}` : ""})` : "";
+    ctx.stdout.write(`${path}: ${info.format} overlay of base ${info.baseName}${what} (${info.backingFile ?? ""})\n`);
+  }
   else if (info.backingFile) ctx.stdout.write(`${path}: ${info.format} backed by ${info.backingFile}, not a base\n`);
   else ctx.stdout.write(`${path}: ${info.format}, uses no base\n`);
   return ExitCode.Ok;

@@ -8,12 +8,12 @@ import { isDeepStrictEqual } from "node:util";
 import { findConflicts, lostDefinitions } from "../core/desired.js";
 import { definitionHash } from "../core/image-definition.js";
 import { placementPatch, planNodePlacement, type PlacementCache, type PlacementInput, type Taint } from "../core/node-placement.js";
-import type { ImageCache } from "../kube/api-types.js";
+import type { ImageCache, ImageSpec } from "../kube/api-types.js";
 import { call, isNotFound, mergePatchOptions, type RawObject } from "../kube/client.js";
 import { parseMeta, parseNodeImageCache } from "../kube/parse.js";
 import type { ReconcileResult, WorkQueue } from "../kube/work-queue.js";
 import type { ControllerContext, ControllerInformers } from "./context.js";
-import { imageCacheView } from "./fanout.js";
+import { imageCacheView, pinnedImageCacheView } from "./fanout.js";
 
 export const placementKey = (name: string) => `placement:${name}`;
 
@@ -42,14 +42,17 @@ export function nodeTaints(raw: RawObject): Taint[] {
 }
 
 /** Every ImageCache as placement sees it, with the ids each lost to an older definition. */
-export function placementCaches(all: readonly ImageCache[]): PlacementCache[] {
+export function placementCaches(all: readonly ImageCache[], pinned: (ic: ImageCache) => readonly ImageSpec[] = (ic) => ic.spec.images): PlacementCache[] {
   const live = all.filter((ic) => !ic.metadata.deletionTimestamp);
   const lost = lostDefinitions(findConflicts(live.map(imageCacheView)));
   return all.map((ic) => {
+    // A tracked image is compared with the version the nodes were told to fetch; one not checked yet keeps its
+    // unpinned definition, which no node reports, so the node is not Ready for it.
+    const byId = new Map(pinned(ic).map((i) => [i.id, i]));
     const c: PlacementCache = {
       name: ic.metadata.name,
       deleting: !!ic.metadata.deletionTimestamp,
-      images: ic.spec.images.map((i) => ({ id: i.id, definition: definitionHash(i) })),
+      images: ic.spec.images.map((i) => ({ id: i.id, definition: definitionHash(byId.get(i.id) ?? i), ...(i.updatePolicy ? { tracked: true } : {}) })),
       lostIds: ic.spec.images.filter((i) => lost.has(`${ic.metadata.name}\u0000${i.id}`)).map((i) => i.id),
       taintUntilReady: ic.spec.placement?.taintUntilReady === true,
     };
@@ -63,7 +66,7 @@ function gatherPlacement(ctx: ControllerContext, raw: RawObject): PlacementInput
   const nicRaw = ctx.informers.nodeImageCaches.get(meta.name);
   return {
     node: { name: meta.name, labels: meta.labels ?? {}, taints: nodeTaints(raw), resourceVersion: meta.resourceVersion ?? "" },
-    imageCaches: placementCaches(ctx.allImageCaches()),
+    imageCaches: placementCaches(ctx.allImageCaches(), (ic) => pinnedImageCacheView(ctx, ic).images),
     reports: nicRaw ? parseNodeImageCache(nicRaw).status?.images : undefined,
   };
 }

@@ -5,7 +5,7 @@
  * the node, is not being deleted, defines none of its ids differently from an older ImageCache (a lost
  * conflict means its definition is not what the node caches), and the node's NodeImageCache status reports
  * every one of its images Ready for the ImageCache's current definition (a report on another definition is
- * stale). Only labels under our prefixes and only the warming taint are ever touched; a label under our
+ * stale), or, for a tracked image, an older version still on the node while the current one is fetched. Only labels under our prefixes and only the warming taint are ever touched; a label under our
  * prefixes that no ImageCache wants is removed, which is how a deleted ImageCache's labels go without a
  * finalizer.
  *
@@ -36,8 +36,11 @@ export interface PlacementCache {
   name: string;
   deleting: boolean;
   nodeSelector?: LabelSelector;
-  /** Each image id with the hash of this ImageCache's definition of it (definitionHash). */
-  images: readonly { id: string; definition: string }[];
+  /**
+   * Each image id with the hash of this ImageCache's definition of it (definitionHash; a tracked image's pinned to
+   * its current version), and whether it is tracked (has an updatePolicy).
+   */
+  images: readonly { id: string; definition: string; tracked?: boolean }[];
   /** Ids this ImageCache lost to an older, different definition. */
   lostIds: readonly string[];
   taintUntilReady: boolean;
@@ -76,7 +79,10 @@ export function holdsEveryImage(ic: PlacementCache, reports: readonly NodeImageR
   return ic.images.every((img) => {
     const r = byId.get(img.id);
     // Agents that predate definition hashes report none; their Ready counts, as in the roll-up.
-    return r?.phase === "Ready" && (r.definition === undefined || r.definition === img.definition);
+    if (r?.phase === "Ready" && (r.definition === undefined || r.definition === img.definition)) return true;
+    // While a tracked image's new version downloads (or fails), an older version stays on the node and new
+    // instance disks get it (its pointer): the node can still take VMs.
+    return img.tracked === true && r?.definition === img.definition && (r.previousVersions?.length ?? 0) > 0;
   });
 }
 

@@ -9,7 +9,7 @@ import type { Conflict } from "./desired.js";
 import { placementLabel } from "./placement-keys.js";
 
 /** One image entry of a NodeImageCache status, as far as the roll-up reads it. */
-export type NodeImageReport = Pick<NodeImageStatus, "id" | "phase" | "reason" | "message" | "definition">;
+export type NodeImageReport = Pick<NodeImageStatus, "id" | "phase" | "reason" | "message" | "definition" | "previousVersions">;
 
 /** The ImageCache status the roll-up plans: every field set. */
 export type RollupStatus = Required<ImageCacheStatus>;

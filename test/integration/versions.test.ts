@@ -82,6 +82,14 @@ async function runGc(value: string): Promise<void> {
   await eventually(async () => assert.ok((await gcPasses()) > before), { timeoutMs: 60_000, description: "a requested GC pass" });
 }
 
+// The placement label VM pods select on: the node is Ready for the tracked images' pinned definitions.
+async function placedReady(when: string): Promise<void> {
+  await eventually(async () => assert.equal((await admin.core.readNode({ name: node })).metadata?.labels?.["imagecache.basecache.io/tracked"], "ready"), {
+    timeoutMs: 30_000,
+    description: `the node labelled Ready for the ImageCache ${when}`,
+  });
+}
+
 async function cli(args: string[]): Promise<string> {
   const r = await startCli(args);
   assert.equal(r.exitCode, 0, `basecache ${args.join(" ")}: ${r.stderr}`);
@@ -132,6 +140,8 @@ test("a changed file and a moved tag are new versions: fetched beside the old on
   const sidecar = JSON.parse(await readFile(join(dirs.base, `${webV1}.info.json`), "utf8")) as { version?: { name: string; etag?: string } };
   assert.deepEqual([sidecar.version?.name, sidecar.version?.etag], [first.get("web"), '"web-1"'], "the sidecar records the version and what pinned it");
 
+  await placedReady("at the first versions");
+
   // A pass while the first versions are wanted records their retention (0s), as the periodic pass would.
   await runGc("0");
 
@@ -163,6 +173,7 @@ test("a changed file and a moved tag are new versions: fetched beside the old on
     { timeoutMs: 180_000, intervalMs: 1000, description: "both tracked images Ready at their second version" },
   );
   const webV2 = versionedBaseName("web", second.get("web")!);
+  await placedReady("at the second versions");
   const status = await imageStatus(admin, node, "web");
   assert.deepEqual(status?.previousVersions, [{ version: first.get("web"), base: webV1 }], "the node lists the version still on disk");
 

@@ -31,6 +31,15 @@ test("an ImageCache is Ready on a node only when every image is Ready for its cu
     ["an id lost to an older definition", { ...two, lostIds: ["b"] }, ready("a", "b"), false],
     ["extra images of other ImageCaches do not matter", two, ready("a", "b", "z"), true],
   ];
+  const tracked = cache("t", { images: [{ id: "a", definition: "d1" }, { id: "b", definition: "d1", tracked: true }] });
+  const older = [{ version: "111111111111", base: "f".repeat(40) }];
+  table.push(
+    ["a tracked image's new version downloading, an older one on the node", tracked, [...ready("a"), { id: "b", phase: "Downloading", definition: "d1", previousVersions: older }], true],
+    ["a tracked image's new version failed, an older one on the node", tracked, [...ready("a"), { id: "b", phase: "Failed", reason: "http-status", definition: "d1", previousVersions: older }], true],
+    ["a tracked image's first version downloading", tracked, [...ready("a"), { id: "b", phase: "Downloading", definition: "d1" }], false],
+    ["a tracked image reported for another definition", tracked, [...ready("a"), { id: "b", phase: "Downloading", definition: "d0", previousVersions: older }], false],
+    ["a pinned image never counts older versions", two, [...ready("a"), { id: "b", phase: "Downloading", definition: "d1", previousVersions: older }], false],
+  );
   for (const [name, ic, reports, want] of table) assert.equal(holdsEveryImage(ic, reports), want, name);
 });
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the pinned kube-apiserver, etcd and helm from their Go modules into a cache directory
+# Builds the pinned kube-apiserver, etcd, helm and cosign from their Go modules into a cache directory
 # outside the repo, and prints that bin directory. A present binary is reused.
 # `node` builds what a real node needs on top (kube-controller-manager, kube-scheduler, kubelet,
 # kube-proxy, kubectl) in one `go build`, and rebuilds kube-apiserver there too if it lacks its version.
-# Usage: hack/build-tools.sh [kube-apiserver|etcd|helm|kubectl|node ...]   (default: all, node included)
+# Usage: hack/build-tools.sh [kube-apiserver|etcd|helm|kubectl|cosign|node ...]   (default: all, node included)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -118,8 +118,19 @@ build_helm() {
   mv "$work/helm" "$bin/helm"
 }
 
+# cosign is named by its version: the cache dir is named by the others', so a new pin must not reuse an old build.
+build_cosign() {
+  local work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  (cd "$work" && GOBIN="$work" CGO_ENABLED=0 go install -trimpath "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" >&2)
+  mv "$work/cosign" "$bin/cosign-$COSIGN_VERSION"
+  ln -sfn "cosign-$COSIGN_VERSION" "$bin/.cosign.tmp"
+  mv -T "$bin/.cosign.tmp" "$bin/cosign"
+}
+
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(etcd kube-apiserver helm node)
+[ ${#wanted[@]} -gt 0 ] || wanted=(etcd kube-apiserver helm cosign node)
 for tool in "${wanted[@]}"; do
   if [ "$tool" = node ]; then
     start=$SECONDS
@@ -127,12 +138,17 @@ for tool in "${wanted[@]}"; do
     [ $((SECONDS - start)) -lt 2 ] || log "built the node's binaries in $((SECONDS - start))s"
     continue
   fi
-  if [ -x "$bin/$tool" ]; then continue; fi
+  if [ "$tool" = cosign ]; then
+    [ -x "$bin/cosign-$COSIGN_VERSION" ] && [ "$(readlink "$bin/cosign" 2>/dev/null)" = "cosign-$COSIGN_VERSION" ] && continue
+  elif [ -x "$bin/$tool" ]; then
+    continue
+  fi
   log "building $tool (first build takes several minutes; cached in $bin)"
   start=$SECONDS
   case $tool in
     etcd) build_etcd ;;
     helm) build_helm ;;
+    cosign) build_cosign ;;
     kube-apiserver|kubectl) build_kube "$tool" ;;
     *) echo "build-tools: unknown tool \"$tool\"" >&2; exit 2 ;;
   esac

@@ -10,6 +10,7 @@ import type { BackoffPolicy } from "../core/backoff.js";
 import { definitionKey } from "../core/image-definition.js";
 import { parseByteQuantity } from "../core/quantity.js";
 import { versionedFetchOf } from "../core/versions.js";
+import { registryVerifyRequestOf } from "../image/cosign-verify.js";
 import { checksumFromRequestOf } from "../image/checksum-from.js";
 import type { RetryPolicy } from "../image/http-fetch.js";
 import { describeOutcome, fetchImage, type FetchFacts, type FetchProgress, type FetchRequest } from "../image/pipeline.js";
@@ -241,12 +242,15 @@ export class FetchRunner {
 export function fetchRequestOf(image: ImageSpec, baseDir: string): FetchRequest {
   const f = versionedFetchOf(image);
   const v = image.version;
+  // Every node verifies the signature itself, a pinned version included: the controller's check is not trusted for it.
+  const verify = "registry" in image.source ? image.source.registry.verify : undefined;
   return {
     baseDir,
     id: image.id,
     source: f.source,
     ...(f.checksum ? { checksum: f.checksum } : {}),
     ...(f.checksumFrom ? { checksumFrom: checksumFromRequestOf(f.checksumFrom) } : {}),
+    ...(verify ? { registryVerify: registryVerifyRequestOf(verify) } : {}),
     ...(f.preconditions ? { preconditions: f.preconditions } : {}),
     ...(v ? { version: { ...v, ...(image.checksumFrom ? { checksumFromUrl: image.checksumFrom.url } : {}) } } : {}),
     ...(image.maxVirtualSize ? { maxVirtualSize: parseByteQuantity(image.maxVirtualSize) } : {}),

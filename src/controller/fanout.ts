@@ -5,7 +5,7 @@
  */
 import type { ImageCacheView } from "../core/desired.js";
 import { planFanout, type FanoutInput, type FanoutPlan } from "../core/fanout.js";
-import { planPublicKeys } from "../core/public-keys.js";
+import { namesPublicKeys, planPublicKeys } from "../core/public-keys.js";
 import { pinVersions } from "../core/versions.js";
 import { ApiVersion, NodeImageCacheKind, NodeLabel, type ImageCache } from "../kube/api-types.js";
 import { isNotFound, KubeApiError, type RawObject } from "../kube/client.js";
@@ -33,10 +33,18 @@ export function pinnedImageCacheView(ctx: ControllerContext, ic: ImageCache): Im
   return { ...view, images: pinVersions(ic.spec.images, ctx.versionRecords(ic)).images };
 }
 
-/** The view with the public keys its checksumFrom entries name, read from the ConfigMap cache (core/public-keys.ts). */
+/** The view with the public keys its checksumFrom and registry verify entries name, read from the ConfigMap cache (core/public-keys.ts). */
 function withPublicKeys(ctx: ControllerContext, view: ImageCacheView): ImageCacheView {
-  if (!view.images.some((i) => i.checksumFrom?.signature)) return view;
+  if (!view.images.some(namesPublicKeys)) return view;
   return { ...view, images: planPublicKeys(view.images, (ref) => ctx.configMapValue(ref)) };
+}
+
+/**
+ * Exactly the definitions the fan-out writes into NodeImageCaches (pinned, with their keys): what a node's report
+ * is compared with, since the agent stamps each report with the hash of the definition it was given.
+ */
+export function nodeDefinitionsView(ctx: ControllerContext, ic: ImageCache): ImageCacheView {
+  return withPublicKeys(ctx, pinnedImageCacheView(ctx, ic));
 }
 
 /** Runs the fan-out pass for `nodeName`. */
@@ -52,7 +60,7 @@ function gatherFanout(ctx: ControllerContext, nodeName: string): FanoutInput {
   const meta = seen?.nic.metadata;
   return {
     node: nodeRaw ? ctx.parse.node(nodeRaw) : undefined,
-    imageCaches: ctx.allImageCaches().filter((ic) => !ic.metadata.deletionTimestamp).map((ic) => withPublicKeys(ctx, pinnedImageCacheView(ctx, ic))),
+    imageCaches: ctx.allImageCaches().filter((ic) => !ic.metadata.deletionTimestamp).map((ic) => nodeDefinitionsView(ctx, ic)),
     current: seen && meta
       ? {
           ...(meta.uid ? { uid: meta.uid } : {}),

@@ -13,7 +13,7 @@ import { call, isNotFound, mergePatchOptions, type RawObject } from "../kube/cli
 import { parseMeta, parseNodeImageCache } from "../kube/parse.js";
 import type { ReconcileResult, WorkQueue } from "../kube/work-queue.js";
 import type { ControllerContext, ControllerInformers } from "./context.js";
-import { imageCacheView, pinnedImageCacheView } from "./fanout.js";
+import { imageCacheView, nodeDefinitionsView } from "./fanout.js";
 
 export const placementKey = (name: string) => `placement:${name}`;
 
@@ -66,7 +66,7 @@ function gatherPlacement(ctx: ControllerContext, raw: RawObject): PlacementInput
   const nicRaw = ctx.informers.nodeImageCaches.get(meta.name);
   return {
     node: { name: meta.name, labels: meta.labels ?? {}, taints: nodeTaints(raw), resourceVersion: meta.resourceVersion ?? "" },
-    imageCaches: placementCaches(ctx.allImageCaches(), (ic) => pinnedImageCacheView(ctx, ic).images),
+    imageCaches: placementCaches(ctx.allImageCaches(), (ic) => nodeDefinitionsView(ctx, ic).images),
     reports: nicRaw ? parseNodeImageCache(nicRaw).status?.images : undefined,
   };
 }

@@ -16,7 +16,7 @@ import { statusDiffers } from "../kube/status.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
 import type { Logger } from "../lib/log.js";
 import type { ControllerContext } from "./context.js";
-import { imageCacheView, pinnedImageCacheView } from "./fanout.js";
+import { imageCacheView, nodeDefinitionsView } from "./fanout.js";
 import { keptVersionRecords } from "../core/versions.js";
 
 /** RFC 3339 at second precision, as the API server stores metav1.Time. */
@@ -71,8 +71,9 @@ export async function reconcileImageCache(ctx: ControllerContext, name: string, 
     imageIds: ic.spec.images.map((i) => i.id),
     nodes: g.nodes,
     reports: g.reports,
-    // A tracked image counts on a node once it holds the current version (pinned as the fan-out pins it).
-    definitions: new Map(pinnedImageCacheView(ctx, ic).images.map((i) => [i.id, definitionHash(i)])),
+    // A tracked image counts on a node once it holds the current version, and a signed one with the current keys:
+    // the definitions are exactly the ones the fan-out wrote.
+    definitions: new Map(nodeDefinitionsView(ctx, ic).images.map((i) => [i.id, definitionHash(i)])),
     versions: keptVersionRecords(ic.spec.images, ctx.versionRecords(ic)),
     conflicts: g.conflicts,
     overflowIds: g.overflowIds,

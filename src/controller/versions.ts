@@ -5,7 +5,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { keptVersionRecords, nextVersionRecord, planVersionChecks } from "../core/versions.js";
-import { planPublicKeys } from "../core/public-keys.js";
+import { namesPublicKeys, planPublicKeys } from "../core/public-keys.js";
 import { checkSourceVersion } from "../image/version-check.js";
 import { ApiVersion, ImageCacheKind, type ImageCache, type ImageSpec, type VersionRecord } from "../kube/api-types.js";
 import type { ReconcileResult } from "../kube/work-queue.js";
@@ -26,14 +26,17 @@ export interface VersionPassOptions {
 export async function reconcileVersions(ctx: ControllerContext, name: string, opts: VersionPassOptions, signal: AbortSignal, log: Logger): Promise<ReconcileResult> {
   const ic = ctx.imageCache(name);
   if (!ic || ic.metadata.deletionTimestamp) return;
-  const images = withKeys(ctx, ic.spec.images);
+  // Records are about the spec as written (the fan-out and roll-up pin ic.spec.images with them); only the check
+  // itself needs the keys its signature is verified with.
+  const images = ic.spec.images;
+  const keyed = withKeys(ctx, images);
   const prior = ctx.versionRecords(ic);
   const plan = planVersionChecks(images, prior, ctx.clocks.wall.now());
   const byId = new Map(prior.map((r) => [r.id, r]));
   const passLog = log.child({ imageCache: name });
   for (const id of plan.due) {
     const image = images.find((i) => i.id === id)!;
-    const result = await checkSourceVersion(image, { log: passLog, idleTimeoutMs: CheckIdleTimeoutMs, signal, ...(opts.insecureRegistries ? { insecureRegistries: opts.insecureRegistries } : {}) });
+    const result = await checkSourceVersion(keyed.find((i) => i.id === id) ?? image, { log: passLog, idleTimeoutMs: CheckIdleTimeoutMs, signal, ...(opts.insecureRegistries ? { insecureRegistries: opts.insecureRegistries } : {}) });
     const before = byId.get(id);
     const after = nextVersionRecord(before, image, result, rfc3339(ctx.clocks.wall.now()));
     byId.set(id, after);
@@ -48,9 +51,9 @@ export async function reconcileVersions(ctx: ControllerContext, name: string, op
   return next === undefined ? undefined : { requeueAfterMs: next };
 }
 
-// The keys a checksumFrom names, read as the fan-out reads them, so the check verifies as a node would.
+// The keys a checksumFrom or a registry verify names, read as the fan-out reads them, so the check verifies as a node would.
 function withKeys(ctx: ControllerContext, images: readonly ImageSpec[]): ImageSpec[] {
-  return images.some((i) => i.checksumFrom?.signature) ? planPublicKeys(images, (ref) => ctx.configMapValue(ref)) : [...images];
+  return images.some(namesPublicKeys) ? planPublicKeys(images, (ref) => ctx.configMapValue(ref)) : [...images];
 }
 
 function report(ctx: ControllerContext, ic: ImageCache, before: VersionRecord | undefined, after: VersionRecord, log: Logger): void {

@@ -12,7 +12,15 @@ export interface HttpSource {
 
 /** An image's bytes come from an OCI image in a registry. */
 export interface RegistrySource {
-  registry: { image: string };
+  registry: { image: string; verify?: RegistryVerify };
+}
+
+/** A registry image's cosign signature, checked against public keys before any layer is downloaded. */
+export interface RegistryVerify {
+  /** PEM public keys (cosign.pub), one or more blocks. */
+  keys: { configMapRef: ConfigMapKeyRef };
+  /** NodeImageCaches only: the PEM keys the controller read from `keys.configMapRef`. */
+  publicKeys?: string;
 }
 
 /** Where an image comes from: exactly one of http or registry (the CRD enforces it). */
@@ -60,7 +68,7 @@ export interface VersionPin {
   /** An http source without a checksum: the origin's validators, sent back as preconditions. */
   etag?: string;
   lastModified?: string;
-  /** The key that signed the SUMS file, when it is signed. */
+  /** The key that signed the SUMS file, or the registry image's cosign signature, when it is signed. */
   signedBy?: string;
 }
 

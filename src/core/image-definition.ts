@@ -15,6 +15,9 @@ import { parseByteQuantity } from "./quantity.js";
 export function definitionKey(image: ImageSpec): string {
   const source = "http" in image.source ? { http: image.source.http.url } : { registry: image.source.registry.image };
   const parts: unknown[] = [source, image.checksum ?? "", normalizedSize(image.maxVirtualSize)];
+  // A verified registry image counts with its keys: new keys are a new definition (retried, re-verified).
+  const verify = "registry" in image.source ? image.source.registry.verify : undefined;
+  if (verify) parts.push({ verify: [`${verify.keys.configMapRef.name}/${verify.keys.configMapRef.key}`, verify.publicKeys ?? ""] });
   // Appended only when set, so the keys (and status hashes) of every other definition stay as they were.
   const from = image.checksumFrom;
   if (from) {

@@ -12,6 +12,8 @@ export interface RequestParts {
   /** A checksum from a SUMS file: its URL, the name looked up, the algorithm, the signature and the keys trusted. */
   checksumFrom?: { url: string; name?: string; algorithm?: string; signature?: { url?: string; keys: Uint8Array } };
   maxVirtualSize?: number;
+  /** A registry image's cosign verification: the keys trusted. */
+  registryVerify?: { publicKeys: string };
 }
 
 /**
@@ -22,6 +24,8 @@ export function requestKey(r: RequestParts): string {
   const s = r.source;
   const source = "http" in s ? ["http", s.http.url] : "registry" in s ? ["registry", s.registry.image] : ["resolved", s.url, s.unpack ?? "none", s.expectedDigest?.toLowerCase() ?? ""];
   const parts: unknown[] = [source, r.checksum?.toLowerCase() ?? "", r.maxVirtualSize ?? ""];
+  // A registry image verified with keys is another request than the same image unverified, or with other keys.
+  if (r.registryVerify) parts.push({ verify: createHash("sha256").update(r.registryVerify.publicKeys).digest("hex") });
   const from = r.checksumFrom;
   // Appended only when present, so the keys of requests without it stay as they were.
   if (from) {

@@ -142,7 +142,7 @@ export interface VersionedFetch {
 export function versionedFetchOf(image: Pick<ImageSpec, "source" | "checksum" | "checksumFrom" | "version">): VersionedFetch {
   const v = image.version;
   if (!v) return { source: image.source, ...(image.checksum ? { checksum: image.checksum } : {}), ...(image.checksumFrom ? { checksumFrom: image.checksumFrom } : {}) };
-  const source: ImageSource = "registry" in image.source && v.digest ? { registry: { image: pinImageReference(image.source.registry.image, v.digest) } } : image.source;
+  const source: ImageSource = "registry" in image.source && v.digest ? { registry: { ...image.source.registry, image: pinImageReference(image.source.registry.image, v.digest) } } : image.source;
   const checksum = v.checksum ?? image.checksum;
   const preconditions: Record<string, string> = {};
   if ("http" in image.source && v.checksum === undefined) {

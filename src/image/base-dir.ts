@@ -191,6 +191,8 @@ export interface BaseSidecar {
   bytesDownloaded: number;
   /** Where the expected checksum came from, when a SUMS file gave it: its URL, the name, the key that signed it. */
   checksumFrom?: { url: string; name: string; signatureUrl?: string; signedBy?: string };
+  /** The cosign signature verified before the download: the manifest digest it covers and the key that made it. */
+  signature?: { digest: string; signedBy: string; dockerReference?: string };
   /** A tracked image's version this base holds (its name is in the base's name): its pin, when the controller found it, who signed its checksum. */
   version?: StoredVersion;
   fetchedAt: string;

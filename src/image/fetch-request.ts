@@ -2,6 +2,7 @@
 import type { ImageVersion } from "../core/api-records.js";
 import type { Logger } from "../lib/log.js";
 import type { ChecksumFromRequest } from "./checksum-from.js";
+import type { RegistryVerifyRequest } from "./cosign-verify.js";
 import type { RetryPolicy } from "./http-fetch.js";
 import type { SourceSpec } from "./source.js";
 
@@ -33,6 +34,8 @@ export interface FetchRequest {
   checksum?: string;
   /** The checksum comes from the vendor's SUMS file (http sources only; not with `checksum`). */
   checksumFrom?: ChecksumFromRequest;
+  /** Verify a registry source's cosign signature with these keys before any layer is downloaded (registry sources only). */
+  registryVerify?: RegistryVerifyRequest;
   /** Largest virtual size accepted, in bytes. */
   maxVirtualSize?: number;
   /**

@@ -21,6 +21,7 @@ import {
 import { decideRegistryScheme, formatImageReference, manifestReferenceOf, parseImageReference, parseRegistryList, type ImageReference } from "../core/oci-ref.js";
 import { redactUrlsIn } from "../core/redact.js";
 import { ConfigError, FetchError, ImageRejectedError } from "../lib/errors.js";
+import { verifyCosign, type CosignProvenance, type RegistryVerifyRequest, type SignatureStore } from "./cosign-verify.js";
 import type { ResolvedSource } from "./source.js";
 
 export interface ResolveRegistryOptions {
@@ -31,22 +32,28 @@ export interface ResolveRegistryOptions {
   platform?: Platform;
   /** Deadline for each registry request (manifest, token, blob check); default 30 s. */
   requestTimeoutMs?: number;
+  /** Verify the image's cosign signature with these keys before anything of the disk is downloaded. */
+  verify?: RegistryVerifyRequest;
 }
 
 const DefaultPlatform: Platform = { os: "linux", architecture: "amd64" };
 
 /**
  * Resolves an image reference to the HTTP(S) location of its disk blob.
+ * With `verify`, the manifest (or index) the reference names must carry a cosign signature by one of the keys,
+ * checked before the index is followed or a layer touched.
  * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses; ImageRejectedError
- *   for a manifest that holds no single disk or does not match its pinned digest
+ *   for a manifest that holds no single disk, does not match its pinned digest, or is not signed as `verify` asks
  */
 export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOptions = {}): Promise<ResolvedSource> {
   const { parsed, client } = clientFor(ref, opts);
   const name = formatImageReference(parsed);
-  let image = await client.getManifest(manifestReferenceOf(parsed), parsed.digest);
+  const top = await client.getManifest(manifestReferenceOf(parsed), parsed.digest);
+  const signature = opts.verify ? await verifyCosign(name, top.digest, opts.verify, client) : undefined;
+  let image = top.doc;
   if (image.kind === "index") {
     const entry = decided(choosePlatformManifest(image.manifests, opts.platform ?? DefaultPlatform), name);
-    image = await client.getManifest(entry.digest, entry.digest);
+    image = (await client.getManifest(entry.digest, entry.digest)).doc;
     if (image.kind !== "image") throw new ImageRejectedError("unsupported-format", `Cannot use image "${name}": its index points to another index`);
   }
   const choice = decided(chooseDiskLayer(image.layers), name);
@@ -57,6 +64,7 @@ export async function resolveRegistryImage(ref: string, opts: ResolveRegistryOpt
     expectedDigest: choice.layer.digest,
     unpack: choice.unpack,
     description: `${name} (layer ${choice.layer.digest.slice(0, 19)}…, ${choice.why})`,
+    ...(signature ? { signature } : {}),
   };
 }
 
@@ -74,12 +82,16 @@ function clientFor(ref: string, opts: ResolveRegistryOptions): { parsed: ImageRe
 
 /**
  * The digest of the manifest (or index) a tag names now, computed from the bytes the registry served: what an
- * updatePolicy tracks. A reference already pinned to a digest gives that digest, checked.
- * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses
+ * updatePolicy tracks. A reference already pinned to a digest gives that digest, checked. With `verify`, a digest
+ * no supplied key signed is refused: an unsigned push under the tag never becomes a version.
+ * @throws ConfigError for a malformed reference; FetchError when the registry fails or refuses; ImageRejectedError
+ *   when `verify` refuses the digest's signature
  */
-export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOptions = {}): Promise<string> {
+export async function resolveManifestDigest(ref: string, opts: ResolveRegistryOptions = {}): Promise<{ digest: string; signature?: CosignProvenance }> {
   const { parsed, client } = clientFor(ref, opts);
-  return client.manifestDigest(manifestReferenceOf(parsed), parsed.digest);
+  const digest = await client.manifestDigest(manifestReferenceOf(parsed), parsed.digest);
+  if (!opts.verify) return { digest };
+  return { digest, signature: await verifyCosign(formatImageReference(parsed), digest, opts.verify, client) };
 }
 
 function decided<T>(d: Decision<T>, name: string): T {
@@ -88,7 +100,7 @@ function decided<T>(d: Decision<T>, name: string): T {
 }
 
 /** One repository on one registry, with the authorization it has earned so far. */
-class RegistryClient {
+class RegistryClient implements SignatureStore {
   authorization: string | undefined;
   private readonly base: string;
   private readonly name: string;
@@ -107,15 +119,34 @@ class RegistryClient {
     return `${this.base}/blobs/${digest}`;
   }
 
-  /** GETs a manifest; verifies it against `digest` when one is pinned or it was named by digest. */
-  async getManifest(reference: string, digest: string | undefined): Promise<ManifestDocument> {
+  /** GETs a manifest and the digest of its bytes; verifies it against `digest` when one is pinned or it was named by digest. */
+  async getManifest(reference: string, digest: string | undefined): Promise<{ doc: ManifestDocument; digest: string }> {
     const res = await this.request(`${this.base}/manifests/${reference}`, "GET", { accept: ManifestAccept }, `manifest "${reference}"`);
     const body = await readLimited(res, MaxManifestBytes, this.name);
-    if (digest !== undefined) {
-      const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
-      if (actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
+    const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    if (digest !== undefined && actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
+    return { doc: decided(parseManifestDocument(body.toString("utf8"), res.headers.get("content-type") ?? undefined), this.name), digest: actual };
+  }
+
+  /** The manifest under `tag`, or undefined when the registry has none: how a missing signature shows. */
+  async manifestAt(tag: string): Promise<ManifestDocument | undefined> {
+    const res = await this.request(`${this.base}/manifests/${tag}`, "GET", { accept: ManifestAccept }, `manifest "${tag}"`, [404]);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
     }
+    const body = await readLimited(res, MaxManifestBytes, this.name);
     return decided(parseManifestDocument(body.toString("utf8"), res.headers.get("content-type") ?? undefined), this.name);
+  }
+
+  /** A small blob (a signature payload), at most `limit` bytes, checked against its digest. */
+  async blob(digest: string, limit: number): Promise<Buffer> {
+    const res = await this.request(this.blobUrl(digest), "GET", {}, `blob ${digest}`);
+    // More bytes than the descriptor says is the same finding as other bytes: the blob is not the one named.
+    const body = await readLimited(res, limit, this.name, () => new ImageRejectedError("corrupt", `Cannot use image "${this.name}": blob ${digest} is larger than the ${limit} bytes its descriptor says`));
+    const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    if (actual !== digest) throw new ImageRejectedError("corrupt", `Cannot use image "${this.name}": blob ${digest} has digest ${actual}`);
+    return body;
   }
 
   /** The sha256 of the manifest bytes at `reference`, checked against `digest` when one is pinned. */
@@ -136,7 +167,8 @@ class RegistryClient {
     }
   }
 
-  private async request(url: string, method: string, headers: Record<string, string>, what: string): Promise<Response> {
+  /** A request with authentication; a status outside 2xx (and not in `allowed`) is a FetchError naming `what`. */
+  private async request(url: string, method: string, headers: Record<string, string>, what: string, allowed: readonly number[] = []): Promise<Response> {
     let res = await this.send(url, method, headers);
     if (res.status === 401 && !this.triedAuth) {
       this.triedAuth = true;
@@ -145,7 +177,7 @@ class RegistryClient {
       res = await this.send(url, method, headers);
     }
     const redirected = method === "HEAD" && res.status >= 300 && res.status < 400;
-    if (!res.ok && !redirected) {
+    if (!res.ok && !redirected && !allowed.includes(res.status)) {
       await res.body?.cancel();
       const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
       const hint = res.status === 404 ? "not found" : res.status === 401 || res.status === 403 ? "access denied" : `status ${res.status}`;
@@ -211,19 +243,19 @@ async function guarded<T>(fn: () => Promise<T>, name: string, callerSignal: Abor
   }
 }
 
-/** Reads a response body, refusing one larger than `limit` bytes. */
-async function readLimited(res: Response, limit: number, name: string): Promise<Buffer> {
+/** Reads a response body, refusing one larger than `limit` bytes (with `tooLarge`'s error when given). */
+async function readLimited(res: Response, limit: number, name: string, tooLarge?: () => Error): Promise<Buffer> {
   const declared = Number(res.headers.get("content-length") ?? "0");
   if (declared > limit) {
     await res.body?.cancel();
-    throw registryError(`Cannot fetch image "${name}": a registry answer of ${declared} bytes exceeds the limit of ${limit}`, false);
+    throw tooLarge?.() ?? registryError(`Cannot fetch image "${name}": a registry answer of ${declared} bytes exceeds the limit of ${limit}`, false);
   }
   const chunks: Buffer[] = [];
   let total = 0;
   if (res.body) {
     for await (const chunk of res.body) {
       total += chunk.length;
-      if (total > limit) throw registryError(`Cannot fetch image "${name}": a registry answer exceeds the limit of ${limit} bytes`, false);
+      if (total > limit) throw tooLarge?.() ?? registryError(`Cannot fetch image "${name}": a registry answer exceeds the limit of ${limit} bytes`, false);
       chunks.push(Buffer.from(chunk));
     }
   }

@@ -79,6 +79,7 @@ function jobFor(req: FetchRequest): FetchJob {
   if (req.id === "") throw new TypeError("Cannot fetch image: the id is empty");
   if (req.checksum !== undefined && req.checksumFrom !== undefined) throw new TypeError(`Cannot fetch image "${req.id}": give checksum or checksumFrom, not both`);
   if (req.checksumFrom !== undefined && !("http" in req.source)) throw new TypeError(`Cannot fetch image "${req.id}": checksumFrom needs an http source`);
+  if (req.registryVerify !== undefined && !("registry" in req.source)) throw new TypeError(`Cannot fetch image "${req.id}": a cosign verification needs a registry source`);
   const want: Expectation = {
     ...(req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize }),
     ...(req.checksum === undefined ? {} : { checksum: parseChecksum(req.checksum) }),
@@ -135,14 +136,15 @@ async function cachedResult(job: FetchJob): Promise<FetchResult | undefined> {
   return resultOf(job, { cached: true, format: sc?.sourceFormat ?? "raw", bytesDownloaded: 0, resumedBytes: 0, sha256: sc?.sha256 ?? "" }, st);
 }
 
-async function resolveSource(spec: SourceSpec, preconditions: Record<string, string> | undefined, signal?: AbortSignal): Promise<ResolvedSource> {
+async function resolveSource(req: FetchRequest): Promise<ResolvedSource> {
+  const spec: SourceSpec = req.source;
   if ("http" in spec) {
     const plain = resolvedFromHttp(spec);
-    return preconditions ? { ...plain, headers: { ...preconditions } } : plain;
+    return req.preconditions ? { ...plain, headers: { ...req.preconditions } } : plain;
   }
   if ("registry" in spec) {
     const { resolveRegistryImage } = await import("./oci-fetch.js");
-    return resolveRegistryImage(spec.registry.image, signal ? { signal } : {});
+    return resolveRegistryImage(spec.registry.image, { ...(req.signal ? { signal: req.signal } : {}), ...(req.registryVerify ? { verify: req.registryVerify } : {}) });
   }
   return spec;
 }
@@ -150,7 +152,8 @@ async function resolveSource(spec: SourceSpec, preconditions: Record<string, str
 async function fetchLocked(first: FetchJob): Promise<FetchResult> {
   const job = await withVendorChecksum(first);
   const { req, paths: p, log } = job;
-  const source = await resolveSource(req.source, req.preconditions, req.signal);
+  const source = await resolveSource(req);
+  if (source.signature) log.info({ imageId: job.id, digest: source.signature.digest, signedBy: source.signature.signedBy }, "Verified cosign signature of image");
   log.info({ imageId: job.id, base: job.base, source: source.description }, "Fetching image");
   const dl = await downloadToPart(job, source);
   log.info({ imageId: job.id, bytes: dl.bytes, attempts: dl.attempts, resumedBytes: dl.resumedBytes }, dl.resumedBytes > 0 ? `Downloaded image, resumed from ${dl.resumedBytes} bytes` : "Downloaded image");
@@ -213,6 +216,7 @@ function sidecarFor(job: FetchJob, source: ResolvedSource, sourceFormat: string,
     ...(dl.lastModified ? { lastModified: dl.lastModified } : {}),
     bytesDownloaded: dl.networkBytes,
     ...(job.checksumFrom ? { checksumFrom: job.checksumFrom } : {}),
+    ...(source.signature ? { signature: source.signature } : {}),
     ...(job.req.version ? { version: job.req.version } : {}),
     fetchedAt: new Date().toISOString(),
   };

@@ -4,6 +4,7 @@
  */
 import type { HttpSource, ImageSource } from "../core/api-records.js";
 import { redactUrl } from "../core/redact.js";
+import type { CosignProvenance } from "./cosign-verify.js";
 
 export interface ResolvedSource {
   /** The http: or https: URL of the bytes to download. */
@@ -23,6 +24,8 @@ export interface ResolvedSource {
   unpack?: "none" | "tar" | "tar+gzip" | "tar+zstd";
   /** A short human description for logs and messages, e.g. `registry.local/os/debian:12 (layer sha256:ab12…)`. */
   description: string;
+  /** The cosign signature that was verified before this source was downloaded (a registry source with `verify`). */
+  signature?: CosignProvenance;
 }
 
 /** The source of a fetch request: already resolved, or an ImageCache source (a plain URL or an OCI image reference). */

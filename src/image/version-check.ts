@@ -10,6 +10,7 @@ import type { CheckResult } from "../core/versions.js";
 import { asError, FetchError } from "../lib/errors.js";
 import type { Logger } from "../lib/log.js";
 import { checksumFromRequestOf, deriveVendorChecksum } from "./checksum-from.js";
+import { registryVerifyRequestOf } from "./cosign-verify.js";
 import { openUrl } from "./http-request.js";
 import { resolveManifestDigest } from "./oci-fetch.js";
 
@@ -33,8 +34,14 @@ export async function checkSourceVersion(image: ImageSpec, opts: VersionCheckOpt
 
 async function pinOf(image: ImageSpec, opts: VersionCheckOptions): Promise<VersionPin> {
   if ("registry" in image.source) {
-    const digest = await resolveManifestDigest(image.source.registry.image, { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.insecureRegistries ? { insecureRegistries: opts.insecureRegistries } : {}), requestTimeoutMs: opts.idleTimeoutMs });
-    return { digest };
+    const { verify } = image.source.registry;
+    const found = await resolveManifestDigest(image.source.registry.image, {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.insecureRegistries ? { insecureRegistries: opts.insecureRegistries } : {}),
+      ...(verify ? { verify: registryVerifyRequestOf(verify) } : {}),
+      requestTimeoutMs: opts.idleTimeoutMs,
+    });
+    return { digest: found.digest, ...(found.signature ? { signedBy: found.signature.signedBy } : {}) };
   }
   const url = image.source.http.url;
   if (image.checksumFrom) {

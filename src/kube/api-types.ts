@@ -28,6 +28,7 @@ export type {
   PodUse,
   PodUsesAnswer,
   RegistrySource,
+  RegistryVerify,
   ImageVersion,
   SelectorOperator,
   UpdatePolicy,

@@ -6,6 +6,7 @@
 import type {
   ChecksumFrom,
   ChecksumSignature,
+  ConfigMapKeyRef,
   ImageCache,
   ImageCacheSpec,
   ImageCacheStatus,
@@ -21,6 +22,7 @@ import type {
   NodeImageStatus,
   NodeInfo,
   ObjectMeta,
+  RegistryVerify,
   VersionRecord,
   PodUse,
   PodUsesAnswer,
@@ -95,14 +97,23 @@ function parseSource(v: unknown, path: string): ImageSource {
   const url = isRecord(s.http) ? str(s.http.url) : undefined;
   if (url !== undefined) return { http: { url } };
   const image = isRecord(s.registry) ? str(s.registry.image) : undefined;
-  return { registry: { image: required(image, `${path}.http.url or ${path}.registry.image`) } };
+  const verify = isRecord(s.registry) ? parseVerify(s.registry.verify, `${path}.registry.verify`) : undefined;
+  return { registry: { image: required(image, `${path}.http.url or ${path}.registry.image`), ...(verify ? { verify } : {}) } };
+}
+
+function parseVerify(v: unknown, path: string): RegistryVerify | undefined {
+  if (!isRecord(v)) return undefined;
+  return optional<RegistryVerify>({ keys: { configMapRef: parseConfigMapRef(v.keys, `${path}.keys`) } }, { publicKeys: str(v.publicKeys) });
+}
+
+function parseConfigMapRef(keys: unknown, path: string): ConfigMapKeyRef {
+  const ref = isRecord(keys) && isRecord(keys.configMapRef) ? keys.configMapRef : {};
+  return { name: required(str(ref.name), `${path}.configMapRef.name`), key: required(str(ref.key), `${path}.configMapRef.key`) };
 }
 
 function parseSignature(v: unknown, path: string): ChecksumSignature | undefined {
   if (!isRecord(v)) return undefined;
-  const ref = isRecord(v.keys) && isRecord(v.keys.configMapRef) ? v.keys.configMapRef : {};
-  const configMapRef = { name: required(str(ref.name), `${path}.keys.configMapRef.name`), key: required(str(ref.key), `${path}.keys.configMapRef.key`) };
-  return optional<ChecksumSignature>({ keys: { configMapRef } }, { url: str(v.url), publicKeys: str(v.publicKeys) });
+  return optional<ChecksumSignature>({ keys: { configMapRef: parseConfigMapRef(v.keys, `${path}.keys`) } }, { url: str(v.url), publicKeys: str(v.publicKeys) });
 }
 
 function parseChecksumFrom(v: unknown, path: string): ChecksumFrom | undefined {

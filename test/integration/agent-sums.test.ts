@@ -116,6 +116,11 @@ test("a vendor-signed SUMS file makes the base Ready; a tampered one, a stranger
       assert.equal(origin.seen.get(`/${id}/cloud.qcow2`), undefined, `the image ${id} was never requested`);
     }
   }
+  // The ImageCache counts the node's Ready report: it compares with the definition the node was given, keys included.
+  await eventually(async () => {
+    const counts = ((await admin.imageCache("vendor")) as { status?: { images?: { id: string; ready: number; failed: number }[] } }).status?.images ?? [];
+    assert.deepEqual(counts.map((c) => [c.id, c.ready, c.failed]), [["good", 1, 0], ["tampered", 0, 1], ["stranger", 0, 1], ["no-keys", 0, 1]]);
+  });
   const sidecar = JSON.parse(await readFile(join(dirs.base, `${baseNameFor("good")}.info.json`), "utf8")) as { checksumFrom?: { signedBy?: string } };
   assert.equal(sidecar.checksumFrom?.signedBy, vendor.fingerprint);
 });

@@ -34,6 +34,7 @@ import type {
   PodUse,
   PodUsesAnswer,
   RegistrySource,
+  RegistryVerify,
   WantedImage,
 } from "../../src/core/api-records.js";
 import { ConditionStatuses, type Condition } from "../../src/core/conditions.js";
@@ -107,7 +108,9 @@ const keys = { configMapRef: "required object" } satisfies FieldMap<ChecksumSign
 const configMapRef = { name: "required string", key: "required string" } satisfies FieldMap<ConfigMapKeyRef>;
 const source = { http: "optional object", registry: "optional object" } satisfies OneOfMap<ImageSource>;
 const http = { url: "required string" } satisfies FieldMap<HttpSource["http"]>;
-const registry = { image: "required string" } satisfies FieldMap<RegistrySource["registry"]>;
+const registry = { image: "required string", verify: "optional object" } satisfies FieldMap<RegistrySource["registry"]>;
+const icVerify = { keys: "required object" } satisfies FieldMap<Omit<RegistryVerify, "publicKeys">>;
+const nicVerify = { ...icVerify, publicKeys: "optional string" } satisfies FieldMap<RegistryVerify>;
 const condition = {
   type: "required string",
   status: "required string",
@@ -129,6 +132,9 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["ic", "spec.images.[].source", source],
   ["ic", "spec.images.[].source.http", http],
   ["ic", "spec.images.[].source.registry", registry],
+  ["ic", "spec.images.[].source.registry.verify", icVerify],
+  ["ic", "spec.images.[].source.registry.verify.keys", keys],
+  ["ic", "spec.images.[].source.registry.verify.keys.configMapRef", configMapRef],
   ["ic", "spec.images.[].checksumFrom", checksumFrom],
   ["ic", "spec.images.[].checksumFrom.signature", icSignature],
   ["ic", "spec.images.[].checksumFrom.signature.keys", keys],
@@ -166,6 +172,9 @@ const objects: [Crd, string, Record<string, string>][] = [
   ["nic", "spec.images.[].source", source],
   ["nic", "spec.images.[].source.http", http],
   ["nic", "spec.images.[].source.registry", registry],
+  ["nic", "spec.images.[].source.registry.verify", nicVerify],
+  ["nic", "spec.images.[].source.registry.verify.keys", keys],
+  ["nic", "spec.images.[].source.registry.verify.keys.configMapRef", configMapRef],
   ["nic", "spec.images.[].checksumFrom", checksumFrom],
   ["nic", "spec.images.[].checksumFrom.signature", nicSignature],
   ["nic", "spec.images.[].checksumFrom.signature.keys", keys],

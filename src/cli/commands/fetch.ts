@@ -1,6 +1,6 @@
 /**
  * `basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF) [--checksum ALGO:HEX |
- *  --checksum-from URL [--checksum-name NAME] [--signature URL] [--keyring FILE]] [--max-virtual-size SIZE]
+ *  --checksum-from URL [--checksum-name NAME] [--signature URL] [--keyring FILE]] [--cosign-key FILE] [--max-virtual-size SIZE]
  *  [--timeout DUR] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
  * Exit 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 deadline, 2 usage or a planted file (foreign-file), 1 anything else.
  */
@@ -29,6 +29,7 @@ const flags = {
   "checksum-name": { type: "string", value: "NAME", help: "the name the image is listed under in the SUMS file;\ndefault the last path segment of --url" },
   signature: { type: "string", value: "URL", help: "a detached OpenPGP signature of the SUMS file (SHA256SUMS.gpg),\nchecked with gpgv against --keyring" },
   keyring: { type: "string", value: "FILE", help: "the public keys to trust (armored or binary); without --signature,\nthe SUMS file itself must be clearsigned (Fedora's CHECKSUM)" },
+  "cosign-key": { type: "string", value: "FILE", help: "verify the registry image's cosign signature (cosign sign --key) with\nthe PEM public key(s) in FILE before any layer is downloaded;\n--registry-image only; offline: no transparency log is asked" },
   "max-virtual-size": { type: "string", value: "SIZE", help: "largest virtual size accepted: bytes or a quantity (1Gi, 500M)" },
   timeout: { type: "string", value: "DUR", help: "give up after this long (90s, 10m, 1h): roll back, exit 124;\nno deadline when absent" },
   json: { type: "boolean", help: "print one JSON object with the result" },
@@ -57,6 +58,8 @@ interface FetchFlags {
   timeoutMs?: number;
   /** --keyring: read by the command, into request.checksumFrom.signature.keys. */
   keyringPath?: string;
+  /** --cosign-key: read by the command, into request.registryVerify.publicKeys. */
+  cosignKeyPath?: string;
 }
 
 /** The largest keyring file read: a vendor's keys are a few KiB. */
@@ -73,10 +76,12 @@ export function parseFetchFlags(argv: string[], env: NodeJS.ProcessEnv): FetchFl
   const request: FetchRequest = { baseDir, id, source: v.url !== undefined ? { http: { url: httpUrl(v.url) } } : { registry: { image: v["registry-image"] ?? "" } } };
   if (v.checksum !== undefined) request.checksum = flagValue("--checksum", v.checksum, (t) => (parseChecksum(t), t));
   const keyringPath = checksumFromFlags(v, request);
+  if (v["cosign-key"] !== undefined && v["registry-image"] === undefined) throw usageError(spec, "--cosign-key needs --registry-image");
+  const cosignKeyPath = v["cosign-key"] === undefined ? undefined : resolve(v["cosign-key"]);
   if (v["max-virtual-size"] !== undefined) request.maxVirtualSize = bytesFlag("max-virtual-size", v["max-virtual-size"]);
   request.retry = retryFromEnv(env);
   request.idleTimeoutMs = positiveInt(env, "BASECACHE_FETCH_IDLE_TIMEOUT_MS", DefaultIdleTimeoutMs);
-  return { request, json: v.json, ...(v.timeout !== undefined ? { timeoutMs: durationFlag("timeout", v.timeout, 1000) } : {}), ...(keyringPath ? { keyringPath } : {}) };
+  return { request, json: v.json, ...(v.timeout !== undefined ? { timeoutMs: durationFlag("timeout", v.timeout, 1000) } : {}), ...(keyringPath ? { keyringPath } : {}), ...(cosignKeyPath ? { cosignKeyPath } : {}) };
 }
 
 /** Sets request.checksumFrom from --checksum-from and its companions; returns the --keyring path to read. */
@@ -95,16 +100,25 @@ function checksumFromFlags(v: { url?: string | undefined; checksum?: string | un
   return resolve(v.keyring);
 }
 
-/** Reads --keyring into the request. @throws ConfigError when it cannot be read or is too large */
+/** Reads --keyring and --cosign-key into the request. @throws ConfigError when one cannot be read or is too large */
 async function readKeyring(flags: FetchFlags): Promise<void> {
   const sig = flags.request.checksumFrom?.signature;
-  if (!flags.keyringPath || !sig) return;
-  const st = await stat(flags.keyringPath).catch((e: unknown) => {
-    throw new ConfigError(`Cannot read --keyring "${flags.keyringPath}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  if (flags.keyringPath && sig) {
+    sig.keys = new Uint8Array(await readKeyFile("--keyring", flags.keyringPath));
+    sig.keysFrom = `--keyring "${flags.keyringPath}"`;
+  }
+  if (flags.cosignKeyPath) {
+    const pem = await readKeyFile("--cosign-key", flags.cosignKeyPath);
+    flags.request.registryVerify = { publicKeys: pem.toString("utf8"), keysFrom: `--cosign-key "${flags.cosignKeyPath}"` };
+  }
+}
+
+async function readKeyFile(flag: string, path: string): Promise<Buffer> {
+  const st = await stat(path).catch((e: unknown) => {
+    throw new ConfigError(`Cannot read ${flag} "${path}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   });
-  if (!st.isFile() || st.size > MaxKeyringBytes) throw new ConfigError(`Cannot read --keyring "${flags.keyringPath}": not a file of at most ${MaxKeyringBytes} bytes`);
-  sig.keys = new Uint8Array(await readFile(flags.keyringPath));
-  sig.keysFrom = `--keyring "${flags.keyringPath}"`;
+  if (!st.isFile() || st.size > MaxKeyringBytes) throw new ConfigError(`Cannot read ${flag} "${path}": not a file of at most ${MaxKeyringBytes} bytes`);
+  return readFile(path);
 }
 
 function httpUrl(text: string, flag = "--url"): string {

@@ -83,6 +83,7 @@ function jobFor(req: FetchRequest): FetchJob {
     ...(req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize }),
     ...(req.checksum === undefined ? {} : { checksum: parseChecksum(req.checksum) }),
   };
+  if (req.writeBackBytes !== undefined && (!Number.isSafeInteger(req.writeBackBytes) || req.writeBackBytes < 0)) throw new TypeError(`Cannot fetch image "${req.id}": writeBackBytes ${req.writeBackBytes} is not a whole number of at least 0`);
   if (req.version !== undefined && !/^[0-9a-f]{12}$/.test(req.version.name)) throw new TypeError(`Cannot fetch image "${req.id}": version "${req.version.name}" is not 12 hex`);
   const base = req.version ? versionedBaseName(req.id, req.version.name) : baseNameFor(req.id);
   return { req, id: req.id, base, paths: basePaths(req.baseDir, base), want, key: requestKey(req), started, log: req.log ?? silentLogger };

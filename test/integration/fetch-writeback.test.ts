@@ -121,6 +121,14 @@ describe("write-back bounds the bytes a fetch leaves not durable", () => {
     assert.equal(await sha256Of(r.path), rawSha);
   });
 
+  test("an interval that is not a whole number of bytes is refused before anything is downloaded", async () => {
+    const url = origin.serve("/wb-bad", { file: raw });
+    for (const writeBackBytes of [-1, 1.5]) {
+      await assert.rejects(fetchImage({ baseDir, id: "wb-bad", source: { http: { url } }, writeBackBytes }), TypeError);
+    }
+    assert.equal(origin.requestsTo("/wb-bad"), 0);
+  });
+
   test("no work file is left behind", async () => {
     const names = await readdir(baseDir);
     assert.deepEqual(names.filter((n) => /\.(part|converted)/.test(n)), []);

@@ -35,6 +35,8 @@ export interface FetchRunnerOptions {
   makeRoom?: (bytes: number) => Promise<boolean>;
   retry?: BackoffPolicy;
   fetchRetry?: RetryPolicy;
+  /** The downloads' write-back interval (FetchRequest.writeBackBytes). */
+  writeBackBytes?: number;
   random?: () => number;
 }
 
@@ -149,6 +151,7 @@ export class FetchRunner {
         log,
         ...this.progressHandlers(task, admission),
         ...(this.opts.fetchRetry ? { retry: this.opts.fetchRetry } : {}),
+        ...(this.opts.writeBackBytes === undefined ? {} : { writeBackBytes: this.opts.writeBackBytes }),
       });
       // Only a Ready version becomes the one new instance disks get; the old one stays theirs until then.
       if (image.version && (await writeVersionPointer(this.opts.baseDir, image.id, image.version.name, new Date(this.opts.clock.now())))) {

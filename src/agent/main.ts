@@ -54,6 +54,8 @@ export interface AgentOptions {
   monotonic?: Clock;
   retry?: BackoffPolicy;
   fetchRetry?: RetryPolicy;
+  /** The downloads' write-back interval (FetchRequest.writeBackBytes); the pipeline's default when absent. */
+  writeBackBytes?: number;
 }
 
 /** Runs the agent until `signal` aborts. */

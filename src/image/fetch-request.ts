@@ -53,6 +53,25 @@ export interface FetchRequest {
   retry?: RetryPolicy;
   /** No byte for this long counts as a stall (then resume or retry). */
   idleTimeoutMs?: number;
+  /**
+   * Page-cache discipline of the download (core/write-back.ts): a background fdatasync every this many bytes
+   * written, and writes held while twice that is not yet durable. 0 turns it off; default DefaultWriteBackBytes (32 MiB).
+   */
+  writeBackBytes?: number;
+}
+
+/** What the download's write-back did: how the bound on its dirty pages was kept. */
+export interface WriteBackReport {
+  /** The most bytes allowed not durable at once; 0 when write-back was off. */
+  limitBytes: number;
+  /** fdatasyncs while writing (write-back and checkpoints share them). */
+  syncs: number;
+  /** Times the download waited for a sync to land before writing on. */
+  holds: number;
+  /** The most bytes written (or being written) and not yet durable at any moment. */
+  peakUnsyncedBytes: number;
+  /** Bytes written to the `.part` (zero blocks skipped). */
+  writtenBytes: number;
 }
 
 /** A tracked image's version as its sidecar records it: what pins it, when it was found, where its checksum came from. */
@@ -82,4 +101,6 @@ export interface FetchResult {
   seconds: number;
   /** Bytes the base occupies on disk (sparse). */
   allocatedBytes: number;
+  /** What the download's write-back did; absent when nothing was downloaded. */
+  writeBack?: WriteBackReport;
 }

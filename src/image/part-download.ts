@@ -6,13 +6,12 @@
  */
 import { performance } from "node:perf_hooks";
 import { downloadCap, evaluateAnnouncement, type Expectation } from "../core/fetch-rules.js";
-import { ByteReader } from "../core/byte-window.js";
-import { detectFormat } from "../core/image-header.js";
 import { redactUrl } from "../core/redact.js";
+import { DefaultWriteBackBytes, writeBackPolicy } from "../core/write-back.js";
 import { decideResume, ResumeRecordVersion, ifRangeValidator, type ResumeDecision, type ResumeRecord } from "../core/resume-rules.js";
 import type { Logger } from "../lib/log.js";
 import { removeWorkFiles, WorkFileMode, type BasePaths } from "./base-dir.js";
-import type { FetchRequest } from "./fetch-request.js";
+import type { FetchRequest, WriteBackReport } from "./fetch-request.js";
 import { createHasher, type Hasher } from "./hasher.js";
 import { DefaultIdleTimeoutMs, DefaultRetry, downloadSource, type DownloadResult, type ResumeFrom, type Validators } from "./http-fetch.js";
 import { earlyCheck, freeBytes, refuseIf } from "./image-steps.js";
@@ -47,7 +46,7 @@ interface OpenedPart {
 }
 
 /** Downloads `source` into the job's `.part`, resuming a kept one when the rules allow. */
-export async function downloadToPart(job: PartJob, source: ResolvedSource): Promise<DownloadResult> {
+export async function downloadToPart(job: PartJob, source: ResolvedSource): Promise<DownloadResult & { writeBack: WriteBackReport }> {
   const { req, want: limits } = job;
   const hasher = createHasher(job.want.checksum?.algorithm === "sha512" ? "sha512" : undefined);
   let opened: OpenedPart | undefined;
@@ -57,6 +56,10 @@ export async function downloadToPart(job: PartJob, source: ResolvedSource): Prom
     opened = await openPart(job, source, hasher);
     sink = new SparseWriter(opened.fh, hasher);
     if (opened.resume) sink.resumeAt(opened.resume.offset);
+    // Every download, not only a raw one: whatever the format, a disk slower than the network must not leave
+    // gigabytes of dirty pages behind (the checkpoints' syncs are the same syncs).
+    const policy = writeBackPolicy(req.writeBackBytes ?? DefaultWriteBackBytes);
+    if (policy) sink.writeBack = policy;
     const live: Validators = {};
     if ((source.unpack ?? "none") === "none") sink.checkpoints = checkpointPolicy(job, source, live);
     const keptAllocated = opened.keptAllocated;
@@ -77,7 +80,6 @@ export async function downloadToPart(job: PartJob, source: ResolvedSource): Prom
       },
       onHead: (head, total) => {
         earlyCheck(job.id, head, total, limits);
-        s.syncWhileWriting = isRawHead(head);
       },
       onValidators: (v) => Object.assign(live, { etag: v.etag, lastModified: v.lastModified, total: v.total }),
       onProgress: (done, total) => {
@@ -89,7 +91,7 @@ export async function downloadToPart(job: PartJob, source: ResolvedSource): Prom
     });
     // Complete: from here on the .part is judged as a whole, and a crash starts over.
     await removeResumeRecord(req.baseDir, job.paths);
-    return dl;
+    return { ...dl, writeBack: { limitBytes: policy?.limitBytes ?? 0, ...sink.writeBackStats } };
     // Not fsynced here: only a raw source becomes the base as is, and that path fsyncs before the rename.
   } finally {
     // A checkpoint still being written must land (or fail) before the caller removes or keeps the files.
@@ -97,11 +99,6 @@ export async function downloadToPart(job: PartJob, source: ResolvedSource): Prom
     await hasher.close();
     await opened?.fh.close();
   }
-}
-
-// A source with no known magic is raw: its .part becomes the base, so start writing it back now.
-function isRawHead(head: Buffer): boolean {
-  return detectFormat(new ByteReader({ size: head.length, chunks: [{ offset: 0, data: head }] })) === "raw";
 }
 
 /** Opens the `.part`: the kept one, truncated to its durable prefix and hashed again, or a new empty one. */
@@ -158,6 +155,8 @@ function checkpointPolicy(job: PartJob, source: ResolvedSource, live: Validators
   const { req, paths: p } = job;
   return {
     everyBytes: CheckpointEveryBytes,
+    // A compressed body has no total here (http-fetch reports none), so it takes no checkpoint: it restarts.
+    wanted: () => live.total !== undefined && ifRangeValidator(live) !== undefined,
     save: async (bytes: number) => {
       const record = recordFor(job, source, live, bytes);
       // Without a validator or a length a resume could not tell a changed upstream: record nothing.

@@ -36,7 +36,7 @@ import type { FetchRequest, FetchResult } from "./fetch-request.js";
 
 export { describeOutcome, type FetchOutcome, type FetchStatus } from "./outcome.js";
 
-export type { FetchFacts, FetchProgress, FetchRequest, FetchResult } from "./fetch-request.js";
+export type { FetchFacts, FetchProgress, FetchRequest, FetchResult, WriteBackReport } from "./fetch-request.js";
 
 /** One fetch, as computed once from its request: everything the steps below share. */
 interface FetchJob {
@@ -84,6 +84,7 @@ function jobFor(req: FetchRequest): FetchJob {
     ...(req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize }),
     ...(req.checksum === undefined ? {} : { checksum: parseChecksum(req.checksum) }),
   };
+  if (req.writeBackBytes !== undefined && (!Number.isSafeInteger(req.writeBackBytes) || req.writeBackBytes < 0)) throw new TypeError(`Cannot fetch image "${req.id}": writeBackBytes ${req.writeBackBytes} is not a whole number of at least 0`);
   if (req.version !== undefined && !/^[0-9a-f]{12}$/.test(req.version.name)) throw new TypeError(`Cannot fetch image "${req.id}": version "${req.version.name}" is not 12 hex`);
   const base = req.version ? versionedBaseName(req.id, req.version.name) : baseNameFor(req.id);
   return { req, id: req.id, base, paths: basePaths(req.baseDir, base), want, key: requestKey(req), started, log: req.log ?? silentLogger };
@@ -177,7 +178,7 @@ async function fetchLocked(first: FetchJob): Promise<FetchResult> {
   await rename(p.converted, p.base);
   await fsyncDir(req.baseDir);
   log.info({ imageId: job.id, base: job.base, format: facts.format, bytes: st.size }, "Stored image as raw base");
-  return resultOf(job, { cached: false, format: facts.format, bytesDownloaded: dl.networkBytes, resumedBytes: dl.resumedBytes, sha256: dl.sha256 }, st);
+  return resultOf(job, { cached: false, format: facts.format, bytesDownloaded: dl.networkBytes, resumedBytes: dl.resumedBytes, sha256: dl.sha256, writeBack: dl.writeBack }, st);
 }
 
 /** With checksumFrom, the SUMS file's checksum becomes the job's expected checksum before the first image byte. */
@@ -189,7 +190,7 @@ async function withVendorChecksum(job: FetchJob): Promise<FetchJob> {
   return { ...job, want: { ...job.want, checksum: vendor.checksum }, checksumFrom: vendor.provenance };
 }
 
-function resultOf(job: FetchJob, r: Pick<FetchResult, "cached" | "format" | "bytesDownloaded" | "resumedBytes" | "sha256">, st: { size: number; blocks: number }): FetchResult {
+function resultOf(job: FetchJob, r: Pick<FetchResult, "cached" | "format" | "bytesDownloaded" | "resumedBytes" | "sha256" | "writeBack">, st: { size: number; blocks: number }): FetchResult {
   return {
     id: job.id,
     base: job.base,

@@ -12,7 +12,7 @@ import { ExitCode } from "../../lib/exit.js";
 import { DefaultHealthAddr, DefaultMetricsAddr } from "../../lib/health.js";
 import type { Command } from "../command.js";
 import { checkDirFlags } from "../dir-flag.js";
-import { DefaultHighWatermark, DefaultLowWatermark, addressFlag, budgetFlags, durationFlag, intFlag, parseFlags, renderHelp, requireFlag, type CommandSpec } from "../flags.js";
+import { DefaultHighWatermark, DefaultLowWatermark, addressFlag, budgetFlags, bytesFlag, durationFlag, intFlag, parseFlags, renderHelp, requireFlag, type CommandSpec } from "../flags.js";
 
 const flags = {
   node: { type: "string", value: "NAME", defaultText: "$NODE_NAME", help: "this node's name" },
@@ -34,6 +34,7 @@ const flags = {
   "low-watermark": { type: "string", value: "FRACTION", defaultText: String(DefaultLowWatermark), help: "with --cache-budget: where eviction stops" },
   "retry-base": { type: "string", value: "DUR", default: formatDuration(DefaultRetryPolicy.baseMs), help: "first backoff after a failed source" },
   "retry-max": { type: "string", value: "DUR", default: formatDuration(DefaultRetryPolicy.maxMs), help: "longest backoff after a failed source" },
+  "write-back": { type: "string", value: "SIZE", default: "32Mi", help: "fdatasync each download every SIZE written and hold it while twice\nSIZE is not yet on disk, so dirty pages stay bounded; 0 turns it off" },
   "metrics-addr": { type: "string", value: "HOST:PORT", default: DefaultMetricsAddr, help: 'serve /metrics here; "" disables\n(a free port instead when no address is given and the default is taken)' },
   "health-addr": { type: "string", value: "HOST:PORT", default: DefaultHealthAddr, help: 'serve /healthz and /readyz here; "" disables' },
 } as const;
@@ -66,6 +67,7 @@ export function parseAgentFlags(argv: string[], env: NodeJS.ProcessEnv): AgentOp
     healthAddr: addressFlag("health-addr", v["health-addr"]),
     defaultAddrs: !parsed.given.has("metrics-addr") && !parsed.given.has("health-addr"),
     clock: clockFromEnv(env),
+    writeBackBytes: bytesFlag("write-back", v["write-back"]),
     retry: { baseMs: durationFlag("retry-base", v["retry-base"]), maxMs: durationFlag("retry-max", v["retry-max"]) },
   };
 }

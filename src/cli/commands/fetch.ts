@@ -1,7 +1,7 @@
 /**
  * `basecache fetch --base-dir DIR --id ID (--url URL | --registry-image REF) [--checksum ALGO:HEX |
  *  --checksum-from URL [--checksum-name NAME] [--signature URL] [--keyring FILE]] [--cosign-key FILE] [--max-virtual-size SIZE]
- *  [--timeout DUR] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
+ *  [--timeout DUR] [--write-back SIZE] [--json]`: makes the image a ready raw base at DIR/sha1(ID).
  * Exit 0 ready, 3 rejected, 4 source failed, 5 disk full, 124 deadline, 2 usage or a planted file (foreign-file), 1 anything else.
  */
 import { readFile, stat } from "node:fs/promises";
@@ -32,6 +32,7 @@ const flags = {
   "cosign-key": { type: "string", value: "FILE", help: "verify the registry image's cosign signature (cosign sign --key) with\nthe PEM public key(s) in FILE before any layer is downloaded;\n--registry-image only; offline: no transparency log is asked" },
   "max-virtual-size": { type: "string", value: "SIZE", help: "largest virtual size accepted: bytes or a quantity (1Gi, 500M)" },
   timeout: { type: "string", value: "DUR", help: "give up after this long (90s, 10m, 1h): roll back, exit 124;\nno deadline when absent" },
+  "write-back": { type: "string", value: "SIZE", default: "32Mi", help: "fdatasync the download every SIZE written and hold it while twice\nSIZE is not yet on disk, so dirty pages stay bounded; 0 turns it off" },
   json: { type: "boolean", help: "print one JSON object with the result" },
 } as const;
 
@@ -79,6 +80,7 @@ export function parseFetchFlags(argv: string[], env: NodeJS.ProcessEnv): FetchFl
   if (v["cosign-key"] !== undefined && v["registry-image"] === undefined) throw usageError(spec, "--cosign-key needs --registry-image");
   const cosignKeyPath = v["cosign-key"] === undefined ? undefined : resolve(v["cosign-key"]);
   if (v["max-virtual-size"] !== undefined) request.maxVirtualSize = bytesFlag("max-virtual-size", v["max-virtual-size"]);
+  request.writeBackBytes = bytesFlag("write-back", v["write-back"]);
   request.retry = retryFromEnv(env);
   request.idleTimeoutMs = positiveInt(env, "BASECACHE_FETCH_IDLE_TIMEOUT_MS", DefaultIdleTimeoutMs);
   return { request, json: v.json, ...(v.timeout !== undefined ? { timeoutMs: durationFlag("timeout", v.timeout, 1000) } : {}), ...(keyringPath ? { keyringPath } : {}), ...(cosignKeyPath ? { cosignKeyPath } : {}) };

@@ -44,6 +44,8 @@ export class DiskState {
   /** Kept across invalidations: GC protects pods' versions with it, and an invalidated measure is no empty one. */
   private lastVersions: VersionsOnDisk = new Map();
   private budgetState: BudgetState | undefined;
+  /** Bases re-verification found corrupt (src/agent/verifier.ts), with their status message. */
+  private readonly corruptBases = new Map<string, string>();
   private podUsesState: PodUsesState | undefined;
   /** Moves on each invalidation, so a measurement that a removal overtook is not kept as fresh. */
   private epoch = 0;
@@ -86,20 +88,36 @@ export class DiskState {
     this.epoch++;
   }
 
+  /** Records that re-verification found `base` changed since it was stored, with what the status should say. */
+  markCorrupt(base: string, message: string): void {
+    const known = this.corruptBases.get(base);
+    this.corruptBases.set(base, message);
+    if (known !== message) for (const l of this.listeners) l();
+  }
+
+  /** Forgets a flag: the base's sidecar no longer says it is corrupt (a new fetch stored it again). */
+  clearCorrupt(base: string): void {
+    if (this.corruptBases.delete(base)) for (const l of this.listeners) l();
+  }
+
   /** The complete bases on disk among `bases`, by base name, with the virtual size their sidecar records. */
-  async readBases(bases: readonly string[]): Promise<Map<string, { virtualSize?: number }>> {
-    const onDisk = new Map<string, { virtualSize?: number }>();
+  async readBases(bases: readonly string[]): Promise<Map<string, { virtualSize?: number; corrupt?: string }>> {
+    const onDisk = new Map<string, { virtualSize?: number; corrupt?: string }>();
     for (const base of bases) {
       // Never followed: a planted symlink or hard link at a base's name is no base (the fetch then reports it).
       const st = await lstat(join(this.opts.baseDir, base)).catch(() => undefined);
-      if (!st?.isFile() || st.nlink > 1) continue;
+      if (!st?.isFile() || st.nlink > 1) {
+        this.corruptBases.delete(base); // gone (GC removed it): the next fetch stores a good one
+        continue;
+      }
       const known = this.sizes.get(base);
       if (!known || known.mtimeMs !== st.mtimeMs) {
         const sc = await readSidecar(this.opts.baseDir, base);
         this.sizes.set(base, { mtimeMs: st.mtimeMs, virtualSize: sc?.virtualSize ?? st.size });
       }
       const virtualSize = this.sizes.get(base)?.virtualSize;
-      onDisk.set(base, virtualSize !== undefined ? { virtualSize } : {});
+      const corrupt = this.corruptBases.get(base);
+      onDisk.set(base, { ...(virtualSize !== undefined ? { virtualSize } : {}), ...(corrupt !== undefined ? { corrupt } : {}) });
     }
     return onDisk;
   }

@@ -73,7 +73,9 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
   const open = await gatherOpenFiles(opts.baseDir).catch(() => undefined);
   const state = await readGcState(opts.baseDir, opts.log);
   const t1 = opts.monotonic.now();
-  const refs = await gatherReferences(opts, listed.filter((e) => classifyBaseFileName(e.name).kind === "base").map((e) => e.name));
+  const baseNames = listed.filter((e) => classifyBaseFileName(e.name).kind === "base").map((e) => e.name);
+  const corrupt = await corruptBases(opts.baseDir, baseNames);
+  const refs = await gatherReferences(opts, baseNames, corrupt);
   if (!open) refs.uncertainties.push("open files could not be listed");
   const t2 = opts.monotonic.now();
   const gathered: Gathered = { entries: toGcEntries(listed, open ?? new Set()), ...refs };
@@ -88,6 +90,7 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
     ...(opts.budget ? { budget: opts.budget } : {}),
     ...(opts.reserveBytes ? { reserveBytes: opts.reserveBytes } : {}),
     dryRun: opts.dryRun,
+    ...(corrupt.length > 0 ? { corrupt } : {}),
   });
   const t3 = opts.monotonic.now();
   const result: GcPassResult = { plan, removed: [], refused: [], disks: gathered.disks, timings: { listMs: t1 - t0, disksMs: t2 - t1, planMs: t3 - t2, applyMs: 0 } };
@@ -103,11 +106,12 @@ export async function runGcPass(opts: GcPassOptions, signal?: AbortSignal): Prom
   return result;
 }
 
-// `bases` are the complete bases the pass might remove; undefined in the re-check, where some will go.
-async function gatherReferences(opts: GcPassOptions, bases?: readonly string[]): Promise<Omit<Gathered, "entries">> {
+// `bases` are the complete bases the pass might remove; undefined in the re-check, where some will go. A corrupt
+// base may go though wanted, so pods' uses matter for it as for an unwanted one.
+async function gatherReferences(opts: GcPassOptions, bases?: readonly string[], corrupt: readonly string[] = []): Promise<Omit<Gathered, "entries">> {
   const scan = await opts.scanner.scan(opts.instancesDir, opts.baseDir);
   const wanted = await opts.references.wanted();
-  const needed = bases === undefined || podUsesMatter(bases, wanted?.map((w) => w.base));
+  const needed = bases === undefined || podUsesMatter(bases, wanted?.map((w) => w.base).filter((b) => !corrupt.includes(b)));
   const result = await opts.references.podUses(needed);
   const pods = Array.isArray(result) ? result : undefined;
   const uncertainties = [...scan.uncertainties];
@@ -121,6 +125,13 @@ async function gatherReferences(opts: GcPassOptions, bases?: readonly string[]):
     uncertainties,
     disks: { count: scan.disks, inspected: scan.inspected },
   };
+}
+
+/** The bases whose sidecar says a re-verification found them changed (src/agent/verifier.ts). */
+async function corruptBases(baseDir: string, bases: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const base of bases) if ((await readSidecar(baseDir, base))?.corrupt) out.push(base);
+  return out;
 }
 
 function toGcEntries(listed: readonly BaseDirEntry[], open: ReadonlySet<string>): GcEntry[] {
@@ -180,7 +191,7 @@ async function removeBases(batch: GcDecision[], opts: GcPassOptions, result: GcP
     const wanted = new Set(refs.wanted.map((w) => w.base));
     const used = new Set(refs.uses.map((u) => u.base));
     for (const { d } of held) {
-      const why = recheck(d.name, { wanted, used, open, uncertainties: refs.uncertainties });
+      const why = recheck(d.name, { wanted: d.reason === "Corrupt" ? new Set<string>() : wanted, used, open, uncertainties: refs.uncertainties });
       if (why) refuse(d, why, opts, result);
       else await removeBase(d, opts, result);
     }

@@ -23,6 +23,7 @@ import { GcRunner, wantedFrom, withCurrentVersions } from "./gc-runner.js";
 import { podUsesOfVersions } from "../core/pod-uses.js";
 import { createAgentMetrics, type AgentMetrics } from "./metrics.js";
 import { DiskState } from "./disk-state.js";
+import { BaseVerifier } from "./verifier.js";
 import { FetchRunner } from "./fetch-runner.js";
 import { NodeEvents } from "./node-events.js";
 import { DefaultPodUsesTimeoutMs, PodUsesAsker } from "./pod-uses.js";
@@ -56,6 +57,10 @@ export interface AgentOptions {
   fetchRetry?: RetryPolicy;
   /** The downloads' write-back interval (FetchRequest.writeBackBytes); the pipeline's default when absent. */
   writeBackBytes?: number;
+  /** Time between re-verifications of a stored base (src/agent/verifier.ts); 0: only bases whose size or mtime changed. */
+  verifyIntervalMs: number;
+  /** How often the verifier looks at the bases' sizes and mtimes; its default when absent (tests use less). */
+  verifyLookMs?: number;
 }
 
 /** Runs the agent until `signal` aborts. */
@@ -67,7 +72,7 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
   if (opts.budget) metrics.cacheHighWatermarkBytes.set(Math.floor(opts.budget.limitBytes * opts.budget.highWatermark));
   const clients = makeClients(loadKubeConfig(opts.kubeconfig));
   const { nics, nic } = makeInformers(clients, opts.node, log);
-  const { gc, fetches, status, queue } = wireParts(opts, { clients, nics, nic, metrics, log, signal });
+  const { gc, fetches, status, queue, verifier } = wireParts(opts, { clients, nics, nic, metrics, log, signal });
   let ready = false;
   const servers = await startAgentEndpoints(opts, metrics, signal, () => ready, log);
   const onUsr1 = () => void gc.run("signal");
@@ -80,7 +85,9 @@ export async function runAgent(opts: AgentOptions, log: Logger, signal: AbortSig
     log.info({ node: opts.node, baseDir: opts.baseDir, instancesDir: opts.instancesDir }, "Agent started");
     queue.add(opts.node);
     void gc.run("start");
+    const verifying = verifier.run(signal);
     await gcLoop(gc, opts.gcIntervalMs, signal);
+    await verifying;
   } catch (e) {
     if (!signal.aborted) throw e;
   } finally {
@@ -148,7 +155,19 @@ function wireParts(opts: AgentOptions, edges: Edges) {
     requestGc: () => void gc.run("requested"),
     observeStatus: (o) => status.observe(parseNodeImageCache(o).status),
   });
-  return { gc, fetches, status, queue };
+  const verifier = new BaseVerifier({
+    baseDir: opts.baseDir,
+    intervalMs: opts.verifyIntervalMs,
+    clock: opts.clock,
+    disk,
+    metrics,
+    events,
+    log,
+    // GC removes a corrupt base that nothing uses; the pass after it fetches the image again.
+    onCorrupt: () => void gc.run("corrupt"),
+    ...(opts.verifyLookMs !== undefined ? { lookEveryMs: opts.verifyLookMs } : {}),
+  });
+  return { gc, fetches, status, queue, verifier };
 }
 
 // Only this node's NodeImageCache (field selector on its name).

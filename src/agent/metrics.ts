@@ -29,6 +29,7 @@ export interface AgentMetrics {
   gcRefusals: Counter<"reason">;
   podUsesQuestions: Counter<"outcome">;
   statusWrites: Counter<"outcome">;
+  verifications: Counter<"result">;
 }
 
 /** Creates the agent's metrics on a fresh registry, with the default process metrics (prefixed `basecache_`). */
@@ -58,6 +59,7 @@ export function createAgentMetrics(registry: Registry = createRegistry()): Agent
       registers,
     }),
     unknownFiles: new Gauge({ name: "basecache_unknown_files", help: "Files in the base dir whose names basecache does not write (reported, never deleted)", registers }),
+    verifications: new Counter({ name: "basecache_base_verifications_total", help: "Re-verifications of stored bases against the digest recorded when they were stored, by result (ok, corrupt, error)", labelNames: ["result"], registers }),
     gcPasses: new Counter({ name: "basecache_gc_passes_total", help: "Garbage-collection passes, by outcome", labelNames: ["outcome"], registers }),
     gcSeconds: new Histogram({ name: "basecache_gc_duration_seconds", help: "Duration of garbage-collection passes", buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers }),
     gcRemovals: new Counter({ name: "basecache_gc_removals_total", help: "Files removed by garbage collection, by reason and kind", labelNames: ["reason", "kind"], registers }),

@@ -26,7 +26,8 @@ export interface AgentPlanInput {
   /** The node's NodeImageCache; absent when it does not exist (yet, or any more). */
   nodeImageCache?: NodeImageCache;
   /** Complete bases on disk, by base name, with the virtual size their sidecar records. */
-  onDisk: ReadonlyMap<string, { virtualSize?: number }>;
+  /** Complete bases on disk; `corrupt` says why a re-verification found one changed since it was stored. */
+  onDisk: ReadonlyMap<string, { virtualSize?: number; corrupt?: string }>;
   /** Tracked images' versions stored on the node, by image id, newest first (from their sidecars). */
   versionsOnDisk?: ReadonlyMap<string, readonly { version: string; base: string }[]>;
   memory: Readonly<Record<string, ImageMemory>>;
@@ -122,7 +123,8 @@ export function planAgent(input: AgentPlanInput): AgentPlan {
 export function planSeedMemory(nic: NodeImageCache, memory: Readonly<Record<string, ImageMemory>>): Record<string, ImageMemory> {
   const seed: Record<string, ImageMemory> = {};
   for (const s of nic.status?.images ?? []) {
-    if (s.phase !== "Failed" || !s.reason || !isRejectReason(s.reason) || memory[s.id] || seed[s.id]) continue;
+    // base-corrupt is about the file on disk, not the definition: it ends when GC removes the base.
+    if (s.phase !== "Failed" || !s.reason || !isRejectReason(s.reason) || s.reason === "base-corrupt" || memory[s.id] || seed[s.id]) continue;
     const generation = s.observedGeneration ?? nic.status?.observedGeneration ?? 0;
     const spec = generation === nic.metadata.generation ? nic.spec.images.find((i) => i.id === s.id) : undefined;
     const key = spec ? { definitionKey: definitionKey(spec) } : {};
@@ -149,6 +151,8 @@ function decideImage(image: ImageSpec, input: PassFacts): ImageDecision {
     return { kind: "hold", status: { ...entry, phase: "Failed", reason: failure.reason, message: failure.message } };
   }
   const present = input.onDisk.get(base);
+  // A corrupt base is not fetched over (instances may use it): GC removes it once unused, and then it is fetched.
+  if (present?.corrupt) return { kind: "hold", status: { ...entry, phase: "Failed", reason: "base-corrupt", message: present.corrupt } };
   if (present) {
     const size = present.virtualSize !== undefined ? { virtualSize: present.virtualSize } : {};
     const ready: NodeImageStatus = { ...entry, phase: "Ready", ...size };

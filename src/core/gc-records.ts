@@ -69,6 +69,8 @@ export interface GcInput {
   /** Bytes of an image about to arrive, made room for under the budget (see planEvictions). */
   reserveBytes?: number;
   dryRun?: boolean;
+  /** Bases a re-verification found changed since they were stored: removed once nothing uses them, wanted or not. */
+  corrupt?: readonly string[];
 }
 
 export type GcFileKind = "base" | "sidecar" | "temp" | "lock" | "pointer" | "gc-state" | "unknown";
@@ -79,6 +81,8 @@ export type GcAction = "keep" | "delete" | "report";
  * - InUse: an instance disk or a pod on this node uses the base. Open: a live process has the base open.
  * - Wanted: an ImageCache wants it here. Busy: a fetch of the same base is under way (a held temp or lock).
  * - ReferencesIncomplete: some use could not be determined, so no base is removed this pass.
+ * - Corrupt: re-verification found the base changed since it was stored and nothing uses it: removed, so that
+ *   a wanted image is fetched again.
  * - WithinRetention / RetentionExpired: unused, for less / at least the retention age. Evicted: over the high watermark.
  * - BaseKept / BaseRemoved: a sidecar follows its base. Orphaned: a sidecar without a base.
  * - Tracked / Untracked: a tracked image's `.current` pointer, kept while the image is wanted here, removed after.
@@ -90,6 +94,7 @@ export type GcAction = "keep" | "delete" | "report";
  */
 export type GcReason =
   | "InUse"
+  | "Corrupt"
   | "Open"
   | "Wanted"
   | "Busy"

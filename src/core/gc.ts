@@ -22,6 +22,7 @@ interface Facts {
   busy: Set<string>;
   /** Bases with a resume record of ours beside their `.part`. */
   resumable: Set<string>;
+  corrupt: Set<string>;
   mtimes: Map<string, number>;
   kinds: Map<string, { kind: GcFileKind; base?: string }>;
 }
@@ -72,7 +73,7 @@ function indexEntries(input: GcInput): Facts {
     else users.set(u.base, [u.by]);
   }
   const wantedIds = new Set(input.wanted.map((w) => baseNameFor(w.imageId)));
-  return { input, bases, wanted, wantedIds, users, busy, resumable, mtimes, kinds };
+  return { input, bases, wanted, wantedIds, users, busy, resumable, corrupt: new Set(input.corrupt ?? []), mtimes, kinds };
 }
 
 function decideEntry(entry: GcEntry, facts: Facts): GcDecision {
@@ -123,8 +124,14 @@ function decideBase(entry: GcEntry, base: string, facts: Facts): Verdict {
   const imageId = want?.imageId ?? record?.imageId;
   const withId = imageId ? { imageId } : {};
   const users = facts.users.get(base);
-  if (users) return { action: "keep", reason: "InUse", message: `Used by ${users.join(", ")}`, users, ...withId };
-  if (entry.held) return { action: "keep", reason: "Open", message: "A live process has the base open", ...withId };
+  const corrupt = facts.corrupt.has(base);
+  const changed = corrupt ? "; it no longer matches its recorded digest and goes once unused" : "";
+  if (users) return { action: "keep", reason: "InUse", message: `Used by ${users.join(", ")}${changed}`, users, ...withId };
+  if (entry.held) return { action: "keep", reason: "Open", message: `A live process has the base open${changed}`, ...withId };
+  // A corrupt base is removed even while wanted (the agent then fetches it again), but only when every use is known.
+  if (corrupt && !facts.busy.has(base) && input.uncertainties.length === 0) {
+    return { action: "delete", reason: "Corrupt", message: "No longer matches the digest recorded when it was stored, and nothing uses it", ...withId };
+  }
   if (want) return { action: "keep", reason: "Wanted", message: `Wanted on this node as image "${want.imageId}"`, ...withId };
   if (facts.busy.has(base)) return { action: "keep", reason: "Busy", message: "A fetch of this base is under way", ...withId };
   if (input.uncertainties.length > 0) {

@@ -41,6 +41,7 @@ export const RejectReasonRows = [
   { reason: "compression-bomb", doc: "A gzip/xz/zstd stream or a compressed qcow2/VMDK would expand beyond the size limit" },
   { reason: "bad-extent", early: true, doc: "A VMDK whose extents point outside the file" },
   { reason: "resource-limit", early: true, doc: "A grain, cluster, table or xz/zstd window too large for a legitimate image, or a tool stopped by its limits" },
+  { reason: "base-corrupt", doc: "A stored base no longer matches the digest recorded when it was stored (bit rot or tampering)" },
   { reason: "inspect-failed", doc: "The image could not be inspected safely, or the converted file did not read back as the raw disk expected" },
 ] as const satisfies readonly RejectReasonRow[];
 

@@ -193,6 +193,15 @@ export interface BaseSidecar {
   checksumFrom?: { url: string; name: string; signatureUrl?: string; signedBy?: string };
   /** The cosign signature verified before the download: the manifest digest it covers and the key that made it. */
   signature?: { digest: string; signedBy: string; dockerReference?: string };
+  /**
+   * The raw base as stored: the SHA-256 of its bytes, its size and mtime when it was sealed. Re-verification
+   * (src/agent/verifier.ts) hashes the base again against it. Absent on bases stored before it existed.
+   */
+  raw?: { sha256: string; sizeBytes: number; mtimeMs: number };
+  /** The last re-verification that found the base as stored (RFC 3339). */
+  verifiedAt?: string;
+  /** A re-verification found the base changed: new disks refuse it, and GC removes it once nothing uses it. */
+  corrupt?: { detectedAt: string; expected: string; actual: string };
   /** A tracked image's version this base holds (its name is in the base's name): its pin, when the controller found it, who signed its checksum. */
   version?: StoredVersion;
   fetchedAt: string;

@@ -142,7 +142,10 @@ async function reinspectBase(req: InstanceDiskRequest, base: string, fh: FileHan
   const facts = await readRawFacts(fh);
   // Only a raw source was judged by its bytes; a converted image may start with any guest data. A sidecar this
   // user may not read (0640, the VM's user is not the agent's) leaves that to the check made at fetch time.
-  const sourceFormat = await sidecarSourceFormat(req.baseDir, base);
+  const recorded = await sidecarFacts(req.baseDir, base);
+  // A base that failed its re-verification has changed since it was stored: no new disk is made on it.
+  if (recorded?.corrupt) throw new ImageRejectedError("base-corrupt", `Refused base of image "${req.id}": ${basePaths(req.baseDir, base).base} no longer matches the digest recorded when it was stored (found ${recorded.corrupt}); it is fetched again once nothing uses it`);
+  const sourceFormat = recorded?.sourceFormat;
   if (sourceFormat !== "raw") delete facts.notADisk;
   const limits: ImageLimits = req.maxVirtualSize === undefined ? {} : { maxVirtualSize: req.maxVirtualSize };
   const v = evaluateHeader(facts, limits);
@@ -154,17 +157,21 @@ async function reinspectBase(req: InstanceDiskRequest, base: string, fh: FileHan
   return info.virtualSize;
 }
 
-/** The source format the base's sidecar records: "raw" also when there is none; undefined when it cannot be read. */
-async function sidecarSourceFormat(baseDir: string, base: string): Promise<string | undefined> {
+/**
+ * What the base's sidecar records: the source format ("raw" also when there is none) and, when re-verification
+ * found the base changed, when; undefined when it cannot be read.
+ */
+async function sidecarFacts(baseDir: string, base: string): Promise<{ sourceFormat: string; corrupt?: string } | undefined> {
   const path = basePaths(baseDir, base).sidecar;
   try {
     const text = await readOwnFile(path, 64 * 1024);
-    if (text === undefined) return "raw";
-    const format = (JSON.parse(text) as { sourceFormat?: unknown }).sourceFormat;
-    return typeof format === "string" ? format : "raw";
+    if (text === undefined) return { sourceFormat: "raw" };
+    const sc = JSON.parse(text) as { sourceFormat?: unknown; corrupt?: { detectedAt?: unknown } };
+    const corrupt = sc.corrupt ? (typeof sc.corrupt.detectedAt === "string" ? sc.corrupt.detectedAt : "at an unknown time") : undefined;
+    return { sourceFormat: typeof sc.sourceFormat === "string" ? sc.sourceFormat : "raw", ...(corrupt !== undefined ? { corrupt } : {}) };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EACCES") return undefined;
-    if (e instanceof SyntaxError) return "raw";
+    if (e instanceof SyntaxError) return { sourceFormat: "raw" };
     throw e;
   }
 }

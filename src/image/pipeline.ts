@@ -20,7 +20,7 @@ import { evaluateConverted } from "../core/image-checks.js";
 import { baseNameFor, versionedBaseName } from "../core/names.js";
 import { redactUrl } from "../core/redact.js";
 import { requestKey } from "../core/request-key.js";
-import { FetchError, ForeignFileError } from "../lib/errors.js";
+import { FetchError, ForeignFileError, ImageRejectedError } from "../lib/errors.js";
 import { silentLogger, type Logger } from "../lib/log.js";
 import { basePaths, fsyncDir, type BasePaths, readSidecar, removeStaleTempFiles, removeWorkFiles, sealBase, writeSidecar, type BaseSidecar } from "./base-dir.js";
 import { deriveVendorChecksum, type ChecksumProvenance } from "./checksum-from.js";
@@ -29,6 +29,7 @@ import { asDiskFull, convertToRaw, fsyncFile, inspectImage, refuseIf, type StepC
 import { acquireLock } from "./lock.js";
 import { describeOutcome, errorFromLockOutcome, lockOutcomeFor } from "./outcome.js";
 import { qemuImgInfo } from "./qemu-img.js";
+import { sha256OfFile } from "./file-hash.js";
 import { downloadToPart } from "./part-download.js";
 import { statOwnFile } from "./safe-fs.js";
 import { resolvedFromHttp, type ResolvedSource, type SourceSpec } from "./source.js";
@@ -132,6 +133,7 @@ async function cachedResult(job: FetchJob): Promise<FetchResult | undefined> {
   if (!st) return undefined;
   await statOwnFile(job.paths.sidecar);
   const sc = await readSidecar(job.req.baseDir, job.base);
+  if (sc?.corrupt) throw new ImageRejectedError("base-corrupt", `Refused base of image "${job.id}": ${job.paths.base} no longer matches the digest recorded when it was stored (found ${sc.corrupt.detectedAt}); it is removed once nothing uses it`);
   // NOTE: a refusal leaves the base: instances may use it. Only the caller's expectation is refused.
   refuseIf(evaluateCachedBase({ sizeBytes: st.size, ...(sc?.sha256 ? { sha256: sc.sha256 } : {}), ...(sc?.sha512 ? { sha512: sc.sha512 } : {}) }, job.want), job.id);
   return resultOf(job, { cached: true, format: sc?.sourceFormat ?? "raw", bytesDownloaded: 0, resumedBytes: 0, sha256: sc?.sha256 ?? "" }, st);
@@ -171,10 +173,12 @@ async function fetchLocked(first: FetchJob): Promise<FetchResult> {
     await unlink(p.part);
   }
   refuseIf(evaluateConverted(await qemuImgInfo(p.converted, "raw", req.signal ? { signal: req.signal } : {}), virtualSize), job.id);
+  // A raw download is the base byte for byte, so its digest is the base's; a converted one is read once more.
+  const rawSha256 = facts.format === "raw" ? dl.sha256 : (await sha256OfFile(p.converted, req.signal)).sha256;
   const st = await sealBase(p.converted);
   // Planted while we worked: refuse before the sidecar is written, so nothing of ours is left next to it.
   if (await statOwnFile(p.base)) throw new ForeignFileError(p.base, "a file another process put there while this fetch held the lock");
-  await writeSidecar(req.baseDir, job.base, sidecarFor(job, source, facts.format, virtualSize, dl));
+  await writeSidecar(req.baseDir, job.base, { ...sidecarFor(job, source, facts.format, virtualSize, dl), raw: { sha256: rawSha256, sizeBytes: st.size, mtimeMs: st.mtimeMs } });
   await rename(p.converted, p.base);
   await fsyncDir(req.baseDir);
   log.info({ imageId: job.id, base: job.base, format: facts.format, bytes: st.size }, "Stored image as raw base");

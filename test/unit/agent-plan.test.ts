@@ -265,3 +265,17 @@ test("a tracked image's version names its base; the old version stays listed whi
   assert.equal(pinned?.base, baseNameFor("p"));
   assert.equal(pinned?.version, undefined);
 });
+
+test("a base found corrupt is Failed with base-corrupt and neither fetched nor verified over; once gone it is fetched", () => {
+  const corrupt = planFor({ wanted: [image("a")], onDisk: new Map([[baseNameFor("a"), { virtualSize: 1 << 30, corrupt: "Base changed" }]]) });
+  assert.deepEqual([corrupt.start, corrupt.verify], [[], []]);
+  assert.deepEqual([phaseOf(corrupt, "a")?.phase, phaseOf(corrupt, "a")?.reason, phaseOf(corrupt, "a")?.message], ["Failed", "base-corrupt", "Base changed"]);
+  const gone = planFor({ wanted: [image("a")] });
+  assert.deepEqual(gone.start.map((i) => i.id), ["a"]);
+});
+
+test("base-corrupt in the last status is not remembered as a refusal after a restart: it is about the file, not the definition", () => {
+  const prior: NodeImageCacheStatus = { images: [{ id: "a", base: baseNameFor("a"), phase: "Failed", reason: "base-corrupt", message: "Base changed", observedGeneration: 3 }] };
+  const plan = planFor({ wanted: [image("a")], prior, seeded: false });
+  assert.deepEqual(plan.start.map((i) => i.id), ["a"], "the base is gone (GC removed it): fetched again");
+});

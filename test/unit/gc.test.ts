@@ -61,9 +61,10 @@ function recordFor(age: Age): GcState["bases"][string] | undefined {
 }
 
 // The rules of docs/design/gc-rules.md as a precedence list: the first that holds decides.
-function expectedBaseReason(c: { use: string; held: boolean; wanted: boolean; busy: boolean; uncertain: boolean; age: Age }): [string, GcReason] {
+function expectedBaseReason(c: { use: string; held: boolean; wanted: boolean; busy: boolean; uncertain: boolean; age: Age; corrupt: boolean }): [string, GcReason] {
   if (c.use !== "none") return ["keep", "InUse"];
   if (c.held) return ["keep", "Open"];
+  if (c.corrupt && !c.busy && !c.uncertain) return ["delete", "Corrupt"];
   if (c.wanted) return ["keep", "Wanted"];
   if (c.busy) return ["keep", "Busy"];
   if (c.uncertain) return ["keep", "ReferencesIncomplete"];
@@ -71,39 +72,41 @@ function expectedBaseReason(c: { use: string; held: boolean; wanted: boolean; bu
   return ["keep", "WithinRetention"];
 }
 
-test("every combination of use, open, wanted, busy, uncertainty and age decides a base by the first rule that holds", () => {
+test("every combination of use, open, wanted, busy, uncertainty, age and corruption decides a base by the first rule that holds", () => {
   let rows = 0;
   for (const use of uses)
     for (const held of [false, true])
       for (const wanted of [false, true])
         for (const busy of [false, true])
           for (const uncertain of [false, true])
-            for (const age of ages) {
-              const c = { use, held, wanted, busy, uncertain, age };
-              const entries = [entry(A, { held }), entry(`${A}.info.json`), ...(busy ? [entry(`${A}.part`, { held: true })] : [])];
-              const useList = [
-                ...(use === "disk" || use === "both" ? [{ base: A, by: "disk /i/vm1/disk" }] : []),
-                ...(use === "pod" || use === "both" ? [{ base: A, by: "pod default/p1" }] : []),
-              ];
-              const record = recordFor(age);
-              const plan = planGc(
-                input({
-                  entries,
-                  uses: useList,
-                  wanted: wanted ? [{ base: A, imageId: "img-a", retentionMs: 24 * H }] : [],
-                  uncertainties: uncertain ? ["disk /i/vm9/disk: cannot read header"] : [],
-                  state: stateWith(record ? { [A]: record } : {}),
-                }),
-              );
-              const d = decisionFor(plan, A);
-              const [action, reason] = expectedBaseReason(c);
-              assert.deepEqual([d.action, d.reason], [action, reason], JSON.stringify(c));
-              const sidecar = decisionFor(plan, `${A}.info.json`);
-              assert.equal(sidecar.action, action, `sidecar follows its base: ${JSON.stringify(c)}`);
-              if (use !== "none") assert.equal(d.users?.length, use === "both" ? 2 : 1);
-              rows++;
-            }
-  assert.equal(rows, 4 * 2 * 2 * 2 * 2 * 5);
+            for (const age of ages)
+              for (const corrupt of [false, true]) {
+                const c = { use, held, wanted, busy, uncertain, age, corrupt };
+                const entries = [entry(A, { held }), entry(`${A}.info.json`), ...(busy ? [entry(`${A}.part`, { held: true })] : [])];
+                const useList = [
+                  ...(use === "disk" || use === "both" ? [{ base: A, by: "disk /i/vm1/disk" }] : []),
+                  ...(use === "pod" || use === "both" ? [{ base: A, by: "pod default/p1" }] : []),
+                ];
+                const record = recordFor(age);
+                const plan = planGc(
+                  input({
+                    entries,
+                    uses: useList,
+                    wanted: wanted ? [{ base: A, imageId: "img-a", retentionMs: 24 * H }] : [],
+                    uncertainties: uncertain ? ["disk /i/vm9/disk: cannot read header"] : [],
+                    state: stateWith(record ? { [A]: record } : {}),
+                    ...(corrupt ? { corrupt: [A] } : {}),
+                  }),
+                );
+                const d = decisionFor(plan, A);
+                const [action, reason] = expectedBaseReason(c);
+                assert.deepEqual([d.action, d.reason], [action, reason], JSON.stringify(c));
+                const sidecar = decisionFor(plan, `${A}.info.json`);
+                assert.equal(sidecar.action, action, `sidecar follows its base: ${JSON.stringify(c)}`);
+                if (use !== "none") assert.equal(d.users?.length, use === "both" ? 2 : 1);
+                rows++;
+              }
+  assert.equal(rows, 2 * 4 * 2 * 2 * 2 * 2 * 5);
 });
 
 test("a base seen unused for the first time starts its retention clock now and is kept", () => {

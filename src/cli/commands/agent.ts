@@ -35,6 +35,8 @@ const flags = {
   "retry-base": { type: "string", value: "DUR", default: formatDuration(DefaultRetryPolicy.baseMs), help: "first backoff after a failed source" },
   "retry-max": { type: "string", value: "DUR", default: formatDuration(DefaultRetryPolicy.maxMs), help: "longest backoff after a failed source" },
   "write-back": { type: "string", value: "SIZE", default: "32Mi", help: "fdatasync each download every SIZE written and hold it while twice\nSIZE is not yet on disk, so dirty pages stay bounded; 0 turns it off" },
+  "verify-interval": { type: "string", value: "DUR", default: "24h", help: "re-hash each stored base this often against the digest recorded when\nit was stored; a changed one is flagged (new disks refuse it) and fetched\nagain once unused; 0 re-hashes only bases whose size or mtime changed" },
+  "verify-look": { type: "string", value: "DUR", default: "1m", help: "how often the bases' sizes and mtimes are compared with their sidecars" },
   "metrics-addr": { type: "string", value: "HOST:PORT", default: DefaultMetricsAddr, help: 'serve /metrics here; "" disables\n(a free port instead when no address is given and the default is taken)' },
   "health-addr": { type: "string", value: "HOST:PORT", default: DefaultHealthAddr, help: 'serve /healthz and /readyz here; "" disables' },
 } as const;
@@ -68,6 +70,8 @@ export function parseAgentFlags(argv: string[], env: NodeJS.ProcessEnv): AgentOp
     defaultAddrs: !parsed.given.has("metrics-addr") && !parsed.given.has("health-addr"),
     clock: clockFromEnv(env),
     writeBackBytes: bytesFlag("write-back", v["write-back"]),
+    verifyIntervalMs: durationFlag("verify-interval", v["verify-interval"]),
+    verifyLookMs: durationFlag("verify-look", v["verify-look"], 1000),
     retry: { baseMs: durationFlag("retry-base", v["retry-base"]), maxMs: durationFlag("retry-max", v["retry-max"]) },
   };
 }

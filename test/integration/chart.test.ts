@@ -114,7 +114,7 @@ describe("the chart, rendered", () => {
     const defaults = await argsOf([]);
     assert.match(defaults, /--gc-interval=40m --retention=24h --pod-uses-timeout=30s/);
     assert.doesNotMatch(defaults, /--cache-budget|--dry-run-gc/);
-    const set = ["agent.gc.cacheBudget.size=500Gi", "agent.gc.cacheBudget.lowWatermark=0.5", "agent.gc.interval=10m", "agent.gc.retention=2h", "agent.concurrency=4", "agent.gc.dryRun=true", "agent.gc.podUsesTimeout=5s"];
+    const set = ["agent.gc.cacheBudget.size=500Gi", "agent.gc.cacheBudget.lowWatermark=0.5", "agent.gc.interval=10m", "agent.gc.retention=2h", "agent.concurrency=4", "agent.gc.dryRun=true", "agent.gc.podUsesTimeout=5s", "agent.verifyInterval=6h"];
     const tuned = await argsOf(set);
     assert.match(tuned, /--concurrency=4 --gc-interval=10m --retention=2h --pod-uses-timeout=5s --cache-budget=500Gi --high-watermark=0.9 --low-watermark=0.5 --dry-run-gc/);
     // The agent itself accepts them and reads them as meant.
@@ -122,8 +122,8 @@ describe("the chart, rendered", () => {
     const agent = parseAgentFlags(expandedArgs(ds, "agent", {}).slice(1), { NODE_NAME: "node-1" });
     assert.ok(agent !== "help");
     assert.deepEqual(
-      { concurrency: agent.concurrency, gcIntervalMs: agent.gcIntervalMs, retentionMs: agent.defaultRetentionMs, podUsesTimeoutMs: agent.podUsesTimeoutMs, budget: agent.budget, dryRun: agent.dryRunGc },
-      { concurrency: 4, gcIntervalMs: 600_000, retentionMs: 7_200_000, podUsesTimeoutMs: 5000, budget: { limitBytes: 500 * 1024 ** 3, highWatermark: 0.9, lowWatermark: 0.5 }, dryRun: true },
+      { concurrency: agent.concurrency, gcIntervalMs: agent.gcIntervalMs, retentionMs: agent.defaultRetentionMs, podUsesTimeoutMs: agent.podUsesTimeoutMs, budget: agent.budget, dryRun: agent.dryRunGc, verifyIntervalMs: agent.verifyIntervalMs },
+      { concurrency: 4, gcIntervalMs: 600_000, retentionMs: 7_200_000, podUsesTimeoutMs: 5000, budget: { limitBytes: 500 * 1024 ** 3, highWatermark: 0.9, lowWatermark: 0.5 }, dryRun: true, verifyIntervalMs: 21_600_000 },
     );
   });
 

@@ -18,7 +18,7 @@ import { imageCache, Namespace } from "../harness/node/workloads.js";
 
 const skip = (await unavailableReason()) ?? (await prometheusUnavailable());
 const RulesFile = join(repoRoot, "deploy/monitoring/basecache.rules.yaml");
-const AlertNames = ["BasecacheImagesFailing", "BasecacheFetchStuck", "BasecacheCacheOverHighWatermark", "BasecacheGCRefusing", "BasecacheNoControllerLeader"];
+const AlertNames = ["BasecacheImagesFailing", "BasecacheFetchStuck", "BasecacheCacheOverHighWatermark", "BasecacheGCRefusing", "BasecacheBaseCorrupt", "BasecacheNoControllerLeader"];
 const BadCache = "wrong-checksum";
 
 interface Target {

@@ -79,13 +79,21 @@ export class AgentTestbed {
    * from deploy/, and resolves once it leads: it tells the agents which bases the pods on their node use, and
    * leaves alone the NodeImageCaches the tests write by hand. Stopped by `stop()`, or earlier by the test.
    */
-  async answerPodUses(): Promise<ControllerProcess> {
+  answerPodUses(): Promise<ControllerProcess> {
+    return this.controller(["--controllers", "pod-uses"]);
+  }
+
+  /**
+   * Starts the real controller with `args` (default: every part, status written at once) under its own identity
+   * from deploy/, and resolves once it leads. Stopped by `stop()`, or earlier by the test.
+   */
+  async controller(args: string[] = ["--status-interval", "0s"]): Promise<ControllerProcess> {
     if (this.controllerIdentity === undefined) {
       await applyObjects(this.cp.adminConfig(), await readManifests([join(repoRoot, "deploy", "10-controller-rbac.yaml")]));
       this.controllerIdentity = (await this.cp.serviceAccountConfig("basecache-system", "basecache-controller")).kubeconfigPath;
     }
-    // In its namespace as deployed, where its RBAC lets it hold its Lease.
-    const c = startController(this.controllerIdentity, ["--controllers", "pod-uses"], { POD_NAMESPACE: "basecache-system" });
+    // In its namespace as deployed, where its RBAC lets it hold its Lease (and reads the keys' ConfigMaps).
+    const c = startController(this.controllerIdentity, args, { POD_NAMESPACE: "basecache-system" });
     this.controllers.push(c);
     try {
       await c.leading();

@@ -8,72 +8,51 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createPublicKey } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { VersionRecord } from "../../src/core/api-records.js";
 import { pemPublicKeyBlocks } from "../../src/core/cosign.js";
 import { baseNameFor, versionedBaseName } from "../../src/core/names.js";
 import { keyFingerprint } from "../../src/image/cosign-verify.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
-import { startController, type ControllerProcess } from "../harness/controller-process.js";
+import { AgentTestbed } from "../harness/agent-testbed.js";
+import type { NodeDirs } from "../harness/agent-process.js";
 import { CosignSigner } from "../harness/cosign.js";
 import { eventually } from "../harness/eventually.js";
 import { filesStartingWith } from "../harness/fetch-cli.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { applyObjects, readManifests } from "../harness/manifests.js";
 import { pushArtifact, startRegistry, type Pushed, type TestRegistry } from "../harness/registry.js";
 import { eventsAbout, imageStatus } from "./agent-helpers.js";
 
-const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const ns = "basecache-system";
 const node = "cosign-node";
 const QcowType = "application/vnd.qemu.qcow2";
 
-let cp: ControlPlane;
-let admin: Api;
+let bed: AgentTestbed;
 let reg: TestRegistry;
-let images: ImageDir;
 let publisher: CosignSigner;
 let stranger: CosignSigner;
-let ctl: ControllerProcess;
-let agent: AgentProcess;
 let dirs: NodeDirs;
 
 before(async () => {
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  await applyObjects(cp.adminConfig(), await readManifests(["10-controller-rbac.yaml"].map((f) => join(repoRoot, "deploy", f))));
-  admin = new Api(cp.adminConfig());
+  bed = await AgentTestbed.start();
   reg = await startRegistry();
-  images = await ImageDir.create("basecache-agent-cosign-");
+  bed.onStop(() => reg.stop());
   [publisher, stranger] = await Promise.all([CosignSigner.create(), CosignSigner.create()]);
+  bed.onStop(() => Promise.all([publisher.close(), stranger.close()]));
   const keys = `# release key\n${await publisher.publicKey()}password=hunter2\n`;
-  await admin.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "vendor-keys" }, data: { "cosign.pub": keys, "notes.txt": "password=hunter2\n" } } });
-  const sa = await cp.serviceAccountConfig(ns, "basecache-controller");
-  ctl = startController(sa.kubeconfigPath, ["--status-interval", "0s"], { POD_NAMESPACE: ns });
-  await ctl.leading();
-  await admin.createNode(node);
-  dirs = await makeNodeDirs(node);
-  agent = startAgent({ node, dirs, kubeconfigPath: await agentKubeconfig(cp, node, dirs.root), args: [], defaultAddrs: false });
+  await bed.admin.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "vendor-keys" }, data: { "cosign.pub": keys, "notes.txt": "password=hunter2\n" } } });
+  await bed.controller();
+  const n = await bed.node(node);
+  dirs = n.dirs;
+  bed.launch(n);
 });
 
 after(async () => {
-  await agent?.stop();
-  await ctl?.stop();
-  await reg?.stop();
-  await images?.cleanup();
-  await Promise.all([publisher?.close(), stranger?.close()]);
-  await cp?.stop();
-  if (dirs) await removeNodeDirs(dirs);
+  await bed?.stop();
 });
 
 const verify = (key = "cosign.pub") => ({ keys: { configMapRef: { name: "vendor-keys", key } } });
 const byDigest = (p: Pushed) => `${p.ref.replace(/:[^:/]+$/, "")}@${p.manifest.digest}`;
 async function push(repo: string, tag: string, pattern: number): Promise<Pushed> {
-  return pushArtifact(reg, repo, tag, [{ data: await readFile(await images.qcow2(`${repo.replace(/\//g, "-")}-${pattern}.qcow2`, pattern)), mediaType: QcowType, title: "disk.qcow2" }]);
+  return pushArtifact(reg, repo, tag, [{ data: await readFile(await bed.images.qcow2(`${repo.replace(/\//g, "-")}-${pattern}.qcow2`, pattern)), mediaType: QcowType, title: "disk.qcow2" }]);
 }
 
 test("a publisher-signed image becomes Ready; unsigned, a stranger's signature and missing keys are each refused with their reason", async () => {
@@ -82,7 +61,7 @@ test("a publisher-signed image becomes Ready; unsigned, a stranger's signature a
   const strangers = await push("vm/strangers", "1", 33);
   await publisher.sign(byDigest(signed));
   await stranger.sign(byDigest(strangers));
-  await admin.createImageCache("signed", {
+  await bed.admin.createImageCache("signed", {
     images: [
       { id: "good", source: { registry: { image: signed.ref, verify: verify() } } },
       { id: "unsigned", source: { registry: { image: unsigned.ref, verify: verify() } } },
@@ -92,7 +71,7 @@ test("a publisher-signed image becomes Ready; unsigned, a stranger's signature a
   });
 
   const nic = await eventually(async () => {
-    const n = await admin.nic(node);
+    const n = await bed.admin.nic(node);
     assert.equal(n?.spec.images.length, 4);
     return n!;
   });
@@ -113,7 +92,7 @@ test("a publisher-signed image becomes Ready; unsigned, a stranger's signature a
   for (const [id, phase, reason] of want) {
     await eventually(
       async () => {
-        const s = await imageStatus(admin, node, id);
+        const s = await imageStatus(bed.admin, node, id);
         assert.deepEqual([s?.phase, s?.reason], [phase, reason], s?.message);
       },
       { timeoutMs: 90_000, description: `${id} ${phase}` },
@@ -122,10 +101,10 @@ test("a publisher-signed image becomes Ready; unsigned, a stranger's signature a
   }
   // The ImageCache counts the node's Ready report: it compares with the definition the node was given, keys included.
   await eventually(async () => {
-    const counts = ((await admin.imageCache("signed")) as { status?: { images?: { id: string; ready: number; failed: number }[] } }).status?.images ?? [];
+    const counts = ((await bed.admin.imageCache("signed")) as { status?: { images?: { id: string; ready: number; failed: number }[] } }).status?.images ?? [];
     assert.deepEqual(counts.map((c) => [c.id, c.ready, c.failed]), [["good", 1, 0], ["unsigned", 0, 1], ["stranger", 0, 1], ["no-keys", 0, 1]]);
   });
-  const events = await eventsAbout(admin, node);
+  const events = await eventsAbout(bed.admin, node);
   // Events of one reason on one node are aggregated: one of the cosign refusals is there, with what it is about.
   assert.ok(events.some((e) => e.reason === "ImageRejected" && /no cosign signature for manifest|none of the 1 cosign signature|no public key to check the cosign signature/.test(e.note)), JSON.stringify(events.map((e) => e.note)));
   const sidecar = JSON.parse(await readFile(join(dirs.base, `${baseNameFor("good")}.info.json`), "utf8")) as { signature?: { digest: string; signedBy: string } };
@@ -135,21 +114,21 @@ test("a publisher-signed image becomes Ready; unsigned, a stranger's signature a
 test("a tracked, verified tag: the signed digest is a version with its signer; an unsigned push under the tag is not", async () => {
   const first = await push("vm/tracked", "stable", 34);
   await publisher.sign(byDigest(first));
-  await admin.createImageCache("tracked", { images: [{ id: "tracked", source: { registry: { image: first.ref, verify: verify() } }, updatePolicy: { interval: "1m" } }] });
+  await bed.admin.createImageCache("tracked", { images: [{ id: "tracked", source: { registry: { image: first.ref, verify: verify() } }, updatePolicy: { interval: "1m" } }] });
   const publisherKey = keyFingerprint(createPublicKey(await publisher.publicKey()));
-  const versionOf = async () => ((await admin.imageCache("tracked")) as { status?: { versions?: VersionRecord[] } }).status?.versions?.[0];
+  const versionOf = async () => ((await bed.admin.imageCache("tracked")) as { status?: { versions?: VersionRecord[] } }).status?.versions?.[0];
   const v1 = await eventually(
     async () => {
       const v = await versionOf();
       assert.equal(v?.current?.digest, first.manifest.digest, JSON.stringify(v));
       assert.equal(v?.current?.signedBy, publisherKey);
-      const s = await imageStatus(admin, node, "tracked");
+      const s = await imageStatus(bed.admin, node, "tracked");
       assert.equal(s?.phase, "Ready", s?.message);
       return v!.current!;
     },
     { timeoutMs: 120_000, description: "the signed first version Ready" },
   );
-  assert.equal((await imageStatus(admin, node, "tracked"))?.base, versionedBaseName("tracked", v1.name));
+  assert.equal((await imageStatus(bed.admin, node, "tracked"))?.base, versionedBaseName("tracked", v1.name));
 
   // An unsigned push under the tag: the next check (at most the 1m interval away) fails with the reason, and the
   // signed version stays current.
@@ -162,5 +141,5 @@ test("a tracked, verified tag: the signed digest is a version with its signer; a
     },
     { timeoutMs: 150_000, description: "the unsigned digest refused by the version check" },
   );
-  assert.equal((await imageStatus(admin, node, "tracked"))?.phase, "Ready");
+  assert.equal((await imageStatus(bed.admin, node, "tracked"))?.phase, "Ready");
 });

@@ -9,56 +9,31 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { open, readFile, rm, stat, utimes } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { baseNameFor } from "../../src/core/names.js";
-import { agentKubeconfig, applyAgentIdentity, makeNodeDirs, removeNodeDirs, startAgent, type AgentProcess, type NodeDirs } from "../harness/agent-process.js";
-import { startControlPlane, type ControlPlane } from "../harness/control-plane.js";
-import { startController, type ControllerProcess } from "../harness/controller-process.js";
+import { AgentTestbed } from "../harness/agent-testbed.js";
+import type { AgentProcess, NodeDirs } from "../harness/agent-process.js";
 import { eventually } from "../harness/eventually.js";
 import { startCli } from "../harness/fetch-cli.js";
-import { ImageDir } from "../harness/images.js";
-import { Api } from "../harness/kube-api.js";
-import { applyObjects, readManifests } from "../harness/manifests.js";
-import { Origin } from "../harness/origin.js";
 import { annotateNic, eventsAbout, imageStatus } from "./agent-helpers.js";
 
-const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const ns = "basecache-system";
 const node = "verify-node";
 
-let cp: ControlPlane;
-let admin: Api;
-let origin: Origin;
-let images: ImageDir;
-let ctl: ControllerProcess;
+let bed: AgentTestbed;
 let agent: AgentProcess;
 let dirs: NodeDirs;
 
 before(async () => {
-  cp = await startControlPlane();
-  await cp.applyCrds();
-  await applyAgentIdentity(cp);
-  await applyObjects(cp.adminConfig(), await readManifests(["10-controller-rbac.yaml"].map((f) => join(repoRoot, "deploy", f))));
-  admin = new Api(cp.adminConfig());
-  origin = await Origin.start();
-  images = await ImageDir.create("basecache-verify-");
-  const sa = await cp.serviceAccountConfig(ns, "basecache-controller");
-  ctl = startController(sa.kubeconfigPath, ["--status-interval", "0s"], { POD_NAMESPACE: ns });
-  await ctl.leading();
-  await admin.createNode(node);
-  dirs = await makeNodeDirs(node);
+  bed = await AgentTestbed.start();
+  await bed.controller();
+  const n = await bed.node(node);
+  dirs = n.dirs;
   // Every base is re-hashed every 3s and sizes and mtimes are compared every second: the test's pace, not a node's.
-  agent = startAgent({ node, dirs, kubeconfigPath: await agentKubeconfig(cp, node, dirs.root), args: ["--verify-interval", "3s", "--verify-look", "1s"], defaultAddrs: false });
+  agent = bed.launch(n, { args: ["--verify-interval", "3s", "--verify-look", "1s"] });
 });
 
 after(async () => {
-  await agent?.stop();
-  await ctl?.stop();
-  await origin?.close();
-  await images?.cleanup();
-  await cp?.stop();
-  if (dirs) await removeNodeDirs(dirs);
+  await bed?.stop();
 });
 
 const sha256 = async (path: string) => createHash("sha256").update(await readFile(path)).digest("hex");
@@ -88,16 +63,16 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
 }
 
 test("a changed base is found, flagged and fetched again once nothing uses it; one an overlay uses waits for it", async () => {
-  const free = await images.qcow2("free.qcow2", 41);
-  const held = await images.qcow2("held.qcow2", 42);
-  await admin.createImageCache("verified", {
+  const free = await bed.images.qcow2("free.qcow2", 41);
+  const held = await bed.images.qcow2("held.qcow2", 42);
+  await bed.admin.createImageCache("verified", {
     images: [
-      { id: "free", source: { http: { url: origin.serve("/free.qcow2", { file: free }) } } },
-      { id: "held", source: { http: { url: origin.serve("/held.qcow2", { file: held }) } } },
+      { id: "free", source: { http: { url: bed.origin.serve("/free.qcow2", { file: free }) } } },
+      { id: "held", source: { http: { url: bed.origin.serve("/held.qcow2", { file: held }) } } },
     ],
   });
   for (const id of ["free", "held"]) {
-    await eventually(async () => assert.equal((await imageStatus(admin, node, id))?.phase, "Ready"), { timeoutMs: 90_000, description: `${id} Ready` });
+    await eventually(async () => assert.equal((await imageStatus(bed.admin, node, id))?.phase, "Ready"), { timeoutMs: 90_000, description: `${id} Ready` });
     const recorded = (await sidecarOf(id)).raw?.sha256;
     assert.equal(recorded, await sha256(join(dirs.base, baseNameFor(id))), `${id}: the sidecar records the raw base's digest`);
   }
@@ -107,7 +82,7 @@ test("a changed base is found, flagged and fetched again once nothing uses it; o
   const vm1 = join(dirs.instances, "vm1.qcow2");
   const made = await cli(["disk", "create", "--base-dir", dirs.base, "--id", "held", "--out", vm1]);
   assert.equal(made.code, 0, made.stderr);
-  const fetchesOfFree = origin.seen.get("/free.qcow2") ?? 0;
+  const fetchesOfFree = bed.origin.seen.get("/free.qcow2") ?? 0;
 
   await flipByte("held", false); // the mtime moves: seen at the next look
   await flipByte("free", true); // the mtime is put back: only the periodic re-hash sees it
@@ -115,7 +90,7 @@ test("a changed base is found, flagged and fetched again once nothing uses it; o
   // The used base: flagged, kept, refused for new disks; its overlay still opens.
   await eventually(
     async () => {
-      const s = await imageStatus(admin, node, "held");
+      const s = await imageStatus(bed.admin, node, "held");
       assert.deepEqual([s?.phase, s?.reason], ["Failed", "base-corrupt"], s?.message);
       assert.match(s?.message ?? "", new RegExp(`${baseNameFor("held")}.*no longer matches`));
     },
@@ -130,24 +105,24 @@ test("a changed base is found, flagged and fetched again once nothing uses it; o
   // The unused base: removed by GC and fetched again, with the bytes it had when it was stored.
   await eventually(
     async () => {
-      assert.ok((origin.seen.get("/free.qcow2") ?? 0) > fetchesOfFree, "fetched again");
-      assert.equal((await imageStatus(admin, node, "free"))?.phase, "Ready");
+      assert.ok((bed.origin.seen.get("/free.qcow2") ?? 0) > fetchesOfFree, "fetched again");
+      assert.equal((await imageStatus(bed.admin, node, "free"))?.phase, "Ready");
       assert.equal(await sha256(join(dirs.base, baseNameFor("free"))), good.free);
       assert.equal((await sidecarOf("free")).corrupt, undefined);
     },
     { timeoutMs: 90_000, description: "free removed and fetched again" },
   );
   assert.ok((await verifications("corrupt")) >= 2);
-  const events = await eventsAbout(admin, node);
+  const events = await eventsAbout(bed.admin, node);
   // Events of one reason on one object are aggregated by the recorder: the first finding's note is the one kept.
   assert.ok(events.some((e) => e.reason === "BaseCorrupt" && e.type === "Warning" && new RegExp(`(${baseNameFor("held")}|${baseNameFor("free")}).*no longer matches`).test(e.note)), JSON.stringify(events.map((e) => [e.reason, e.note])));
 
   // Its overlay gone, the flagged base goes at the next GC pass and comes back whole.
   await rm(vm1);
-  await annotateNic(admin, node, { "basecache.io/gc-requested": "after-vm1" });
+  await annotateNic(bed.admin, node, { "basecache.io/gc-requested": "after-vm1" });
   await eventually(
     async () => {
-      assert.equal((await imageStatus(admin, node, "held"))?.phase, "Ready");
+      assert.equal((await imageStatus(bed.admin, node, "held"))?.phase, "Ready");
       assert.equal(await sha256(join(dirs.base, baseNameFor("held"))), good.held);
     },
     { timeoutMs: 90_000, description: "held repaired once unused" },

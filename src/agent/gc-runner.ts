@@ -94,6 +94,16 @@ export class GcRunner {
     return next;
   }
 
+  /**
+   * Runs `fn` between passes, never during one: the verifier reads a base under its lock, which would make a
+   * pass refuse to remove that base, and its open descriptor would count as a use.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
   async idle(): Promise<void> {
     await this.chain;
   }

@@ -165,6 +165,7 @@ function wireParts(opts: AgentOptions, edges: Edges) {
     log,
     // GC removes a corrupt base that nothing uses; the pass after it fetches the image again.
     onCorrupt: () => void gc.run("corrupt"),
+    exclusive: (fn) => gc.exclusive(fn),
     ...(opts.verifyLookMs !== undefined ? { lookEveryMs: opts.verifyLookMs } : {}),
   });
   return { gc, fetches, status, queue, verifier };

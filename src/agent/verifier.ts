@@ -4,8 +4,8 @@
  * when it was stored (core/reverify.ts decides which and when). A base found changed is flagged in its sidecar:
  * the status says so (phase Failed, reason base-corrupt), new disks refuse it, GC removes it once nothing uses it
  * (reason Corrupt), and the agent then fetches it again. Each finding is an Event, a metric and one log line.
- * The base's lock is held while it is hashed, so GC cannot remove it mid-read and a sidecar is never rewritten
- * for a base that is gone.
+ * The base's lock is held while it is hashed, so nothing removes it mid-read and a sidecar is never rewritten
+ * for a base that is gone; each hash runs between GC passes, so a pass is never refused for it.
  */
 import { join } from "node:path";
 import { lstat } from "node:fs/promises";
@@ -36,6 +36,8 @@ export interface VerifierOptions {
   log: Logger;
   /** Called after a base was found corrupt: the agent runs GC, which removes it if nothing uses it. */
   onCorrupt: () => void;
+  /** Runs one base's verification between GC passes (GcRunner.exclusive); directly when absent. */
+  exclusive?: <T>(fn: () => Promise<T>) => Promise<T>;
   /** Between looks; default LookEveryMs (tests use less). */
   lookEveryMs?: number;
 }
@@ -66,7 +68,8 @@ export class BaseVerifier {
     for (const { base, why } of plan.due) {
       signal?.throwIfAborted();
       const sc = sidecars.get(base);
-      if (sc) await this.verify(base, sc, why, signal);
+      const run = this.opts.exclusive ?? ((fn) => fn());
+      if (sc) await run(() => this.verify(base, sc, why, signal));
     }
     return plan.nextInMs;
   }

@@ -138,9 +138,21 @@ export async function qemuImgResize(path: string, format: string, size: number, 
   await run(["resize", "-q", "-f", format, path, String(size)], { timeoutMs: 60_000, ...opts });
 }
 
+/** One extent of `qemu-img map`: `zero` when it reads as zeros without holding data (a hole, a zero cluster). */
+export interface MapExtent {
+  start: number;
+  length: number;
+  zero: boolean;
+}
+
+/** `qemu-img map --output=json -f FORMAT`: the image's extents, in order. */
+export async function qemuImgExtents(path: string, format: string, opts: QemuImgOptions = {}): Promise<MapExtent[]> {
+  const { stdout } = await run(["map", "--output=json", "-f", format, "--force-share", path], { timeoutMs: 120_000, ...opts, limits: InspectLimits });
+  const extents = JSON.parse(stdout) as { start: number; length: number; data: boolean; zero: boolean }[];
+  return extents.map((e) => ({ start: e.start, length: e.length, zero: !e.data || e.zero }));
+}
+
 /** `qemu-img map --output=json -f FORMAT`: bytes that hold data (allocated and not zero). */
 export async function qemuImgDataBytes(path: string, format: string, opts: QemuImgOptions = {}): Promise<number> {
-  const { stdout } = await run(["map", "--output=json", "-f", format, "--force-share", path], { timeoutMs: 120_000, ...opts, limits: InspectLimits });
-  const extents = JSON.parse(stdout) as { length: number; data: boolean; zero: boolean }[];
-  return extents.filter((e) => e.data && !e.zero).reduce((sum, e) => sum + e.length, 0);
+  return (await qemuImgExtents(path, format, opts)).filter((e) => !e.zero).reduce((sum, e) => sum + e.length, 0);
 }

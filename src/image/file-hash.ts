@@ -5,8 +5,7 @@
  * on a raw file) names them, and zeros are hashed in their place. Reading a hole would have the kernel fill the
  * page cache with zero pages, seconds of system time per GiB of a sparse base (measured by bench/fetch).
  */
-import type { FileHandle } from "node:fs/promises";
-import { createHasher, type Hasher } from "./hasher.js";
+import { createHasher, hashFileRange, type Hasher } from "./hasher.js";
 import { qemuImgExtents, type MapExtent } from "./qemu-img.js";
 import { descriptorPath, openOwnFile } from "./safe-fs.js";
 
@@ -26,7 +25,7 @@ export async function sha256OfFile(path: string, signal?: AbortSignal): Promise<
     const extents = coverage(await qemuImgExtents(descriptorPath(fh), "raw", signal ? { signal } : {}), size);
     for (const e of extents) {
       if (e.zero) await hashZeros(hasher, e.length, signal);
-      else await hashRange(fh, hasher, e.start, e.length, path, signal);
+      else await hashFileRange(fh, hasher, e.start, e.length, (endedAt) => new Error(`Cannot hash "${path}": it ended at ${endedAt} bytes, ${e.start + e.length} were expected`), signal);
     }
     return { sha256: (await hasher.digest()).sha256, bytes: size };
   } finally {
@@ -54,22 +53,5 @@ async function hashZeros(hasher: Hasher, length: number, signal?: AbortSignal): 
     const buf = free && free.length >= n ? free.fill(0, 0, n) : Buffer.alloc(chunkBytes);
     await hasher.update(buf, n);
     left -= n;
-  }
-}
-
-async function hashRange(fh: FileHandle, hasher: Hasher, start: number, length: number, path: string, signal?: AbortSignal): Promise<void> {
-  for (let at = start, end = start + length; at < end; ) {
-    signal?.throwIfAborted();
-    const want = Math.min(chunkBytes, end - at);
-    let buf = hasher.takeFree();
-    if (!buf || buf.length < want) buf = Buffer.allocUnsafeSlow(chunkBytes);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await fh.read(buf, got, want - got, at + got);
-      if (bytesRead === 0) throw new Error(`Cannot hash "${path}": it ended at ${at + got} bytes, ${end} were expected`);
-      got += bytesRead;
-    }
-    await hasher.update(buf, want);
-    at += want;
   }
 }

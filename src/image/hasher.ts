@@ -4,6 +4,7 @@
  * socket. Falls back to hashing inline when a worker cannot start.
  */
 import { createHash, type Hash } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 
 /** Digests (lowercase hex) of everything given to a Hasher since its last reset. */
@@ -141,4 +142,27 @@ export function createHasher(extra?: string, inline = false): Hasher {
     }
   }
   return new InlineHasher(extra);
+}
+
+const readBackBytes = 1024 * 1024;
+
+/**
+ * Reads bytes [start, start + length) of `fh` into `hasher`, in order, in buffers the hasher hands back.
+ * @throws the error `short` makes when the file ends before them (with the offset where it ended)
+ */
+export async function hashFileRange(fh: FileHandle, hasher: Hasher, start: number, length: number, short: (endedAt: number) => Error, signal?: AbortSignal): Promise<void> {
+  for (let at = start, end = start + length; at < end; ) {
+    signal?.throwIfAborted();
+    const want = Math.min(readBackBytes, end - at);
+    let buf = hasher.takeFree();
+    if (!buf || buf.length < want) buf = Buffer.allocUnsafeSlow(readBackBytes);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await fh.read(buf, got, want - got, at + got);
+      if (bytesRead === 0) throw short(at + got);
+      got += bytesRead;
+    }
+    await hasher.update(buf, want);
+    at += want;
+  }
 }

@@ -7,10 +7,9 @@
 import { rename, type FileHandle } from "node:fs/promises";
 import { MaxResumeRecordBytes, type ResumeFacts, type ResumeRecord } from "../core/resume-rules.js";
 import { fsyncDir, WorkFileMode, type BasePaths } from "./base-dir.js";
-import type { Hasher } from "./hasher.js";
+import { hashFileRange, type Hasher } from "./hasher.js";
 import { createOwnFile, openOwnFile, removeOwnFile, statOwnFile } from "./safe-fs.js";
 
-const readBackBytes = 1024 * 1024;
 /** The first bytes of the disk, which the header checks read again on a resume. */
 export const ResumeHeadBytes = 64 * 1024;
 
@@ -64,21 +63,8 @@ export async function removeResumeRecord(baseDir: string, p: BasePaths): Promise
  * them for the header checks. Holes read as zeros, as they were hashed when first written.
  */
 export async function rehashPrefix(fh: FileHandle, bytes: number, hasher: Hasher, signal?: AbortSignal): Promise<Buffer> {
-  let head = Buffer.alloc(0);
-  for (let at = 0; at < bytes; ) {
-    signal?.throwIfAborted();
-    const want = Math.min(readBackBytes, bytes - at);
-    let buf = hasher.takeFree();
-    if (!buf || buf.length < want) buf = Buffer.allocUnsafeSlow(readBackBytes);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await fh.read(buf, got, want - got, at + got);
-      if (bytesRead === 0) throw new Error(`Cannot resume download: the .part ended at ${at + got} bytes, ${bytes} were recorded`);
-      got += bytesRead;
-    }
-    if (at === 0) head = Buffer.from(buf.subarray(0, Math.min(ResumeHeadBytes, want)));
-    await hasher.update(buf, want);
-    at += want;
-  }
-  return head;
+  const head = Buffer.alloc(Math.min(ResumeHeadBytes, bytes));
+  const { bytesRead } = await fh.read(head, 0, head.length, 0);
+  await hashFileRange(fh, hasher, 0, bytes, (endedAt) => new Error(`Cannot resume download: the .part ended at ${endedAt} bytes, ${bytes} were recorded`), signal);
+  return head.subarray(0, bytesRead);
 }

@@ -121,11 +121,8 @@ class RegistryClient implements SignatureStore {
 
   /** GETs a manifest and the digest of its bytes; verifies it against `digest` when one is pinned or it was named by digest. */
   async getManifest(reference: string, digest: string | undefined): Promise<{ doc: ManifestDocument; digest: string }> {
-    const res = await this.request(`${this.base}/manifests/${reference}`, "GET", { accept: ManifestAccept }, `manifest "${reference}"`);
-    const body = await readLimited(res, MaxManifestBytes, this.name);
-    const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
-    if (digest !== undefined && actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
-    return { doc: decided(parseManifestDocument(body.toString("utf8"), res.headers.get("content-type") ?? undefined), this.name), digest: actual };
+    const m = await this.manifestBytes(reference, digest);
+    return { doc: decided(parseManifestDocument(m.body.toString("utf8"), m.contentType), this.name), digest: m.digest };
   }
 
   /** The manifest under `tag`, or undefined when the registry has none: how a missing signature shows. */
@@ -144,18 +141,23 @@ class RegistryClient implements SignatureStore {
     const res = await this.request(this.blobUrl(digest), "GET", {}, `blob ${digest}`);
     // More bytes than the descriptor says is the same finding as other bytes: the blob is not the one named.
     const body = await readLimited(res, limit, this.name, () => new ImageRejectedError("corrupt", `Cannot use image "${this.name}": blob ${digest} is larger than the ${limit} bytes its descriptor says`));
-    const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    const actual = sha256Digest(body);
     if (actual !== digest) throw new ImageRejectedError("corrupt", `Cannot use image "${this.name}": blob ${digest} has digest ${actual}`);
     return body;
   }
 
   /** The sha256 of the manifest bytes at `reference`, checked against `digest` when one is pinned. */
   async manifestDigest(reference: string, digest: string | undefined): Promise<string> {
+    return (await this.manifestBytes(reference, digest)).digest;
+  }
+
+  // One manifest GET, bounded, with the digest of the bytes served, which must be `digest` when one is given.
+  private async manifestBytes(reference: string, digest: string | undefined): Promise<{ body: Buffer; contentType: string | undefined; digest: string }> {
     const res = await this.request(`${this.base}/manifests/${reference}`, "GET", { accept: ManifestAccept }, `manifest "${reference}"`);
     const body = await readLimited(res, MaxManifestBytes, this.name);
-    const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    const actual = sha256Digest(body);
     if (digest !== undefined && actual !== digest) throw new ImageRejectedError("checksum-mismatch", `Cannot use image "${this.name}": manifest digest is ${actual}, expected ${digest}`);
-    return actual;
+    return { body, contentType: res.headers.get("content-type") ?? undefined, digest: actual };
   }
 
   /** HEADs the disk blob so that a missing layer fails here, with its name, rather than mid-pipeline. */
@@ -223,6 +225,10 @@ class RegistryClient implements SignatureStore {
     if (token === undefined) throw registryError(`Cannot get a registry token for image "${this.name}": the token server's answer holds no token`, false);
     return token;
   }
+}
+
+function sha256Digest(bytes: Buffer): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
 function registryError(message: string, retryable: boolean, cause?: unknown): FetchError {

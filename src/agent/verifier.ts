@@ -65,10 +65,10 @@ export class BaseVerifier {
   async pass(signal?: AbortSignal): Promise<number | undefined> {
     const { facts, sidecars } = await this.gather();
     const plan = planReverify(facts, this.opts.clock.now(), this.opts.intervalMs);
+    const run = this.opts.exclusive ?? ((fn) => fn());
     for (const { base, why } of plan.due) {
       signal?.throwIfAborted();
       const sc = sidecars.get(base);
-      const run = this.opts.exclusive ?? ((fn) => fn());
       if (sc) await run(() => this.verify(base, sc, why, signal));
     }
     return plan.nextInMs;
